@@ -1,0 +1,61 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let nio: [Target.Dependency] = [
+    .product(name: "NIOCore", package: "swift-nio"),
+    .product(name: "NIOPosix", package: "swift-nio"),
+    .product(name: "NIOHTTP1", package: "swift-nio"),
+    .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+]
+
+let package = Package(
+    name: "sluice",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "sluice", targets: ["sluice"]),
+        .library(name: "SluiceCore", targets: ["SluiceCore"]),
+        .library(name: "SluiceRouting", targets: ["SluiceRouting"]),
+        .library(name: "SluiceBalancing", targets: ["SluiceBalancing"]),
+        .library(name: "SluiceServer", targets: ["SluiceServer"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+    ],
+    targets: [
+        // Config model, JSON, validation. No NIO.
+        .target(name: "SluiceCore"),
+        // Compiled route table. No NIO.
+        .target(name: "SluiceRouting", dependencies: ["SluiceCore"]),
+        // Node sets and pickers. No NIO.
+        .target(name: "SluiceBalancing", dependencies: ["SluiceCore"]),
+        // Data plane: ChannelHandlers, pools, tunnels.
+        .target(name: "SluiceProxy", dependencies: [
+            "SluiceCore", "SluiceRouting", "SluiceBalancing",
+            .product(name: "Logging", package: "swift-log"),
+        ] + nio),
+        // Listeners, snapshot publisher, config sources, lifecycle.
+        .target(name: "SluiceServer", dependencies: [
+            "SluiceCore", "SluiceProxy",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Yams", package: "Yams"),
+        ] + nio),
+        .executableTarget(name: "sluice", dependencies: [
+            "SluiceServer", "SluiceCore",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        // Test support: fake upstreams and a small HTTP client, on real sockets.
+        .target(name: "SluiceTesting", dependencies: ["SluiceCore"] + nio),
+        .testTarget(name: "SluiceCoreTests", dependencies: ["SluiceCore"]),
+        .testTarget(name: "SluiceRoutingTests", dependencies: ["SluiceRouting", "SluiceCore"]),
+        .testTarget(name: "SluiceBalancingTests", dependencies: ["SluiceBalancing", "SluiceCore"]),
+        .testTarget(name: "SluiceProxyTests", dependencies: ["SluiceProxy", "SluiceCore", "SluiceRouting"] + nio),
+        .testTarget(name: "SluiceIntegrationTests", dependencies: [
+            "SluiceServer", "SluiceTesting", "SluiceCore", "SluiceProxy",
+            .product(name: "Logging", package: "swift-log"),
+        ] + nio),
+    ]
+)

@@ -1,0 +1,198 @@
+import SluiceCore
+
+/// The mutable half of a load balancer: round-robin positions, connection counts, latency
+/// averages and passive failure marks. One lives on each event loop, so picking a node takes
+/// no lock; it is not `Sendable` on purpose.
+public final class Balancer {
+    public let plan: BalancerPlan
+    private var groups: [GroupState]
+    private var downUntil: [Int32: UInt64] = [:]
+    private var random: FastRandom
+    /// How long a node that failed to connect is avoided (NGINX's `fail_timeout` default).
+    public var failTimeoutNanos: UInt64 = 10_000_000_000
+
+    public init(plan: BalancerPlan, seed: UInt64 = 0x5EED) {
+        self.plan = plan
+        self.random = FastRandom(seed: seed)
+        self.groups = plan.groups.map { GroupState(group: $0, type: plan.type) }
+    }
+
+    /// Picks a node index into `plan.nodes`, skipping `excluded` ones (already tried by this
+    /// request). Nodes recently marked failed are avoided while any other node is available.
+    /// Higher-priority groups are used first; a lower group only when a higher one has
+    /// nothing to give. Returns nil when every node is excluded.
+    public func pick(hashKey: UInt64 = 0, excluding excluded: [Int] = [], now: UInt64 = 0) -> Int? {
+        if downUntil.isEmpty {
+            return pickRespectingHealth(false, hashKey, excluded, now)
+        }
+        return pickRespectingHealth(true, hashKey, excluded, now) ?? pickRespectingHealth(false, hashKey, excluded, now)
+    }
+
+    private func pickRespectingHealth(_ health: Bool, _ hashKey: UInt64, _ excluded: [Int], _ now: UInt64) -> Int? {
+        for g in 0..<groups.count {
+            let avoid: (Int32) -> Bool = { [downUntil] node in
+                if excluded.contains(Int(node)) { return true }
+                if health, let until = downUntil[node], until > now { return true }
+                return false
+            }
+            if let n = groups[g].pick(hashKey: hashKey, avoid: avoid, random: &random, noAvoidance: !health && excluded.isEmpty) {
+                return Int(n)
+            }
+        }
+        return nil
+    }
+
+    /// Tells the balancer a request to `node` finished (least_conn and ewma bookkeeping).
+    public func release(_ node: Int, latencyNanos: UInt64? = nil, now: UInt64 = 0) {
+        for g in 0..<groups.count where groups[g].release(Int32(node), latencyNanos: latencyNanos, now: now) { return }
+    }
+
+    /// Marks a node as failed (connect error): it is avoided for `failTimeoutNanos`.
+    public func markFailed(_ node: Int, now: UInt64) {
+        downUntil[Int32(node)] = now &+ failTimeoutNanos
+        if downUntil.count > 64 { downUntil = downUntil.filter { $0.value > now } }
+    }
+
+    public func markRecovered(_ node: Int) {
+        if !downUntil.isEmpty { downUntil.removeValue(forKey: Int32(node)) }
+    }
+
+    /// In-flight requests per node (least_conn, ewma), for tests and the control API.
+    public func activeRequests(_ node: Int) -> Int {
+        for g in groups { if let a = g.active(Int32(node)) { return a } }
+        return 0
+    }
+}
+
+/// Per-group picker state.
+struct GroupState {
+    let group: BalancerPlan.Group
+    let type: BalancerType
+    var counter = 0
+    var stride: StrideScheduler?
+    var leastConn: LeastConnHeap?
+    var ewma: EWMAState?
+
+    init(group: BalancerPlan.Group, type: BalancerType) {
+        self.group = group
+        self.type = type
+        switch type {
+        case .roundrobin where !group.equalWeights:
+            stride = StrideScheduler(weights: group.weights)
+        case .least_conn:
+            leastConn = LeastConnHeap(weights: group.weights)
+        case .ewma:
+            ewma = EWMAState(count: group.members.count)
+        default:
+            break
+        }
+    }
+
+    private func localIndex(_ node: Int32) -> Int? {
+        // Members are ascending node indices: binary search.
+        var lo = 0, hi = group.members.count
+        while lo < hi {
+            let mid = (lo + hi) >> 1
+            if group.members[mid] < node { lo = mid + 1 } else { hi = mid }
+        }
+        return lo < group.members.count && group.members[lo] == node ? lo : nil
+    }
+
+    mutating func pick(hashKey: UInt64, avoid: (Int32) -> Bool, random: inout FastRandom, noAvoidance: Bool) -> Int32? {
+        let members = group.members
+        let count = members.count
+        guard count > 0 else { return nil }
+        switch type {
+        case .roundrobin:
+            if var s = stride {
+                defer { stride = s }
+                for _ in 0..<count {
+                    let local = s.next()
+                    if noAvoidance || !avoid(members[local]) { return members[local] }
+                }
+                return nil
+            }
+            for _ in 0..<count {
+                let local = counter
+                counter = counter + 1 == count ? 0 : counter + 1
+                if noAvoidance || !avoid(members[local]) { return members[local] }
+            }
+            return nil
+        case .chash:
+            guard let ring = group.ring else { return nil }
+            var p = ring.firstPoint(atOrAfter: hashKey)
+            // Walk on to the next point owned by an acceptable node; bounded by the ring size.
+            for _ in 0..<ring.points.count {
+                let owner = ring.owners[p]
+                if noAvoidance || !avoid(owner) { return owner }
+                p = p + 1 == ring.points.count ? 0 : p + 1
+            }
+            return nil
+        case .least_conn:
+            guard var heap = leastConn else { return nil }
+            defer { leastConn = heap }
+            if noAvoidance || !avoid(members[heap.top]) {
+                let local = heap.top
+                heap.adjust(local, by: 1)
+                return members[local]
+            }
+            // Rare (retry or failed node): scan for the best acceptable one.
+            var best: Int? = nil
+            for local in 0..<count where !avoid(members[local]) {
+                if best == nil || heap.score(local) < heap.score(best!) { best = local }
+            }
+            guard let chosen = best else { return nil }
+            heap.adjust(chosen, by: 1)
+            return members[chosen]
+        case .ewma:
+            guard var state = ewma else { return nil }
+            defer { ewma = state }
+            var chosen: Int? = nil
+            if count == 1 {
+                chosen = noAvoidance || !avoid(members[0]) ? 0 : nil
+            } else {
+                // Power of two choices; fall back to a scan when both are unacceptable.
+                let a = random.below(count)
+                var b = random.below(count - 1)
+                if b >= a { b += 1 }
+                let okA = noAvoidance || !avoid(members[a]), okB = noAvoidance || !avoid(members[b])
+                if okA && okB {
+                    chosen = state.score(a) <= state.score(b) ? a : b
+                } else if okA {
+                    chosen = a
+                } else if okB {
+                    chosen = b
+                } else {
+                    for local in 0..<count where !avoid(members[local]) {
+                        if chosen == nil || state.score(local) < state.score(chosen!) { chosen = local }
+                    }
+                }
+            }
+            guard let c = chosen else { return nil }
+            state.inFlight[c] += 1
+            return members[c]
+        }
+    }
+
+    /// Returns true when `node` belongs to this group.
+    mutating func release(_ node: Int32, latencyNanos: UInt64?, now: UInt64) -> Bool {
+        guard let local = localIndex(node) else { return false }
+        if var heap = leastConn {
+            heap.adjust(local, by: -1)
+            leastConn = heap
+        }
+        if var state = ewma {
+            state.inFlight[local] = max(0, state.inFlight[local] - 1)
+            if let latencyNanos { state.observe(local, latencyNanos: latencyNanos, now: now) }
+            ewma = state
+        }
+        return true
+    }
+
+    func active(_ node: Int32) -> Int? {
+        guard let local = localIndex(node) else { return nil }
+        if let heap = leastConn { return heap.active[local] }
+        if let state = ewma { return state.inFlight[local] }
+        return 0
+    }
+}

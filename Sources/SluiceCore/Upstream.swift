@@ -1,0 +1,238 @@
+/// Per-phase timeouts in seconds (APISIX `timeout: {connect, send, read}`).
+public struct Timeouts: Sendable, Hashable {
+    public var connect: Double
+    public var send: Double
+    public var read: Double
+
+    public static let `default` = Timeouts(connect: 60, send: 60, read: 60)
+
+    public init(connect: Double, send: Double, read: Double) {
+        self.connect = connect
+        self.send = send
+        self.read = read
+    }
+
+    static func decode(_ value: JSONValue, path: String) throws(ConfigError) -> Timeouts {
+        var r = try FieldReader(value, path: path)
+        func required(_ key: String, _ r: inout FieldReader) throws(ConfigError) -> Double {
+            guard let v = try r.number(key, min: 0, exclusiveMin: true) else {
+                throw ConfigError(path: r.path(key), "is required")
+            }
+            return v
+        }
+        let t = Timeouts(connect: try required("connect", &r), send: try required("send", &r), read: try required("read", &r))
+        try r.rejectUnknown()
+        return t
+    }
+}
+
+/// One backend address with its weight and priority group.
+public struct UpstreamNode: Sendable, Hashable {
+    public var host: String
+    public var port: Int
+    public var weight: Int
+    public var priority: Int
+
+    public init(host: String, port: Int, weight: Int = 1, priority: Int = 0) {
+        self.host = host
+        self.port = port
+        self.weight = weight
+        self.priority = priority
+    }
+
+    /// `host:port`, with IPv6 hosts in brackets.
+    public var address: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+
+    /// Splits `host:port`, `[v6]:port` or a bare host. Returns nil when the text is malformed.
+    public static func splitAddress(_ text: String) -> (host: String, port: Int?)? {
+        if text.hasPrefix("[") {
+            guard let close = text.firstIndex(of: "]") else { return nil }
+            let host = String(text[text.index(after: text.startIndex)..<close])
+            let rest = text[text.index(after: close)...]
+            if rest.isEmpty { return (host, nil) }
+            guard rest.hasPrefix(":"), let p = Int(rest.dropFirst()) else { return nil }
+            return (host, p)
+        }
+        let colons = text.filter { $0 == ":" }.count
+        if colons == 0 { return (text, nil) }
+        if colons > 1 { return (text, nil) }  // bare IPv6
+        let parts = text.split(separator: ":", omittingEmptySubsequences: false)
+        guard let p = Int(parts[1]) else { return nil }
+        return (String(parts[0]), p)
+    }
+
+    static func validateHost(_ host: String, path: String) throws(ConfigError) {
+        guard !host.isEmpty else { throw ConfigError(path: path, "must not be empty") }
+        if IPAddress(host) != nil { return }
+        guard host.utf8.count <= 253 else { throw ConfigError(path: path, "must be at most 253 characters") }
+        for c in host.utf8 {
+            switch c {
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+                UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"):
+                continue
+            default:
+                throw ConfigError(path: path, "must be an IP address or a host name, got \"\(host)\"")
+            }
+        }
+    }
+}
+
+public enum BalancerType: String, Sendable, Hashable, CaseIterable {
+    case roundrobin, chash, least_conn, ewma
+}
+
+public enum HashOn: String, Sendable, Hashable, CaseIterable {
+    case vars, header, cookie, consumer, vars_combinations
+}
+
+public enum PassHost: String, Sendable, Hashable, CaseIterable {
+    case pass, node, rewrite
+}
+
+public struct KeepalivePool: Sendable, Hashable {
+    /// Idle connections kept per peer and event loop.
+    public var size: Int = 320
+    /// Seconds an idle connection is kept.
+    public var idleTimeout: Double = 60
+    /// Requests served by one connection before it is closed.
+    public var requests: Int = 1000
+
+    public init(size: Int = 320, idleTimeout: Double = 60, requests: Int = 1000) {
+        self.size = size
+        self.idleTimeout = idleTimeout
+        self.requests = requests
+    }
+}
+
+/// An APISIX upstream: a set of nodes and how to balance, retry and time out across them.
+public struct Upstream: Sendable, Hashable {
+    public var id: String?
+    public var type: BalancerType = .roundrobin
+    public var nodes: [UpstreamNode] = []
+    public var hashOn: HashOn = .vars
+    public var key: String?
+    public var retries: Int?
+    public var retryTimeout: Double = 0
+    public var timeout: Timeouts?
+    public var passHost: PassHost = .pass
+    public var upstreamHost: String?
+    public var scheme: String = "http"
+    public var keepalivePool = KeepalivePool()
+    public var name: String?
+    public var desc: String?
+    public var labels: [String: String] = [:]
+
+    public init(id: String? = nil, nodes: [UpstreamNode] = [], type: BalancerType = .roundrobin) {
+        self.id = id
+        self.nodes = nodes
+        self.type = type
+    }
+
+    /// Decodes and validates an upstream object. `path` prefixes every error's field path.
+    public static func decode(_ value: JSONValue, id: String? = nil, path: String = "") throws(ConfigError) -> Upstream {
+        var r = try FieldReader(value, path: path)
+        var u = Upstream()
+        u.id = try ObjectID.read(r.raw("id"), path: r.path("id")) ?? id
+        r.accept("create_time", "update_time")
+        if let t = try r.string("type", allowed: Set(BalancerType.allCases.map(\.rawValue))) {
+            u.type = BalancerType(rawValue: t) ?? .roundrobin
+        }
+        if let scheme = try r.string("scheme", allowed: ["http", "https", "grpc", "grpcs"]) {
+            guard scheme == "http" else {
+                throw ConfigError(path: r.path("scheme"), "\"\(scheme)\" upstreams are not supported by this build yet; use http")
+            }
+            u.scheme = scheme
+        }
+        if r.has("discovery_type") || r.has("service_name") {
+            throw ConfigError(path: r.path(r.has("discovery_type") ? "discovery_type" : "service_name"),
+                              "service discovery is not supported by this build yet; list nodes instead")
+        }
+        if r.has("checks") {
+            throw ConfigError(path: r.path("checks"), "health checks are not supported by this build yet")
+        }
+        guard let nodesValue = r.raw("nodes") else {
+            throw ConfigError(path: r.path("nodes"), "is required")
+        }
+        u.nodes = try decodeNodes(nodesValue, path: r.path("nodes"))
+        if let h = try r.string("hash_on", allowed: Set(HashOn.allCases.map(\.rawValue))) {
+            u.hashOn = HashOn(rawValue: h) ?? .vars
+        }
+        u.key = try r.string("key", minLength: 1)
+        if u.type == .chash {
+            if u.hashOn != .consumer && u.key == nil {
+                throw ConfigError(path: r.path("key"), "is required when type is chash")
+            }
+            if u.hashOn == .vars, let key = u.key, RequestVariable(name: key) == nil {
+                throw ConfigError(path: r.path("key"), "unknown variable \"\(key)\" for hash_on vars")
+            }
+            if u.hashOn == .consumer {
+                throw ConfigError(path: r.path("hash_on"), "\"consumer\" needs authentication plugins, which this build does not have yet")
+            }
+        }
+        u.retries = try r.int("retries", range: 0...Int64(Int32.max))
+        u.retryTimeout = try r.number("retry_timeout", min: 0) ?? 0
+        if let t = r.raw("timeout") { u.timeout = try Timeouts.decode(t, path: r.path("timeout")) }
+        if let p = try r.string("pass_host", allowed: Set(PassHost.allCases.map(\.rawValue))) {
+            u.passHost = PassHost(rawValue: p) ?? .pass
+        }
+        u.upstreamHost = try r.string("upstream_host", minLength: 1)
+        if u.passHost == .rewrite && u.upstreamHost == nil {
+            throw ConfigError(path: r.path("upstream_host"), "is required when pass_host is rewrite")
+        }
+        if let kp = r.raw("keepalive_pool") {
+            var k = try FieldReader(kp, path: r.path("keepalive_pool"))
+            u.keepalivePool.size = try k.int("size", range: 1...Int64(Int32.max)) ?? 320
+            u.keepalivePool.idleTimeout = try k.number("idle_timeout", min: 0) ?? 60
+            u.keepalivePool.requests = try k.int("requests", range: 1...Int64(Int32.max)) ?? 1000
+            try k.rejectUnknown()
+        }
+        u.name = try r.string("name", minLength: 1, maxLength: 100)
+        u.desc = try r.string("desc", maxLength: 256)
+        u.labels = try r.labels()
+        try r.rejectUnknown()
+        return u
+    }
+
+    static func decodeNodes(_ value: JSONValue, path: String) throws(ConfigError) -> [UpstreamNode] {
+        var nodes: [UpstreamNode] = []
+        switch value {
+        case .object(let map):
+            for address in map.keys.sorted() {
+                let p = FieldPath.join(path, address)
+                guard let (host, port) = UpstreamNode.splitAddress(address) else {
+                    throw ConfigError(path: p, "must be host:port")
+                }
+                try UpstreamNode.validateHost(host, path: p)
+                let portValue = port ?? 80
+                guard (1...65535).contains(portValue) else { throw ConfigError(path: p, "port must be 1-65535") }
+                guard let w = map[address]?.intValue, w >= 0, w <= Int64(Int32.max) else {
+                    throw ConfigError(path: p, "weight must be an integer >= 0")
+                }
+                nodes.append(UpstreamNode(host: host, port: portValue, weight: Int(w)))
+            }
+        case .array(let list):
+            for (i, item) in list.enumerated() {
+                let p = FieldPath.index(path, i)
+                var r = try FieldReader(item, path: p)
+                guard let host = try r.string("host", minLength: 1) else { throw ConfigError(path: r.path("host"), "is required") }
+                try UpstreamNode.validateHost(host, path: r.path("host"))
+                let port = try r.int("port", range: 1...65535) ?? 80
+                guard let weight = try r.int("weight", range: 0...Int64(Int32.max)) else {
+                    throw ConfigError(path: r.path("weight"), "is required")
+                }
+                let priority = try r.int("priority", range: Int64(Int32.min)...Int64(Int32.max)) ?? 0
+                r.accept("metadata")
+                try r.rejectUnknown()
+                let h = host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
+                nodes.append(UpstreamNode(host: h, port: port, weight: weight, priority: priority))
+            }
+        default:
+            throw ConfigError(path: path, "must be an object {\"host:port\": weight} or an array of nodes, got \(value.typeName)")
+        }
+        var seen = Set<String>()
+        for (i, n) in nodes.enumerated() where !seen.insert(n.address).inserted {
+            throw ConfigError(path: FieldPath.index(path, i), "duplicate node \(n.address)")
+        }
+        return nodes
+    }
+}

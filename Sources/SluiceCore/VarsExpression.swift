@@ -1,0 +1,301 @@
+/// A request variable a `vars` expression can read, resolved once at compile time.
+public enum RequestVariable: Sendable, Hashable {
+    case header(String)  // http_x_canary → "x-canary" (lower case, '_' read as '-')
+    case arg(String)  // arg_name
+    case cookie(String)  // cookie_name
+    case uri, requestURI, host, remoteAddr, remotePort, serverAddr, serverPort, requestMethod, scheme, queryString
+
+    /// Parses an APISIX/NGINX variable name. Returns nil for names Sluice does not know.
+    public init?(name: String) {
+        if name.hasPrefix("http_"), name.count > 5 {
+            self = .header(String(name.dropFirst(5).lowercased().map { $0 == "_" ? "-" : $0 }))
+        } else if name.hasPrefix("arg_"), name.count > 4 {
+            self = .arg(String(name.dropFirst(4)))
+        } else if name.hasPrefix("cookie_"), name.count > 7 {
+            self = .cookie(String(name.dropFirst(7)))
+        } else {
+            switch name {
+            case "uri": self = .uri
+            case "request_uri": self = .requestURI
+            case "host": self = .host
+            case "remote_addr": self = .remoteAddr
+            case "remote_port": self = .remotePort
+            case "server_addr": self = .serverAddr
+            case "server_port": self = .serverPort
+            case "request_method": self = .requestMethod
+            case "scheme": self = .scheme
+            case "query_string", "args": self = .queryString
+            default: return nil
+            }
+        }
+    }
+}
+
+/// Where an expression reads request variables from; the proxy implements it over the live
+/// request, tests over a dictionary.
+public protocol RequestVariableSource {
+    func value(of variable: RequestVariable) -> String?
+}
+
+/// A compiled regular expression, shared read-only by all event loops.
+public final class CompiledRegex: @unchecked Sendable {
+    // Regex<AnyRegexOutput> is not declared Sendable because its output type is not; this
+    // instance is immutable after init and only used for matching, which does not mutate it.
+    public let pattern: String
+    let regex: Regex<AnyRegexOutput>
+
+    public init(_ pattern: String, caseInsensitive: Bool = false) throws {
+        self.pattern = pattern
+        let r = try Regex(pattern)
+        regex = caseInsensitive ? r.ignoresCase() : r
+    }
+
+    public func matches(_ s: String) -> Bool {
+        (try? regex.firstMatch(in: s)) != nil
+    }
+
+    /// Replaces the first match with `template`, where `$1`..`$9` name capture groups.
+    public func replaceFirst(in s: String, with template: String) -> String? {
+        guard let match = try? regex.firstMatch(in: s) else { return nil }
+        var out = ""
+        var chars = template.makeIterator()
+        while let c = chars.next() {
+            if c == "$" {
+                guard let d = chars.next() else { out.append("$"); break }
+                if let n = d.wholeNumberValue, n < match.output.count {
+                    if let sub = match.output[n].substring { out += sub }
+                } else {
+                    out.append("$")
+                    out.append(d)
+                }
+            } else {
+                out.append(c)
+            }
+        }
+        return String(s[..<match.range.lowerBound]) + out + String(s[match.range.upperBound...])
+    }
+}
+
+/// A `vars` expression (lua-resty-expr syntax): `[["arg_name","==","json"],["http_x","~~","^a"]]`,
+/// optionally with `"AND"` / `"OR"` / `"!AND"` / `"!OR"` heads for nesting.
+public indirect enum VarsExpression: Sendable {
+    case all([VarsExpression])
+    case any([VarsExpression])
+    case not(VarsExpression)
+    case condition(VarCondition)
+
+    public func evaluate(_ source: some RequestVariableSource) -> Bool {
+        switch self {
+        case .all(let exprs):
+            for e in exprs where !e.evaluate(source) { return false }
+            return true
+        case .any(let exprs):
+            for e in exprs where e.evaluate(source) { return true }
+            return false
+        case .not(let e):
+            return !e.evaluate(source)
+        case .condition(let c):
+            return c.evaluate(source)
+        }
+    }
+
+    /// Parses and compiles an expression; errors name the element (`vars[1][1]`).
+    public static func parse(_ value: JSONValue, path: String) throws(ConfigError) -> VarsExpression {
+        guard case .array(let items) = value else {
+            throw ConfigError(path: path, "must be an array, got \(value.typeName)")
+        }
+        if case .string(let head)? = items.first {
+            let logical: String = head.uppercased()
+            if ["AND", "OR", "!AND", "!OR"].contains(logical) {
+                var subs: [VarsExpression] = []
+                for (i, item) in items.enumerated().dropFirst() {
+                    subs.append(try parseNested(item, path: FieldPath.index(path, i)))
+                }
+                guard !subs.isEmpty else { throw ConfigError(path: path, "\(head) needs at least one expression") }
+                let base: VarsExpression = logical.hasSuffix("OR") ? .any(subs) : .all(subs)
+                return logical.hasPrefix("!") ? .not(base) : base
+            }
+            // A single bare condition at top level is not APISIX syntax.
+            throw ConfigError(path: path, "must be an array of [variable, operator, value] arrays")
+        }
+        var subs: [VarsExpression] = []
+        for (i, item) in items.enumerated() {
+            subs.append(try parseNested(item, path: FieldPath.index(path, i)))
+        }
+        return .all(subs)
+    }
+
+    static func parseNested(_ value: JSONValue, path: String) throws(ConfigError) -> VarsExpression {
+        guard case .array(let items) = value else {
+            throw ConfigError(path: path, "must be an array, got \(value.typeName)")
+        }
+        if case .string(let head)? = items.first, ["AND", "OR", "!AND", "!OR"].contains(head.uppercased()) {
+            return try parse(value, path: path)
+        }
+        if case .array? = items.first {
+            return try parse(value, path: path)
+        }
+        return .condition(try VarCondition.parse(items, path: path))
+    }
+}
+
+public struct VarCondition: Sendable {
+    public enum Operator: String, Sendable {
+        case equal = "=="
+        case notEqual = "~="
+        case greater = ">"
+        case less = "<"
+        case greaterOrEqual = ">="
+        case lessOrEqual = "<="
+        case regex = "~~"
+        case regexCaseInsensitive = "~*"
+        case `in` = "in"
+        case has = "has"
+        case ipmatch = "ipmatch"
+    }
+
+    public enum Operand: Sendable {
+        case string(String)
+        case number(Double)
+        case list([String])
+        case regex(CompiledRegex)
+        case cidrs([CIDR])
+    }
+
+    public let variable: RequestVariable
+    public let op: Operator
+    public let operand: Operand
+    public let negated: Bool
+
+    static func parse(_ items: [JSONValue], path: String) throws(ConfigError) -> VarCondition {
+        guard items.count == 3 || items.count == 4 else {
+            throw ConfigError(path: path, "must be [variable, operator, value] or [variable, \"!\", operator, value]")
+        }
+        guard case .string(let name) = items[0] else {
+            throw ConfigError(path: FieldPath.index(path, 0), "variable name must be a string")
+        }
+        guard let variable = RequestVariable(name: name) else {
+            throw ConfigError(
+                path: FieldPath.index(path, 0),
+                "unknown variable \"\(name)\" (use http_*, arg_*, cookie_*, uri, request_uri, host, remote_addr, remote_port, server_addr, server_port, request_method, scheme, query_string)"
+            )
+        }
+        var opIndex = 1
+        var negated = false
+        if items.count == 4 {
+            guard case .string("!") = items[1] else {
+                throw ConfigError(path: FieldPath.index(path, 1), "with four elements the second must be \"!\"")
+            }
+            negated = true
+            opIndex = 2
+        }
+        guard case .string(let opText) = items[opIndex], let op = Operator(rawValue: opText.lowercased()) else {
+            throw ConfigError(
+                path: FieldPath.index(path, opIndex),
+                "unknown operator (use ==, ~=, >, <, >=, <=, ~~, ~*, in, has, ipmatch, or \"!\" before one)"
+            )
+        }
+        let valuePath = FieldPath.index(path, opIndex + 1)
+        let raw = items[opIndex + 1]
+        let operand: Operand
+        switch op {
+        case .equal, .notEqual, .has:
+            switch raw {
+            case .string(let s): operand = .string(s)
+            case .int(let i): operand = .string(String(i))
+            case .double(let d): operand = .number(d)
+            case .bool(let b): operand = .string(b ? "true" : "false")
+            default: throw ConfigError(path: valuePath, "must be a string or a number")
+            }
+        case .greater, .less, .greaterOrEqual, .lessOrEqual:
+            guard let d = raw.doubleValue ?? raw.stringValue.flatMap(Double.init) else {
+                throw ConfigError(path: valuePath, "must be a number")
+            }
+            operand = .number(d)
+        case .regex, .regexCaseInsensitive:
+            guard case .string(let pattern) = raw else { throw ConfigError(path: valuePath, "must be a regular expression string") }
+            do {
+                operand = .regex(try CompiledRegex(pattern, caseInsensitive: op == .regexCaseInsensitive))
+            } catch {
+                throw ConfigError(path: valuePath, "invalid regular expression: \(error)")
+            }
+        case .in:
+            guard case .array(let values) = raw else { throw ConfigError(path: valuePath, "must be an array") }
+            var list: [String] = []
+            for (i, v) in values.enumerated() {
+                switch v {
+                case .string(let s): list.append(s)
+                case .int(let n): list.append(String(n))
+                case .double(let d): list.append(FieldReader.format(d))
+                default: throw ConfigError(path: FieldPath.index(valuePath, i), "must be a string or a number")
+                }
+            }
+            operand = .list(list)
+        case .ipmatch:
+            let texts: [JSONValue]
+            if case .array(let a) = raw { texts = a } else { texts = [raw] }
+            var cidrs: [CIDR] = []
+            for (i, t) in texts.enumerated() {
+                guard case .string(let s) = t, let c = CIDR(s) else {
+                    throw ConfigError(path: texts.count == 1 ? valuePath : FieldPath.index(valuePath, i), "must be an IP address or CIDR")
+                }
+                cidrs.append(c)
+            }
+            operand = .cidrs(cidrs)
+        }
+        return VarCondition(variable: variable, op: op, operand: operand, negated: negated)
+    }
+
+    public func evaluate(_ source: some RequestVariableSource) -> Bool {
+        let result = evaluateRaw(source.value(of: variable))
+        return negated ? !result : result
+    }
+
+    func evaluateRaw(_ value: String?) -> Bool {
+        switch (op, operand) {
+        case (.equal, .string(let s)): return value == s
+        case (.equal, .number(let n)): return value.flatMap(Double.init) == n
+        case (.notEqual, .string(let s)): return value != s
+        case (.notEqual, .number(let n)): return value.flatMap(Double.init) != n
+        case (.greater, .number(let n)):
+            guard let v = value.flatMap(Double.init) else { return false }
+            return v > n
+        case (.less, .number(let n)):
+            guard let v = value.flatMap(Double.init) else { return false }
+            return v < n
+        case (.greaterOrEqual, .number(let n)):
+            guard let v = value.flatMap(Double.init) else { return false }
+            return v >= n
+        case (.lessOrEqual, .number(let n)):
+            guard let v = value.flatMap(Double.init) else { return false }
+            return v <= n
+        case (.regex, .regex(let r)), (.regexCaseInsensitive, .regex(let r)):
+            guard let value else { return false }
+            return r.matches(value)
+        case (.in, .list(let list)):
+            guard let value else { return false }
+            return list.contains(value)
+        case (.has, .string(let s)):
+            // Multi-valued variables (a repeated header, a list) arrive joined with ", ".
+            guard let value else { return false }
+            return value.split(separator: ",").contains { $0.trimmingCharacters(in: " ") == s }
+        case (.has, .number(let n)):
+            guard let value else { return false }
+            return value.split(separator: ",").contains { Double($0.trimmingCharacters(in: " ")) == n }
+        case (.ipmatch, .cidrs(let cidrs)):
+            guard let value, let ip = IPAddress(value) else { return false }
+            return cidrs.contains { $0.contains(ip) }
+        default:
+            return false
+        }
+    }
+}
+
+extension Substring {
+    func trimmingCharacters(in set: Character) -> Substring {
+        var s = self
+        while s.first == set { s = s.dropFirst() }
+        while s.last == set { s = s.dropLast() }
+        return s
+    }
+}

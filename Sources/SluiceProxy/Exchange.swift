@@ -1,0 +1,90 @@
+import NIOCore
+import NIOHTTP1
+import SluiceBalancing
+import SluiceCore
+
+/// One request/response exchange on a client connection, from its head to its end.
+final class Exchange {
+    let clientVersion: HTTPVersion
+    let method: HTTPMethod
+    let isIdempotent: Bool
+    /// Whether the client connection stays open after this exchange.
+    var keepAlive: Bool
+    /// The `Upgrade` value forwarded upstream (WebSocket), or nil.
+    let upgrade: String?
+    let expectContinue: Bool
+    let startedAt: NIODeadline
+
+    // Proxying; nil for exchanges answered by the gateway itself.
+    let upstream: CompiledUpstream?
+    let balancer: Balancer?
+    let timeouts: Timeouts
+    var upstreamHead: HTTPRequestHead?
+    let hashKey: UInt64
+
+    var tried: [Int] = []
+    var node: Int?
+    var attempts = 0
+    var connection: UpstreamConnection?
+    var connectionWasReused = false
+    var connecting = false
+    var staleRetryUsed = false
+    var lastConnectError: Error?
+
+    var pendingBody = CircularBuffer<ByteBuffer>()
+    var pendingBytes = 0
+    var requestEnded = false
+    var requestEndSent = false
+    var bodyForwarded = false
+    var needsUpstreamFlush = false
+    var sentContinue = false
+
+    var responseStarted = false
+    var responseEnded = false
+    var upstreamKeepAlive = true
+    /// The gateway answered (an error or a route miss): remaining request body is discarded.
+    var local = false
+
+    var lastUpstreamActivity: NIODeadline
+    var blockedSince: NIODeadline?
+    var timer: Scheduled<Void>?
+
+    init(
+        head: HTTPRequestHead, keepAlive: Bool, upgrade: String?, upstream: CompiledUpstream?, balancer: Balancer?,
+        timeouts: Timeouts, upstreamHead: HTTPRequestHead?, hashKey: UInt64
+    ) {
+        clientVersion = head.version
+        method = head.method
+        switch head.method {
+        case .GET, .HEAD, .PUT, .DELETE, .OPTIONS, .TRACE: isIdempotent = true
+        default: isIdempotent = false
+        }
+        self.keepAlive = keepAlive
+        self.upgrade = upgrade
+        var expect = false
+        for v in head.headers["expect"] where v.lowercased() == "100-continue" { expect = true }
+        expectContinue = expect
+        let now = NIODeadline.now()
+        startedAt = now
+        lastUpstreamActivity = now
+        self.upstream = upstream
+        self.balancer = balancer
+        self.timeouts = timeouts
+        self.upstreamHead = upstreamHead
+        self.hashKey = hashKey
+    }
+
+    static func local(head: HTTPRequestHead, keepAlive: Bool) -> Exchange {
+        let e = Exchange(
+            head: head, keepAlive: keepAlive, upgrade: nil, upstream: nil, balancer: nil, timeouts: .default,
+            upstreamHead: nil, hashKey: 0)
+        e.local = true
+        return e
+    }
+}
+
+extension TimeAmount {
+    init(seconds: Double) {
+        self = .nanoseconds(Int64(min(seconds, 86_400 * 365) * 1_000_000_000))
+    }
+}

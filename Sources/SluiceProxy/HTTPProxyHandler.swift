@@ -1,0 +1,637 @@
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import SluiceBalancing
+import SluiceCore
+import SluiceRouting
+
+/// The client side of the proxy: one per client connection, behind NIO's HTTP/1.1 decoder,
+/// encoder and pipelining handler. For each request it reads the loop's snapshot once,
+/// routes, picks a node, takes or opens an upstream connection on the same event loop, and
+/// streams both bodies through with back-pressure.
+public final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    public typealias InboundIn = HTTPServerRequestPart
+    public typealias OutboundIn = HTTPServerResponsePart
+    public typealias OutboundOut = HTTPServerResponsePart
+
+    private let loop: LoopContext
+    private let headGuard: HeadSizeGuard?
+    private var context: ChannelHandlerContext?
+    private var exchange: Exchange?
+    private var readPending = false
+    private var idleTimer: Scheduled<Void>?
+    private var clientAddress = "0.0.0.0"
+    private var clientIP: IPAddress?
+    private var clientPort = 0
+    private var serverAddress = ""
+    private var serverPort = 0
+
+    init(loop: LoopContext, headGuard: HeadSizeGuard?) {
+        self.loop = loop
+        self.headGuard = headGuard
+    }
+
+    var downstreamWritable: Bool { context?.channel.isWritable ?? false }
+
+    // MARK: Channel events
+
+    public func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        if context.channel.isActive { connectionStarted(context) }
+    }
+
+    public func handlerRemoved(context: ChannelHandlerContext) {
+        idleTimer?.cancel()
+        idleTimer = nil
+        self.context = nil
+    }
+
+    public func channelActive(context: ChannelHandlerContext) {
+        connectionStarted(context)
+        context.fireChannelActive()
+    }
+
+    private func connectionStarted(_ context: ChannelHandlerContext) {
+        if let remote = context.channel.remoteAddress {
+            clientAddress = remote.ipAddress ?? "0.0.0.0"
+            clientPort = remote.port ?? 0
+            clientIP = IPAddress(clientAddress)
+        }
+        serverAddress = context.channel.localAddress?.ipAddress ?? ""
+        serverPort = context.channel.localAddress?.port ?? 0
+        armIdleTimer(loop.settings.clientHeaderTimeout)
+    }
+
+    public func channelInactive(context: ChannelHandlerContext) {
+        idleTimer?.cancel()
+        if let ex = exchange {
+            exchange = nil
+            ex.timer?.cancel()
+            if let conn = ex.connection {
+                ex.connection = nil
+                // The upstream is mid-exchange for a client that left: not reusable.
+                conn.close()
+            }
+            if let node = ex.node, !ex.responseEnded { ex.balancer?.release(node) }
+        }
+        context.fireChannelInactive()
+    }
+
+    public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head): requestHead(head, context)
+        case .body(let buffer): requestBody(buffer)
+        case .end: requestEnd()
+        }
+    }
+
+    public func channelReadComplete(context: ChannelHandlerContext) {
+        if let ex = exchange, ex.needsUpstreamFlush, let conn = ex.connection {
+            ex.needsUpstreamFlush = false
+            conn.flush()
+        }
+        context.fireChannelReadComplete()
+    }
+
+    public func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable { exchange?.connection?.resumeReading() }
+        context.fireChannelWritabilityChanged()
+    }
+
+    /// Back-pressure: read from the client only while the upstream can take more.
+    public func read(context: ChannelHandlerContext) {
+        if shouldPauseReads {
+            readPending = true
+        } else {
+            context.read()
+        }
+    }
+
+    private var shouldPauseReads: Bool {
+        guard let ex = exchange, !ex.local else { return false }
+        if let conn = ex.connection { return !conn.isWritable }
+        return ex.pendingBytes >= loop.settings.connectBufferBytes
+    }
+
+    private func resumeReadsIfPossible() {
+        if readPending && !shouldPauseReads, let context {
+            readPending = false
+            context.read()
+        }
+    }
+
+    public func errorCaught(context: ChannelHandlerContext, error: Error) {
+        let status: HTTPResponseStatus
+        let message: String
+        switch error {
+        case HTTPParserError.headerOverflow, HeadSizeGuard.Violation.headersTooLarge:
+            status = .requestHeaderFieldsTooLarge
+            message = "request header fields too large"
+        case HeadSizeGuard.Violation.uriTooLong:
+            status = .uriTooLong
+            message = "request URI too long"
+        case is HTTPParserError:
+            status = .badRequest
+            message = "malformed request"
+        default:
+            context.close(promise: nil)
+            return
+        }
+        if let ex = exchange, ex.responseStarted {
+            // A response is already on the wire; nothing sensible can be added to it.
+            context.close(promise: nil)
+            return
+        }
+        exchange?.connection?.close()
+        exchange = nil
+        writeLocal(status: status, message: message, close: true, version: .http1_1)
+    }
+
+    // MARK: Request side
+
+    private func requestHead(_ head: HTTPRequestHead, _ context: ChannelHandlerContext) {
+        idleTimer?.cancel()
+        idleTimer = nil
+        headGuard?.headReceived()
+        let snapshot = loop.snapshot
+        var keepAlive = head.isKeepAlive
+
+        if let rejection = HeaderRules.check(head, maxURIBytes: loop.settings.maxURIBytes) {
+            exchange = .local(head: head, keepAlive: false)
+            switch rejection {
+            case .uriTooLong: respondLocally(.uriTooLong, "request URI too long", close: true)
+            case .badRequest(let why): respondLocally(.badRequest, why, close: true)
+            case .notImplemented(let why): respondLocally(.notImplemented, why, close: true)
+            }
+            return
+        }
+        if head.method == .CONNECT {
+            exchange = .local(head: head, keepAlive: false)
+            respondLocally(.methodNotAllowed, "CONNECT is not supported", close: true)
+            return
+        }
+        let target: RequestPath
+        switch RequestPath.normalize(head.uri) {
+        case .success(let t): target = t
+        case .failure(let f):
+            exchange = .local(head: head, keepAlive: keepAlive)
+            let message: String
+            switch f {
+            case .aboveRoot: message = "request path climbs above /"
+            case .badPercentEncoding: message = "invalid percent-encoding in request path"
+            case .notOriginForm: message = "invalid request target"
+            }
+            respondLocally(.badRequest, message, close: false)
+            return
+        }
+        let hostHeader = target.authority ?? head.headers.first(name: "host")
+        let host = hostHeader.map(Self.routingHost)
+
+        // An Upgrade request stops NIO's decoder after its head: unless the upgrade happens,
+        // this connection carries no further request.
+        let connectionTokens = HeaderRules.connectionTokens(head.headers)
+        let upgradeValue = head.headers.first(name: "upgrade")
+        let wantsUpgrade = upgradeValue != nil && connectionTokens.contains("upgrade")
+        if wantsUpgrade { keepAlive = false }
+
+        let variables = HTTPRequestVariables(
+            head: head, path: target, host: host, remoteAddress: clientAddress, remotePort: clientPort,
+            serverAddress: serverAddress, serverPort: serverPort, scheme: loop.settings.scheme)
+        let request = RouteRequest(
+            path: target.path, host: host, method: head.method.rawValue, remoteAddress: clientIP, variables: variables)
+        guard let route = snapshot.router.match(request) else {
+            exchange = .local(head: head, keepAlive: keepAlive)
+            respondLocally(.notFound, "404 Route Not Found", close: false)
+            return
+        }
+        guard let upstream = route.target.upstream, !upstream.plan.isEmpty else {
+            exchange = .local(head: head, keepAlive: keepAlive)
+            if route.target.upstream == nil {
+                respondLocally(.serviceUnavailable, "missing upstream configuration in Route or Service", close: false)
+            } else {
+                respondLocally(.badGateway, "no valid upstream node", close: false)
+            }
+            return
+        }
+        var forwardUpgrade: String? = nil
+        if wantsUpgrade, route.target.enableWebsocket, let u = upgradeValue, u.lowercased() == "websocket" {
+            forwardUpgrade = u
+        }
+        var hashKey: UInt64 = 0
+        if upstream.config.type == .chash {
+            let value = upstream.hashKeyVariable.flatMap { variables.value(of: $0) } ?? clientAddress
+            hashKey = StableHash.hash(value)
+        }
+        let upstreamHost: String
+        switch upstream.config.passHost {
+        case .pass: upstreamHost = hostHeader ?? ""
+        case .rewrite: upstreamHost = upstream.config.upstreamHost ?? hostHeader ?? ""
+        case .node: upstreamHost = ""  // set per node at connect time
+        }
+        let upstreamHead = HeaderRules.upstreamHead(
+            head, target: target,
+            client: .init(address: clientAddress, hostHeader: hostHeader, scheme: loop.settings.scheme, serverPort: serverPort),
+            host: upstreamHost, upgrade: forwardUpgrade)
+        let ex = Exchange(
+            head: head, keepAlive: keepAlive, upgrade: forwardUpgrade, upstream: upstream,
+            balancer: loop.balancer(for: upstream), timeouts: route.target.timeouts, upstreamHead: upstreamHead,
+            hashKey: hashKey)
+        exchange = ex
+        acquireUpstream(ex, fresh: false)
+    }
+
+    /// `Host` as the router compares it: lower case, without the port.
+    static func routingHost(_ raw: String) -> String {
+        var h = Substring(raw)
+        if h.hasPrefix("[") {
+            if let close = h.firstIndex(of: "]") { h = h[...close] }
+        } else if let colon = h.lastIndex(of: ":") {
+            h = h[..<colon]
+        }
+        for c in h.utf8 where c >= UInt8(ascii: "A") && c <= UInt8(ascii: "Z") { return h.lowercased() }
+        return String(h)
+    }
+
+    private func requestBody(_ buffer: ByteBuffer) {
+        guard let ex = exchange, !ex.local else { return }
+        if let conn = ex.connection {
+            conn.write(.body(.byteBuffer(buffer)))
+            ex.bodyForwarded = true
+            ex.needsUpstreamFlush = true
+            if !conn.isWritable && ex.blockedSince == nil { ex.blockedSince = .now() }
+        } else {
+            ex.pendingBody.append(buffer)
+            ex.pendingBytes += buffer.readableBytes
+        }
+    }
+
+    private func requestEnd() {
+        guard let ex = exchange else { return }
+        ex.requestEnded = true
+        if ex.local {
+            if ex.responseEnded { finishExchange(ex) }
+            return
+        }
+        if let conn = ex.connection {
+            conn.write(.end(nil))
+            conn.flush()
+            ex.needsUpstreamFlush = false
+            ex.requestEndSent = true
+            ex.lastUpstreamActivity = .now()
+            if ex.responseEnded { finishExchange(ex) }
+        }
+    }
+
+    // MARK: Upstream connection
+
+    private func acquireUpstream(_ ex: Exchange, fresh: Bool) {
+        guard let context, let upstream = ex.upstream, let balancer = ex.balancer else { return }
+        let now = NIODeadline.now()
+        guard let node = balancer.pick(hashKey: ex.hashKey, excluding: ex.tried, now: now.uptimeNanoseconds) else {
+            failBeforeResponse(ex, timedOut: false)
+            return
+        }
+        ex.node = node
+        ex.attempts += 1
+        let n = upstream.plan.nodes[node]
+        let peer = PeerKey(host: n.host, port: n.port)
+        if !fresh, let conn = loop.pool.take(peer) {
+            bind(ex, conn, reused: true)
+            return
+        }
+        ex.connecting = true
+        let bootstrap = ClientBootstrap(group: context.eventLoop)
+            .connectTimeout(TimeAmount(seconds: ex.timeouts.connect))
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let sync = channel.pipeline.syncOperations
+                    try sync.addHandler(HTTPRequestEncoder())
+                    try sync.addHandler(
+                        ByteToMessageHandler(
+                            HTTPResponseDecoder(leftOverBytesStrategy: .forwardBytes, informationalResponseStrategy: .drop)))
+                    try sync.addHandler(UpstreamConnection(peer: peer))
+                }
+            }
+        bootstrap.connect(host: n.host, port: n.port).assumeIsolated().whenComplete { [self] result in
+            guard let current = self.exchange, current === ex else {
+                if case .success(let channel) = result { channel.close(promise: nil) }
+                if !ex.responseEnded { balancer.release(node) }
+                return
+            }
+            ex.connecting = false
+            switch result {
+            case .success(let channel):
+                guard let conn = try? channel.pipeline.syncOperations.handler(type: UpstreamConnection.self) else {
+                    channel.close(promise: nil)
+                    self.failBeforeResponse(ex, timedOut: false)
+                    return
+                }
+                self.loop.pool.noteOpened()
+                balancer.markRecovered(node)
+                self.bind(ex, conn, reused: false)
+            case .failure(let error):
+                balancer.release(node)
+                balancer.markFailed(node, now: NIODeadline.now().uptimeNanoseconds)
+                ex.tried.append(node)
+                ex.lastConnectError = error
+                if self.mayRetry(ex) {
+                    self.acquireUpstream(ex, fresh: false)
+                } else {
+                    var timedOut = false
+                    if case ChannelError.connectTimeout = error { timedOut = true }
+                    self.failBeforeResponse(ex, timedOut: timedOut)
+                }
+            }
+        }
+    }
+
+    private func mayRetry(_ ex: Exchange) -> Bool {
+        guard let upstream = ex.upstream, context != nil else { return false }
+        guard ex.attempts <= upstream.retries else { return false }
+        let limit = upstream.config.retryTimeout
+        if limit > 0 && NIODeadline.now() - ex.startedAt >= TimeAmount(seconds: limit) { return false }
+        return true
+    }
+
+    private func bind(_ ex: Exchange, _ conn: UpstreamConnection, reused: Bool) {
+        guard let context, var head = ex.upstreamHead, let upstream = ex.upstream, let node = ex.node else { return }
+        ex.connection = conn
+        ex.connectionWasReused = reused
+        conn.owner = self
+        conn.requestsServed += 1
+        if upstream.config.passHost == .node || head.headers.first(name: "host")?.isEmpty != false {
+            let n = upstream.plan.nodes[node]
+            head.headers.replaceOrAdd(name: "Host", value: n.port == 80 ? n.host : n.address)
+        }
+        conn.write(.head(head))
+        if ex.expectContinue && !ex.requestEnded && !ex.sentContinue && !ex.bodyForwarded && ex.pendingBytes == 0 {
+            ex.sentContinue = true
+            context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .continue))), promise: nil)
+        }
+        while let part = ex.pendingBody.popFirst() {
+            conn.write(.body(.byteBuffer(part)))
+            ex.bodyForwarded = true
+        }
+        ex.pendingBytes = 0
+        if ex.requestEnded {
+            conn.write(.end(nil))
+            ex.requestEndSent = true
+        }
+        conn.flush()
+        ex.needsUpstreamFlush = false
+        ex.lastUpstreamActivity = .now()
+        armExchangeTimer(ex)
+        resumeReadsIfPossible()
+    }
+
+    // MARK: Upstream events
+
+    func upstreamRead(_ part: HTTPClientResponsePart, from conn: UpstreamConnection) {
+        guard let context, let ex = exchange, ex.connection === conn else {
+            conn.close()
+            return
+        }
+        ex.lastUpstreamActivity = .now()
+        switch part {
+        case .head(let head):
+            if head.status == .switchingProtocols {
+                if ex.upgrade != nil {
+                    startTunnel(ex, head, conn, context)
+                } else {
+                    ex.connection = nil
+                    conn.close()
+                    failBeforeResponse(ex, timedOut: false)
+                }
+                return
+            }
+            ex.upstreamKeepAlive = head.isKeepAlive
+            if ex.clientVersion.minor == 0 && !head.headers.contains(name: "content-length") && head.status.mayHaveResponseBody
+                && ex.method != .HEAD
+            {
+                // An HTTP/1.0 client cannot take a chunked body: the body ends at close.
+                ex.keepAlive = false
+            }
+            var out = HeaderRules.downstreamHead(head, close: !ex.keepAlive, upgrade: false)
+            if ex.clientVersion.minor == 0 { out.version = .http1_0 }
+            ex.responseStarted = true
+            context.write(wrapOutboundOut(.head(out)), promise: nil)
+        case .body(let buffer):
+            context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+        case .end(let trailers):
+            ex.responseEnded = true
+            ex.timer?.cancel()
+            ex.timer = nil
+            ex.connection = nil
+            if let node = ex.node {
+                ex.balancer?.release(node, latencyNanos: UInt64((NIODeadline.now() - ex.startedAt).nanoseconds), now: NIODeadline.now().uptimeNanoseconds)
+            }
+            let pool = ex.upstream?.config.keepalivePool ?? KeepalivePool()
+            if ex.requestEndSent && ex.upstreamKeepAlive && conn.requestsServed < pool.requests {
+                loop.pool.put(conn, maxIdle: pool.size, idleTimeout: TimeAmount(seconds: pool.idleTimeout))
+            } else {
+                conn.close()
+            }
+            if !ex.requestEnded { ex.local = true }  // discard the rest of the request body
+            let written = context.writeAndFlush(wrapOutboundOut(.end(trailers)))
+            if !ex.keepAlive {
+                exchange = nil
+                written.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+            } else if ex.requestEnded {
+                finishExchange(ex)
+            }
+        }
+    }
+
+    func upstreamReadComplete(from conn: UpstreamConnection) {
+        context?.flush()
+    }
+
+    func upstreamWritabilityChanged(writable: Bool) {
+        guard let ex = exchange else { return }
+        if writable {
+            ex.blockedSince = nil
+            resumeReadsIfPossible()
+        } else if ex.blockedSince == nil {
+            ex.blockedSince = .now()
+        }
+    }
+
+    func upstreamClosed(_ conn: UpstreamConnection, error: Error?) {
+        guard let context, let ex = exchange, ex.connection === conn else { return }
+        ex.connection = nil
+        ex.timer?.cancel()
+        ex.timer = nil
+        if ex.responseEnded { return }
+        guard !ex.responseStarted else {
+            // The response was cut short: the client must see a broken response, not a
+            // complete-looking one.
+            if let node = ex.node { ex.balancer?.release(node) }
+            exchange = nil
+            context.close(promise: nil)
+            return
+        }
+        if let node = ex.node { ex.balancer?.release(node) }
+        if !ex.bodyForwarded && ex.isIdempotent {
+            if ex.connectionWasReused && !ex.staleRetryUsed {
+                // A pooled keep-alive connection closed by the upstream just as we used it:
+                // the request never reached the application, so try once on a new connection.
+                ex.staleRetryUsed = true
+                ex.requestEndSent = false
+                acquireUpstream(ex, fresh: true)
+                return
+            }
+            if let node = ex.node { ex.tried.append(node) }
+            if mayRetry(ex) {
+                ex.requestEndSent = false
+                acquireUpstream(ex, fresh: false)
+                return
+            }
+        }
+        failBeforeResponse(ex, timedOut: false)
+    }
+
+    // MARK: Timeouts
+
+    /// One timer per exchange enforces the send timeout (upstream not taking the request
+    /// body) and the read timeout (no byte from the upstream), rescheduling itself rather
+    /// than being re-armed on every read.
+    private func armExchangeTimer(_ ex: Exchange) {
+        guard let context else { return }
+        let period = TimeAmount(seconds: min(ex.timeouts.read, ex.timeouts.send))
+        ex.timer?.cancel()
+        ex.timer = context.eventLoop.assumeIsolated().scheduleTask(in: period) { [self] in
+            self.exchangeTimerFired(ex)
+        }
+    }
+
+    private func exchangeTimerFired(_ ex: Exchange) {
+        guard let current = exchange, current === ex, !ex.responseEnded, let conn = ex.connection, let context else { return }
+        let now = NIODeadline.now()
+        let readLimit = TimeAmount(seconds: ex.timeouts.read)
+        let sendLimit = TimeAmount(seconds: ex.timeouts.send)
+        var timedOut = false
+        if let blocked = ex.blockedSince, now - blocked >= sendLimit { timedOut = true }
+        if ex.requestEndSent && now - ex.lastUpstreamActivity >= readLimit { timedOut = true }
+        guard timedOut else {
+            armExchangeTimer(ex)
+            return
+        }
+        ex.connection = nil
+        conn.close()
+        if let node = ex.node { ex.balancer?.release(node) }
+        if ex.responseStarted {
+            exchange = nil
+            context.close(promise: nil)
+        } else {
+            failBeforeResponse(ex, timedOut: true)
+        }
+    }
+
+    private func armIdleTimer(_ timeout: TimeAmount) {
+        guard let context else { return }
+        idleTimer?.cancel()
+        idleTimer = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [self] in
+            self.idleTimer = nil
+            if self.exchange == nil { self.context?.close(promise: nil) }
+        }
+    }
+
+    // MARK: Responses
+
+    private func failBeforeResponse(_ ex: Exchange, timedOut: Bool) {
+        ex.timer?.cancel()
+        ex.timer = nil
+        ex.local = true
+        ex.pendingBody.removeAll()
+        ex.pendingBytes = 0
+        if timedOut {
+            respondLocally(.gatewayTimeout, "upstream timed out", close: !ex.requestEnded && ex.bodyForwarded)
+        } else {
+            respondLocally(.badGateway, "no upstream node could be reached", close: !ex.requestEnded && ex.bodyForwarded)
+        }
+        resumeReadsIfPossible()
+    }
+
+    /// Answers the current exchange from the gateway. The rest of the request body, if any,
+    /// is read and discarded unless `close` is set.
+    private func respondLocally(_ status: HTTPResponseStatus, _ message: String, close: Bool) {
+        guard let ex = exchange else { return }
+        if close { ex.keepAlive = false }
+        ex.local = true
+        ex.responseStarted = true
+        ex.responseEnded = true
+        writeLocal(status: status, message: message, close: !ex.keepAlive, version: ex.clientVersion)
+        if !ex.keepAlive {
+            exchange = nil
+        } else if ex.requestEnded {
+            finishExchange(ex)
+        }
+    }
+
+    private func writeLocal(status: HTTPResponseStatus, message: String, close: Bool, version: HTTPVersion) {
+        guard let context else { return }
+        let body = LocalResponse.body(message, allocator: context.channel.allocator)
+        let head = LocalResponse.head(status: status, bodyLength: body.readableBytes, close: close, version: version)
+        context.write(wrapOutboundOut(.head(head)), promise: nil)
+        context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
+        let done = context.writeAndFlush(wrapOutboundOut(.end(nil)))
+        if close {
+            done.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+        }
+    }
+
+    private func finishExchange(_ ex: Exchange) {
+        guard exchange === ex else { return }
+        exchange = nil
+        ex.timer?.cancel()
+        headGuard?.expectHead()
+        armIdleTimer(loop.settings.keepaliveTimeout)
+        resumeReadsIfPossible()
+    }
+
+    // MARK: Upgrade
+
+    private func startTunnel(_ ex: Exchange, _ head: HTTPResponseHead, _ conn: UpstreamConnection, _ context: ChannelHandlerContext) {
+        exchange = nil
+        ex.timer?.cancel()
+        ex.connection = nil
+        conn.owner = nil
+        if let node = ex.node { ex.balancer?.release(node) }
+        let out = HeaderRules.downstreamHead(head, close: false, upgrade: true)
+        context.writeAndFlush(wrapOutboundOut(.head(out)), promise: nil)
+        guard let upstreamChannel = conn.channel else {
+            context.close(promise: nil)
+            return
+        }
+        let (clientSide, upstreamSide) = TunnelHandler.pair()
+        do {
+            // Client side: the tunnel handler goes last, then the HTTP handlers leave.
+            let down = context.pipeline.syncOperations
+            try down.addHandler(clientSide)
+            Self.remove(HTTPServerPipelineHandler.self, from: down)
+            Self.remove(ByteToMessageHandler<HTTPRequestDecoder>.self, from: down)
+            Self.remove(HTTPResponseEncoder.self, from: down)
+            Self.remove(HeadSizeGuard.self, from: down)
+            // Upstream side: the connection handler leaves first so that bytes the decoder
+            // still holds (sent right after the 101) reach the tunnel.
+            let up = upstreamChannel.pipeline.syncOperations
+            _ = up.removeHandler(conn)
+            try up.addHandler(upstreamSide)
+            Self.remove(ByteToMessageHandler<HTTPResponseDecoder>.self, from: up)
+            Self.remove(HTTPRequestEncoder.self, from: up)
+            _ = down.removeHandler(context: context)
+            upstreamChannel.read()
+            context.channel.read()
+        } catch {
+            upstreamChannel.close(promise: nil)
+            context.close(promise: nil)
+        }
+    }
+
+    private static func remove<H: RemovableChannelHandler>(_ type: H.Type, from pipeline: ChannelPipeline.SynchronousOperations) {
+        if let ctx = try? pipeline.context(handlerType: type) {
+            _ = pipeline.removeHandler(context: ctx)
+        }
+    }
+}

@@ -1,0 +1,136 @@
+import NIOHTTP1
+import SluiceCore
+
+/// Checks a request head for what could be framed two ways, and builds the head sent upstream.
+enum HeaderRules {
+    enum Rejection: Error, Equatable {
+        case badRequest(String)
+        case notImplemented(String)
+        case uriTooLong
+    }
+
+    /// Refuses heads that are ambiguous to frame or to route. Runs before routing.
+    static func check(_ head: HTTPRequestHead, maxURIBytes: Int) -> Rejection? {
+        if head.uri.utf8.count > maxURIBytes { return .uriTooLong }
+        var contentLengths = 0
+        var transferEncoding: String? = nil
+        var hosts = 0
+        for (name, value) in head.headers {
+            if value.utf8.contains(where: { $0 == 0x0D || $0 == 0x0A || $0 == 0 }) {
+                return .badRequest("invalid header value")
+            }
+            switch name.utf8.count {
+            case 4 where name.lowercased() == "host":
+                hosts += 1
+            case 14 where name.lowercased() == "content-length":
+                contentLengths += 1
+            case 17 where name.lowercased() == "transfer-encoding":
+                if transferEncoding != nil { return .badRequest("duplicate Transfer-Encoding") }
+                transferEncoding = value
+            default:
+                break
+            }
+        }
+        if contentLengths > 1 { return .badRequest("duplicate Content-Length") }
+        if let te = transferEncoding {
+            if contentLengths > 0 { return .badRequest("both Content-Length and Transfer-Encoding") }
+            if head.version.minor == 0 && head.version.major == 1 { return .badRequest("Transfer-Encoding in HTTP/1.0") }
+            if te.trimmingSpaces().lowercased() != "chunked" { return .notImplemented("unsupported Transfer-Encoding") }
+        }
+        if hosts > 1 { return .badRequest("duplicate Host") }
+        if hosts == 0 && head.version.major == 1 && head.version.minor >= 1 { return .badRequest("missing Host") }
+        return nil
+    }
+
+    /// Connection options: the tokens of all `Connection` headers, lower-cased.
+    static func connectionTokens(_ headers: HTTPHeaders) -> [String] {
+        var tokens: [String] = []
+        for value in headers["connection"] {
+            for t in value.split(separator: ",") { tokens.append(String(t).trimmingSpaces().lowercased()) }
+        }
+        return tokens
+    }
+
+    static let hopByHop: Set<String> = [
+        "connection", "keep-alive", "proxy-connection", "te", "trailer", "upgrade", "proxy-authenticate",
+        "proxy-authorization", "expect", "x-forwarded-for", "x-real-ip", "x-forwarded-proto", "x-forwarded-host",
+        "x-forwarded-port", "host",
+    ]
+
+    struct ClientInfo {
+        var address: String
+        var hostHeader: String?
+        var scheme: String
+        var serverPort: Int
+    }
+
+    /// The head sent upstream: hop-by-hop headers removed, forwarding headers set, the
+    /// normalized path, and `Host` per `pass_host`.
+    static func upstreamHead(
+        _ head: HTTPRequestHead, target: RequestPath, client: ClientInfo, host: String, upgrade: String?
+    ) -> HTTPRequestHead {
+        let tokens = connectionTokens(head.headers)
+        var headers = HTTPHeaders()
+        headers.reserveCapacity(head.headers.count + 6)
+        headers.add(name: "Host", value: host)
+        var forwardedFor: String? = nil
+        for (name, value) in head.headers {
+            let lower = name.lowercased()
+            if lower == "x-forwarded-for" {
+                forwardedFor = forwardedFor.map { "\($0), \(value)" } ?? value
+                continue
+            }
+            if hopByHop.contains(lower) { continue }
+            if !tokens.isEmpty && tokens.contains(lower) { continue }
+            headers.add(name: name, value: value)
+        }
+        headers.add(name: "X-Forwarded-For", value: forwardedFor.map { "\($0), \(client.address)" } ?? client.address)
+        headers.add(name: "X-Real-IP", value: client.address)
+        headers.add(name: "X-Forwarded-Proto", value: client.scheme)
+        if let h = client.hostHeader { headers.add(name: "X-Forwarded-Host", value: h) }
+        headers.add(name: "X-Forwarded-Port", value: String(client.serverPort))
+        if let upgrade {
+            headers.add(name: "Connection", value: "upgrade")
+            headers.add(name: "Upgrade", value: upgrade)
+        }
+        var uri = target.path
+        if let q = target.query {
+            uri += "?"
+            uri += q
+        }
+        return HTTPRequestHead(version: .http1_1, method: head.method, uri: uri, headers: headers)
+    }
+
+    /// The response head sent downstream: hop-by-hop headers removed.
+    static func downstreamHead(_ head: HTTPResponseHead, close: Bool, upgrade: Bool) -> HTTPResponseHead {
+        let tokens = connectionTokens(head.headers)
+        var headers = HTTPHeaders()
+        headers.reserveCapacity(head.headers.count + 1)
+        for (name, value) in head.headers {
+            let lower = name.lowercased()
+            switch lower {
+            case "connection", "keep-alive", "proxy-connection", "te", "trailer", "upgrade":
+                continue
+            default:
+                if !tokens.isEmpty && tokens.contains(lower) { continue }
+                headers.add(name: name, value: value)
+            }
+        }
+        if upgrade {
+            headers.add(name: "Connection", value: "upgrade")
+            if let u = head.headers.first(name: "upgrade") { headers.add(name: "Upgrade", value: u) }
+        } else if close {
+            headers.add(name: "Connection", value: "close")
+        }
+        return HTTPResponseHead(version: .http1_1, status: head.status, headers: headers)
+    }
+}
+
+extension String {
+    func trimmingSpaces() -> String {
+        var s = Substring(self)
+        while let f = s.first, f == " " || f == "\t" { s = s.dropFirst() }
+        while let l = s.last, l == " " || l == "\t" { s = s.dropLast() }
+        return String(s)
+    }
+}

@@ -1,0 +1,70 @@
+import NIOCore
+import SluiceBalancing
+
+/// Everything the data plane keeps per event loop: the current snapshot, balancer state,
+/// the upstream connection pool and the open client connections. Only its loop touches it,
+/// so the request path takes no lock.
+public final class LoopContext {
+    public let eventLoop: EventLoop
+    public let settings: ProxySettings
+    public private(set) var snapshot: ConfigSnapshot
+    let pool: ConnectionPool
+    private var balancers: [String: (upstream: CompiledUpstream, balancer: Balancer)] = [:]
+    private var connections: [ObjectIdentifier: Channel] = [:]
+    private var seed: UInt64
+
+    public init(eventLoop: EventLoop, settings: ProxySettings, snapshot: ConfigSnapshot = .empty) {
+        self.eventLoop = eventLoop
+        self.settings = settings
+        self.snapshot = snapshot
+        self.pool = ConnectionPool(eventLoop: eventLoop)
+        self.seed = UInt64(UInt(bitPattern: ObjectIdentifier(eventLoop).hashValue)) | 1
+    }
+
+    /// Makes `snapshot` the one new requests on this loop read. Requests already running keep
+    /// theirs. Balancer state of upstreams that did not change is kept; that of removed or
+    /// changed upstreams is dropped.
+    public func install(_ snapshot: ConfigSnapshot) {
+        // Publications may race; an older snapshot never replaces a newer one.
+        guard snapshot.version > self.snapshot.version else { return }
+        self.snapshot = snapshot
+        balancers = balancers.filter { key, value in snapshot.upstreams[key] === value.upstream }
+    }
+
+    func balancer(for upstream: CompiledUpstream) -> Balancer {
+        if let entry = balancers[upstream.key], entry.upstream === upstream { return entry.balancer }
+        seed = StableHash.mix(seed)
+        let b = Balancer(plan: upstream.plan, seed: seed)
+        balancers[upstream.key] = (upstream, b)
+        return b
+    }
+
+    /// Balancer state for tests and the control API (nil when none was created yet).
+    public func existingBalancer(forKey key: String) -> Balancer? { balancers[key]?.balancer }
+
+    /// Upstream connections this loop opened since it started.
+    public var upstreamConnectionsOpened: Int { pool.connectionsOpened }
+    public var idleUpstreamConnections: Int { pool.idleCount }
+
+    public var openConnections: Int { connections.count }
+
+    public func track(_ channel: Channel) {
+        let id = ObjectIdentifier(channel)
+        connections[id] = channel
+        channel.closeFuture.assumeIsolated().whenComplete { [self] _ in
+            self.connections.removeValue(forKey: id)
+        }
+    }
+
+    /// Asks every client connection to finish its current exchange and close.
+    public func quiesceAll() {
+        for c in connections.values {
+            c.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
+        }
+    }
+
+    public func closeAll() {
+        for c in connections.values { c.close(promise: nil) }
+        pool.closeAll()
+    }
+}

@@ -1,0 +1,22 @@
+import NIOCore
+import NIOHTTP1
+
+/// Sets up a client connection's pipeline:
+/// size guard → HTTP/1.1 decoder/encoder → pipelining → `HTTPProxyHandler`.
+public enum ProxyPipeline {
+    public static func configure(_ channel: Channel, loop: LoopContext) throws {
+        let settings = loop.settings
+        let sync = channel.pipeline.syncOperations
+        let headGuard = HeadSizeGuard(maxURIBytes: settings.maxURIBytes, maxHeaderBytes: settings.maxHeaderBytes)
+        try sync.addHandler(headGuard)
+        var limits = NIOHTTPDecoderLimitConfiguration()
+        limits.maxHeaderListSize = settings.maxHeaderBytes
+        limits.maxHeaderFieldSize = settings.maxHeaderBytes
+        try sync.configureHTTPServerPipeline(
+            withPipeliningAssistance: true, withServerUpgrade: nil, withErrorHandling: false,
+            withOutboundHeaderValidation: false, withEncoderConfiguration: .init(),
+            withDecoderLimitConfiguration: limits)
+        try sync.addHandler(HTTPProxyHandler(loop: loop, headGuard: headGuard))
+        loop.track(channel)
+    }
+}

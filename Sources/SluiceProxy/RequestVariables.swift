@@ -1,0 +1,91 @@
+import NIOHTTP1
+import SluiceCore
+
+/// Request variables for `vars` expressions and hash keys, read from the live request head.
+struct HTTPRequestVariables: RequestVariableSource {
+    let head: HTTPRequestHead
+    let path: RequestPath
+    let host: String?
+    let remoteAddress: String
+    let remotePort: Int
+    let serverAddress: String
+    let serverPort: Int
+    let scheme: String
+
+    func value(of variable: RequestVariable) -> String? {
+        switch variable {
+        case .header(let name):
+            let values = head.headers[name]
+            if values.isEmpty { return nil }
+            return values.count == 1 ? values[0] : values.joined(separator: ", ")
+        case .arg(let name):
+            return Self.queryArgument(name, in: path.query)
+        case .cookie(let name):
+            for header in head.headers["cookie"] {
+                for pair in header.split(separator: ";") {
+                    let trimmed = pair.drop(while: { $0 == " " })
+                    if let eq = trimmed.firstIndex(of: "="), trimmed[..<eq] == name {
+                        return String(trimmed[trimmed.index(after: eq)...])
+                    }
+                }
+            }
+            return nil
+        case .uri: return path.path
+        case .requestURI: return head.uri
+        case .host: return host
+        case .remoteAddr: return remoteAddress
+        case .remotePort: return String(remotePort)
+        case .serverAddr: return serverAddress
+        case .serverPort: return String(serverPort)
+        case .requestMethod: return head.method.rawValue
+        case .scheme: return scheme
+        case .queryString: return path.query
+        }
+    }
+
+    static func queryArgument(_ name: String, in query: String?) -> String? {
+        guard let query else { return nil }
+        for pair in query.split(separator: "&") {
+            let key: Substring
+            let value: Substring
+            if let eq = pair.firstIndex(of: "=") {
+                key = pair[..<eq]
+                value = pair[pair.index(after: eq)...]
+            } else {
+                key = pair
+                value = ""
+            }
+            if percentDecode(key) == name { return percentDecode(value) }
+        }
+        return nil
+    }
+
+    static func percentDecode(_ s: Substring) -> String {
+        if !s.contains("%") && !s.contains("+") { return String(s) }
+        var out: [UInt8] = []
+        out.reserveCapacity(s.utf8.count)
+        var it = Array(s.utf8)[...]
+        while let c = it.popFirst() {
+            if c == UInt8(ascii: "+") {
+                out.append(UInt8(ascii: " "))
+            } else if c == UInt8(ascii: "%"), it.count >= 2,
+                let hi = hex(it[it.startIndex]), let lo = hex(it[it.startIndex + 1])
+            {
+                out.append(hi << 4 | lo)
+                it = it.dropFirst(2)
+            } else {
+                out.append(c)
+            }
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    static func hex(_ c: UInt8) -> UInt8? {
+        switch c {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): return c - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): return c - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): return c - UInt8(ascii: "A") + 10
+        default: return nil
+        }
+    }
+}

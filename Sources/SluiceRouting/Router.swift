@@ -1,0 +1,198 @@
+import SluiceCore
+
+/// Methods as a bit set, so a route's method check is one AND.
+public struct MethodSet: Sendable, Hashable {
+    public var bits: UInt16
+
+    public static let any = MethodSet(bits: 0)
+
+    public init(bits: UInt16) { self.bits = bits }
+
+    public init(_ names: [String]) {
+        var b: UInt16 = 0
+        for n in names { b |= MethodSet.bit(for: n) }
+        bits = b
+    }
+
+    @inline(__always)
+    public static func bit(for method: String) -> UInt16 {
+        switch method {
+        case "GET": return 1 << 0
+        case "POST": return 1 << 1
+        case "PUT": return 1 << 2
+        case "DELETE": return 1 << 3
+        case "PATCH": return 1 << 4
+        case "HEAD": return 1 << 5
+        case "OPTIONS": return 1 << 6
+        case "CONNECT": return 1 << 7
+        case "TRACE": return 1 << 8
+        case "PURGE": return 1 << 9
+        default: return 1 << 15
+        }
+    }
+
+    @inline(__always)
+    public func allows(_ methodBit: UInt16) -> Bool { bits == 0 || bits & methodBit != 0 }
+}
+
+/// What the router needs from a request. `path` is already normalized, `host` lower-cased
+/// without a port.
+public struct RouteRequest<Variables: RequestVariableSource> {
+    public var path: String
+    public var host: String?
+    public var method: String
+    public var remoteAddress: IPAddress?
+    public var variables: Variables
+
+    public init(path: String, host: String?, method: String, remoteAddress: IPAddress?, variables: Variables) {
+        self.path = path
+        self.host = host
+        self.method = method
+        self.remoteAddress = remoteAddress
+        self.variables = variables
+    }
+}
+
+/// A compiled, immutable route table.
+///
+/// Order of precedence, as APISIX users expect it: routes with a matching exact host, then
+/// routes with a matching wildcard host (longest suffix first), then routes with no host;
+/// within each, the longest path pattern first, then the highest `priority`, then an exact
+/// pattern before a prefix one, then the order of `entries`.
+public final class Router<Target: Sendable>: Sendable {
+    public struct Entry: Sendable {
+        public var id: String
+        public var paths: [String]
+        public var hosts: [String]
+        public var methods: MethodSet
+        public var remoteAddrs: [CIDR]
+        public var vars: VarsExpression?
+        public var priority: Int
+        public var target: Target
+
+        public init(
+            id: String, paths: [String], hosts: [String] = [], methods: MethodSet = .any, remoteAddrs: [CIDR] = [],
+            vars: VarsExpression? = nil, priority: Int = 0, target: Target
+        ) {
+            self.id = id
+            self.paths = paths
+            self.hosts = hosts
+            self.methods = methods
+            self.remoteAddrs = remoteAddrs
+            self.vars = vars
+            self.priority = priority
+            self.target = target
+        }
+    }
+
+    public let entries: [Entry]
+    // The tries are built once in init and never mutated afterwards.
+    nonisolated(unsafe) private let anyHost: PathTrie
+    nonisolated(unsafe) private let exactHosts: [String: PathTrie]
+    nonisolated(unsafe) private let wildcardHosts: [String: PathTrie]
+    private let wildcardSuffixLengths: [Int]
+
+    public init(entries: [Entry]) {
+        self.entries = entries
+        let anyHost = PathTrie()
+        var exactHosts: [String: PathTrie] = [:]
+        var wildcardHosts: [String: PathTrie] = [:]
+        for (index, entry) in entries.enumerated() {
+            let e = Int32(index)
+            if entry.hosts.isEmpty {
+                for p in entry.paths { anyHost.insert(p, entry: e) }
+                continue
+            }
+            for host in entry.hosts {
+                let trie: PathTrie
+                if host.hasPrefix("*") {
+                    let suffix = String(host.dropFirst())
+                    if let t = wildcardHosts[suffix] { trie = t } else { trie = PathTrie(); wildcardHosts[suffix] = trie }
+                } else {
+                    if let t = exactHosts[host] { trie = t } else { trie = PathTrie(); exactHosts[host] = trie }
+                }
+                for p in entry.paths { trie.insert(p, entry: e) }
+            }
+        }
+        self.anyHost = anyHost
+        self.exactHosts = exactHosts
+        self.wildcardHosts = wildcardHosts
+        self.wildcardSuffixLengths = Set(wildcardHosts.keys.map { $0.utf8.count }).sorted(by: >)
+    }
+
+    public var isEmpty: Bool { entries.isEmpty }
+
+    /// The first route that takes the request, or nil.
+    public func match<V>(_ request: RouteRequest<V>) -> Entry? {
+        let methodBit = MethodSet.bit(for: request.method)
+        var path = request.path
+        return path.withUTF8 { bytes -> Entry? in
+            if let host = request.host, !host.isEmpty {
+                if let trie = exactHosts[host], let e = find(trie, bytes, methodBit, request) { return e }
+                if !wildcardSuffixLengths.isEmpty {
+                    let utf8 = host.utf8
+                    for length in wildcardSuffixLengths where length < utf8.count {
+                        let suffix = String(Substring(utf8.suffix(length)))
+                        if let trie = wildcardHosts[suffix], let e = find(trie, bytes, methodBit, request) { return e }
+                    }
+                }
+            }
+            return find(anyHost, bytes, methodBit, request)
+        }
+    }
+
+    private func find<V>(
+        _ trie: PathTrie, _ path: UnsafeBufferPointer<UInt8>, _ methodBit: UInt16, _ request: RouteRequest<V>
+    ) -> Entry? {
+        withUnsafeTemporaryAllocation(of: Candidate.self, capacity: 16) { storage -> Entry? in
+            var buffer = CandidateBuffer(storage: storage)
+            trie.collect(path, into: &buffer)
+            if buffer.count == 0 { return nil }
+            var all = UnsafeMutableBufferPointer(rebasing: storage[0..<buffer.count])
+            if !buffer.overflow.isEmpty {
+                var merged = Array(all) + buffer.overflow
+                merged.sort(by: precedes)
+                for c in merged {
+                    if let e = check(c, methodBit, request) { return e }
+                }
+                return nil
+            }
+            // Insertion sort: candidate lists are tiny.
+            if all.count > 1 {
+                for i in 1..<all.count {
+                    let x = all[i]
+                    var j = i - 1
+                    while j >= 0 && precedes(x, all[j]) {
+                        all[j + 1] = all[j]
+                        j -= 1
+                    }
+                    all[j + 1] = x
+                }
+            }
+            for c in all {
+                if let e = check(c, methodBit, request) { return e }
+            }
+            return nil
+        }
+    }
+
+    @inline(__always)
+    private func precedes(_ a: Candidate, _ b: Candidate) -> Bool {
+        if a.length != b.length { return a.length > b.length }
+        let pa = entries[Int(a.entry)].priority, pb = entries[Int(b.entry)].priority
+        if pa != pb { return pa > pb }
+        if a.exact != b.exact { return a.exact }
+        return a.entry < b.entry
+    }
+
+    @inline(__always)
+    private func check<V>(_ c: Candidate, _ methodBit: UInt16, _ request: RouteRequest<V>) -> Entry? {
+        let entry = entries[Int(c.entry)]
+        guard entry.methods.allows(methodBit) else { return nil }
+        if !entry.remoteAddrs.isEmpty {
+            guard let addr = request.remoteAddress, entry.remoteAddrs.contains(where: { $0.contains(addr) }) else { return nil }
+        }
+        if let vars = entry.vars, !vars.evaluate(request.variables) { return nil }
+        return entry
+    }
+}

@@ -1,0 +1,151 @@
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import SluiceCore
+import SluiceProxy
+import Synchronization
+
+/// The data plane as one object: an event-loop group, one `LoopContext` per loop, the proxy
+/// listeners, and the publisher that hands new snapshots to every loop.
+public final class GatewayServer: Sendable {
+    public struct Configuration: Sendable {
+        public var proxyListen: [ListenAddress] = [ListenAddress(host: "0.0.0.0", port: 9080)]
+        public var workers: Int = System.coreCount
+        public var settings = ProxySettings()
+        public init() {}
+    }
+
+    public let group: MultiThreadedEventLoopGroup
+    private let loops: [ObjectIdentifier: NIOLoopBound<LoopContext>]
+    private let loopList: [EventLoop]
+    private let channels: NIOLockedValueBox<[Channel]>
+    private let compiler: Mutex<SnapshotCompiler>
+    private let configuration: Configuration
+    private let logger: Logger
+
+    /// Starts the event loops and a `LoopContext` on each (listeners come with `start()`).
+    public static func make(configuration: Configuration, logger: Logger) async throws -> GatewayServer {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, configuration.workers))
+        var loops: [ObjectIdentifier: NIOLoopBound<LoopContext>] = [:]
+        for loop in group.makeIterator() {
+            let settings = configuration.settings
+            // A LoopContext is confined to its loop: it is created there.
+            loops[ObjectIdentifier(loop)] = try await loop.submit {
+                NIOLoopBound(LoopContext(eventLoop: loop, settings: settings), eventLoop: loop)
+            }.get()
+        }
+        return GatewayServer(configuration: configuration, logger: logger, group: group, loops: loops)
+    }
+
+    private init(
+        configuration: Configuration, logger: Logger, group: MultiThreadedEventLoopGroup,
+        loops: [ObjectIdentifier: NIOLoopBound<LoopContext>]
+    ) {
+        self.configuration = configuration
+        self.logger = logger
+        self.group = group
+        self.loops = loops
+        var list: [EventLoop] = []
+        for loop in group.makeIterator() { list.append(loop) }
+        loopList = list
+        channels = NIOLockedValueBox([])
+        compiler = Mutex(SnapshotCompiler())
+    }
+
+    /// Binds every proxy listener. Returns the bound addresses (port 0 resolves to a real port).
+    @discardableResult
+    public func start() async throws -> [SocketAddress] {
+        var bound: [SocketAddress] = []
+        for listen in configuration.proxyListen {
+            let loops = self.loops
+            let channel = try await ServerBootstrap(group: group)
+                .serverChannelOption(.backlog, value: 4096)
+                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+                .childChannelOption(.maxMessagesPerRead, value: 16)
+                .childChannelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        guard let ctx = loops[ObjectIdentifier(channel.eventLoop)] else {
+                            throw ChannelError.ioOnClosedChannel
+                        }
+                        try ProxyPipeline.configure(channel, loop: ctx.value)
+                    }
+                }
+                .bind(host: listen.host, port: listen.port).get()
+            channels.withLockedValue { $0.append(channel) }
+            if let addr = channel.localAddress { bound.append(addr) }
+            logger.info("proxy listening", metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? "?")"])
+        }
+        return bound
+    }
+
+    /// Compiles `state` and makes it live on every event loop. Returns once every loop has
+    /// installed it: the next request read on any loop after this returns sees it.
+    @discardableResult
+    public func apply(_ state: ConfigState) async throws -> UInt64 {
+        let snapshot = compiler.withLock { $0.compile(state) }
+        try await publish(snapshot)
+        return snapshot.version
+    }
+
+    public func publish(_ snapshot: ConfigSnapshot) async throws {
+        var futures: [EventLoopFuture<Void>] = []
+        for loop in loopList {
+            guard let ctx = loops[ObjectIdentifier(loop)] else { continue }
+            futures.append(loop.submit { ctx.value.install(snapshot) })
+        }
+        for f in futures { try await f.get() }
+    }
+
+    /// Runs `body` on every loop's context and collects the results (tests, control API).
+    public func inspectLoops<T: Sendable>(_ body: @escaping @Sendable (LoopContext) -> T) async throws -> [T] {
+        var results: [T] = []
+        for loop in loopList {
+            guard let ctx = loops[ObjectIdentifier(loop)] else { continue }
+            results.append(try await loop.submit { body(ctx.value) }.get())
+        }
+        return results
+    }
+
+    /// Graceful stop: stop accepting, let in-flight exchanges finish (idle keep-alive
+    /// connections close at once), and close whatever is left at the deadline.
+    public func shutdown(gracePeriod: TimeAmount) async {
+        let listeners = channels.withLockedValue { c in
+            let all = c
+            c.removeAll()
+            return all
+        }
+        for ch in listeners { try? await ch.close() }
+        _ = try? await inspectLoops { $0.quiesceAll() }
+        let deadline = NIODeadline.now() + gracePeriod
+        while NIODeadline.now() < deadline {
+            let open = (try? await inspectLoops { $0.openConnections })?.reduce(0, +) ?? 0
+            if open == 0 { break }
+            try? await Task.sleep(nanoseconds: 20_000_000)
+        }
+        _ = try? await inspectLoops { $0.closeAll() }
+        try? await group.shutdownGracefully()
+    }
+}
+
+/// `HOST:PORT` as given on the command line or in the config file.
+public struct ListenAddress: Sendable, Hashable, CustomStringConvertible {
+    public var host: String
+    public var port: Int
+
+    public init(host: String, port: Int) {
+        self.host = host
+        self.port = port
+    }
+
+    public init?(_ text: String) {
+        guard let (host, port) = UpstreamNode.splitAddress(text), let p = port, (0...65535).contains(p), !host.isEmpty else {
+            return nil
+        }
+        self.host = host
+        self.port = p
+    }
+
+    public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+}
