@@ -48,11 +48,15 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         // Test support: fake upstreams and a small HTTP client, on real sockets.
-        .target(name: "SluiceTesting", dependencies: ["SluiceCore"] + nio),
+        .target(name: "SluiceTesting", dependencies: [
+            "SluiceCore", .product(name: "NIOWebSocket", package: "swift-nio"),
+        ] + nio),
         .testTarget(name: "SluiceCoreTests", dependencies: ["SluiceCore"]),
         .testTarget(name: "SluiceRoutingTests", dependencies: ["SluiceRouting", "SluiceCore"]),
         .testTarget(name: "SluiceBalancingTests", dependencies: ["SluiceBalancing", "SluiceCore"]),
-        .testTarget(name: "SluiceProxyTests", dependencies: ["SluiceProxy", "SluiceCore", "SluiceRouting"] + nio),
+        .testTarget(name: "SluiceProxyTests", dependencies: [
+            "SluiceProxy", "SluiceCore", "SluiceRouting", .product(name: "NIOEmbedded", package: "swift-nio"),
+        ] + nio),
         .testTarget(name: "SluiceIntegrationTests", dependencies: [
             "SluiceServer", "SluiceTesting", "SluiceCore", "SluiceProxy",
             .product(name: "Logging", package: "swift-log"),

@@ -8,8 +8,19 @@ struct StrideScheduler {
 
     init(weights: [Int32]) {
         strides = weights.map { 1.0 / Double($0) }
-        // Start at half a stride so the heaviest members lead.
-        heap = strides.enumerated().map { (pass: $0.element / 2, local: Int32($0.offset)) }
+        // Members of equal weight start spread across their stride rather than together, so
+        // they are interleaved with the others instead of arriving back to back.
+        var countByWeight: [Int32: Int] = [:]
+        for w in weights { countByWeight[w, default: 0] += 1 }
+        var rank: [Int32: Int] = [:]
+        heap = []
+        heap.reserveCapacity(weights.count)
+        for (i, w) in weights.enumerated() {
+            let r = rank[w, default: 0]
+            rank[w] = r + 1
+            let offset = (Double(r) + 0.5) / Double(countByWeight[w]!)
+            heap.append((pass: strides[i] * offset, local: Int32(i)))
+        }
         heap.sort { Self.less($0, $1) }  // a sorted array is a valid min-heap
     }
 

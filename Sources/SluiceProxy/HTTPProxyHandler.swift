@@ -124,12 +124,12 @@ public final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
         let status: HTTPResponseStatus
         let message: String
         switch error {
-        case HTTPParserError.headerOverflow, HeadSizeGuard.Violation.headersTooLarge:
-            status = .requestHeaderFieldsTooLarge
-            message = "request header fields too large"
-        case HeadSizeGuard.Violation.uriTooLong:
+        case HTTPParserError.headerOverflow where headGuard?.violation == .uriTooLong:
             status = .uriTooLong
             message = "request URI too long"
+        case HTTPParserError.headerOverflow:
+            status = .requestHeaderFieldsTooLarge
+            message = "request header fields too large"
         case is HTTPParserError:
             status = .badRequest
             message = "malformed request"
@@ -299,8 +299,12 @@ public final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
             bind(ex, conn, reused: true)
             return
         }
+        guard let base = ClientBootstrap(validatingGroup: context.eventLoop) else {
+            failBeforeResponse(ex, timedOut: false)
+            return
+        }
         ex.connecting = true
-        let bootstrap = ClientBootstrap(group: context.eventLoop)
+        let bootstrap = base
             .connectTimeout(TimeAmount(seconds: ex.timeouts.connect))
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in

@@ -1,4 +1,5 @@
 import NIOCore
+import NIOHTTP1
 
 /// Bounds the bytes a client may send before its request head is complete, so neither a huge
 /// request line nor endless headers are buffered. It sits in front of the HTTP decoder and
@@ -7,10 +8,14 @@ final class HeadSizeGuard: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
 
-    enum Violation: Error {
+    enum Violation {
         case uriTooLong
         case headersTooLarge
     }
+
+    /// What was exceeded. The error fired is an `HTTPParserError`, which NIO's pipelining
+    /// handler treats as a complete request that may be answered; this says which answer.
+    private(set) var violation: Violation?
 
     private let maxRequestLine: Int
     private let maxHead: Int
@@ -34,24 +39,31 @@ final class HeadSizeGuard: ChannelInboundHandler, RemovableChannelHandler {
         requestLineDone = false
     }
 
+    private func fail(_ v: Violation, _ context: ChannelHandlerContext) {
+        violation = v
+        counting = false
+        context.fireErrorCaught(HTTPParserError.headerOverflow)
+    }
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if violation != nil { return }
         if counting {
             let buffer = unwrapInboundIn(data)
             if !requestLineDone {
                 if let nl = buffer.readableBytesView.firstIndex(of: UInt8(ascii: "\n")) {
                     requestLineDone = true
                     if seen + (nl - buffer.readerIndex) > maxRequestLine {
-                        context.fireErrorCaught(Violation.uriTooLong)
+                        fail(.uriTooLong, context)
                         return
                     }
                 } else if seen + buffer.readableBytes > maxRequestLine {
-                    context.fireErrorCaught(Violation.uriTooLong)
+                    fail(.uriTooLong, context)
                     return
                 }
             }
             seen += buffer.readableBytes
             if seen > maxHead {
-                context.fireErrorCaught(Violation.headersTooLarge)
+                fail(.headersTooLarge, context)
                 return
             }
         }

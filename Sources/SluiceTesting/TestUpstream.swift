@@ -1,0 +1,187 @@
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import NIOWebSocket
+
+/// A real HTTP/1.1 origin on 127.0.0.1 for integration tests. Paths:
+/// - `/headers`: the request line and headers it received, one per line
+/// - `/echo`: the request body streamed back (chunked)
+/// - `/bytes/N`: N bytes with Content-Length; `/chunked/N`: N bytes chunked
+/// - `/delay/MS`: answers after MS milliseconds
+/// - `/status/CODE`: answers with that status
+/// - `/ws`: a WebSocket that echoes every text and binary message
+/// - anything else: `ok from NAME`
+/// Every response carries `X-Upstream: NAME`.
+public final class TestUpstream: Sendable {
+    public let name: String
+    public let port: Int
+    private let channel: Channel
+    private let counters: NIOLockedValueBox<(connections: Int, requests: Int)>
+    private let closeOnRequest: Bool
+
+    public var connectionsAccepted: Int { counters.withLockedValue { $0.connections } }
+    public var requestsServed: Int { counters.withLockedValue { $0.requests } }
+    public var address: String { "127.0.0.1:\(port)" }
+
+    /// `closeAfterHead`: every connection is closed as soon as a request head arrives
+    /// (an upstream that accepts and then fails).
+    public static func start(name: String, group: EventLoopGroup, closeAfterHead: Bool = false) async throws -> TestUpstream {
+        let counters = NIOLockedValueBox((connections: 0, requests: 0))
+        let channel = try await ServerBootstrap(group: group)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { channel in
+                counters.withLockedValue { $0.connections += 1 }
+                return channel.eventLoop.makeCompletedFuture {
+                    let upgrader = NIOWebSocketServerUpgrader(
+                        shouldUpgrade: { channel, head in
+                            channel.eventLoop.makeSucceededFuture(head.uri == "/ws" ? HTTPHeaders() : nil)
+                        },
+                        upgradePipelineHandler: { channel, _ in
+                            channel.eventLoop.makeCompletedFuture {
+                                try channel.pipeline.syncOperations.addHandler(WebSocketEchoHandler())
+                            }
+                        })
+                    let handler = OriginHandler(name: name, counters: counters, closeAfterHead: closeAfterHead)
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(
+                        withServerUpgrade: (upgraders: [upgrader], completionHandler: { context in
+                            if let ctx = try? context.pipeline.syncOperations.context(handlerType: OriginHandler.self) {
+                                context.pipeline.syncOperations.removeHandler(context: ctx, promise: nil)
+                            }
+                        }))
+                    try channel.pipeline.syncOperations.addHandler(handler)
+                }
+            }
+            .bind(host: "127.0.0.1", port: 0).get()
+        guard let port = channel.localAddress?.port else { throw ChannelError.unknownLocalAddress }
+        return TestUpstream(name: name, port: port, channel: channel, counters: counters, closeOnRequest: closeAfterHead)
+    }
+
+    private init(name: String, port: Int, channel: Channel, counters: NIOLockedValueBox<(connections: Int, requests: Int)>, closeOnRequest: Bool) {
+        self.name = name
+        self.port = port
+        self.channel = channel
+        self.counters = counters
+        self.closeOnRequest = closeOnRequest
+    }
+
+    public func stop() async {
+        try? await channel.close()
+    }
+}
+
+final class OriginHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    let name: String
+    let counters: NIOLockedValueBox<(connections: Int, requests: Int)>
+    let closeAfterHead: Bool
+    private var head: HTTPRequestHead?
+    private var echoing = false
+    private var received = 0
+
+    init(name: String, counters: NIOLockedValueBox<(connections: Int, requests: Int)>, closeAfterHead: Bool) {
+        self.name = name
+        self.counters = counters
+        self.closeAfterHead = closeAfterHead
+    }
+
+    private func responseHead(_ status: HTTPResponseStatus, _ extra: [(String, String)] = []) -> HTTPResponseHead {
+        var headers = HTTPHeaders([("X-Upstream", name)])
+        for (k, v) in extra { headers.add(name: k, value: v) }
+        return HTTPResponseHead(version: .http1_1, status: status, headers: headers)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let h):
+            if closeAfterHead {
+                context.close(promise: nil)
+                return
+            }
+            counters.withLockedValue { $0.requests += 1 }
+            head = h
+            received = 0
+            if h.uri == "/echo" {
+                echoing = true
+                context.write(wrapOutboundOut(.head(responseHead(.ok, [("Transfer-Encoding", "chunked")]))), promise: nil)
+                context.flush()
+            }
+        case .body(let buffer):
+            received += buffer.readableBytes
+            if echoing { context.writeAndFlush(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil) }
+        case .end:
+            guard let h = head else { return }
+            head = nil
+            if echoing {
+                echoing = false
+                context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+                return
+            }
+            respond(to: h, context: context)
+        }
+    }
+
+    private func send(_ context: ChannelHandlerContext, _ status: HTTPResponseStatus, _ body: ByteBuffer, chunked: Bool = false, extra: [(String, String)] = []) {
+        var headers = extra
+        headers.append(chunked ? ("Transfer-Encoding", "chunked") : ("Content-Length", String(body.readableBytes)))
+        context.write(wrapOutboundOut(.head(responseHead(status, headers))), promise: nil)
+        if body.readableBytes > 0 { context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil) }
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+    }
+
+    private func respond(to h: HTTPRequestHead, context: ChannelHandlerContext) {
+        let parts = h.uri.split(separator: "?")[0].split(separator: "/")
+        let allocator = context.channel.allocator
+        switch (parts.first.map(String.init), parts.count) {
+        case ("headers", 1):
+            var text = "\(h.method.rawValue) \(h.uri) received=\(received)\n"
+            for (k, v) in h.headers { text += "\(k.lowercased()): \(v)\n" }
+            send(context, .ok, allocator.buffer(string: text))
+        case ("bytes", 2), ("chunked", 2):
+            let n = Int(parts[1]) ?? 0
+            send(context, .ok, Self.pattern(n, allocator: allocator), chunked: parts[0] == "chunked")
+        case ("delay", 2):
+            let ms = Int64(parts[1]) ?? 0
+            let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+            context.eventLoop.scheduleTask(in: .milliseconds(ms)) {
+                let (handler, ctx) = loopBound.value
+                handler.send(ctx, .ok, ctx.channel.allocator.buffer(string: "delayed \(ms)ms"))
+            }
+        case ("status", 2):
+            let code = Int(parts[1]) ?? 500
+            send(context, HTTPResponseStatus(statusCode: code), allocator.buffer(string: "status \(code)"))
+        default:
+            send(context, .ok, allocator.buffer(string: "ok from \(name)"))
+        }
+    }
+
+    /// A deterministic byte pattern, so a test can check every byte that came through.
+    public static func pattern(_ n: Int, allocator: ByteBufferAllocator) -> ByteBuffer {
+        var buffer = allocator.buffer(capacity: n)
+        for i in 0..<n { buffer.writeInteger(UInt8(truncatingIfNeeded: i &* 31 &+ 7)) }
+        return buffer
+    }
+}
+
+final class WebSocketEchoHandler: ChannelInboundHandler {
+    typealias InboundIn = WebSocketFrame
+    typealias OutboundOut = WebSocketFrame
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = unwrapInboundIn(data)
+        switch frame.opcode {
+        case .text, .binary:
+            let reply = WebSocketFrame(fin: true, opcode: frame.opcode, data: frame.unmaskedData)
+            context.writeAndFlush(wrapOutboundOut(reply), promise: nil)
+        case .connectionClose:
+            let reply = WebSocketFrame(fin: true, opcode: .connectionClose, data: frame.unmaskedData)
+            context.writeAndFlush(wrapOutboundOut(reply)).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+        case .ping:
+            context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .pong, data: frame.unmaskedData)), promise: nil)
+        default:
+            break
+        }
+    }
+}
