@@ -42,6 +42,8 @@ final class Exchange {
     var responseStarted = false
     var responseEnded = false
     var upstreamKeepAlive = true
+    /// A `101 Switching Protocols` head waiting for its message end.
+    var switchingHead: HTTPResponseHead?
     /// The gateway answered (an error or a route miss): remaining request body is discarded.
     var local = false
 

@@ -401,7 +401,9 @@ public final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
         case .head(let head):
             if head.status == .switchingProtocols {
                 if ex.upgrade != nil {
-                    startTunnel(ex, head, conn, context)
+                    // The tunnel starts at the end of this message: the decoder still has
+                    // its `.end` to deliver, and only then stops parsing.
+                    ex.switchingHead = head
                 } else {
                     ex.connection = nil
                     conn.close()
@@ -423,6 +425,10 @@ public final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
         case .body(let buffer):
             context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
         case .end(let trailers):
+            if let switching = ex.switchingHead {
+                startTunnel(ex, switching, conn, context)
+                return
+            }
             ex.responseEnded = true
             ex.timer?.cancel()
             ex.timer = nil

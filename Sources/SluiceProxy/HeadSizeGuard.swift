@@ -47,26 +47,30 @@ final class HeadSizeGuard: ChannelInboundHandler, RemovableChannelHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         if violation != nil { return }
-        if counting {
-            let buffer = unwrapInboundIn(data)
-            if !requestLineDone {
-                if let nl = buffer.readableBytesView.firstIndex(of: UInt8(ascii: "\n")) {
-                    requestLineDone = true
-                    if seen + (nl - buffer.readerIndex) > maxRequestLine {
-                        fail(.uriTooLong, context)
-                        return
-                    }
-                } else if seen + buffer.readableBytes > maxRequestLine {
+        guard counting else {
+            context.fireChannelRead(data)
+            return
+        }
+        let buffer = unwrapInboundIn(data)
+        let length = buffer.readableBytes
+        let newline = requestLineDone ? nil : buffer.readableBytesView.firstIndex(of: UInt8(ascii: "\n"))
+        // Forward first: when these bytes complete a head, the proxy stops the count, and the
+        // body bytes after the head in the same read must not be counted as head bytes.
+        context.fireChannelRead(data)
+        guard counting else { return }
+        if !requestLineDone {
+            if let nl = newline {
+                requestLineDone = true
+                if seen + (nl - buffer.readerIndex) > maxRequestLine {
                     fail(.uriTooLong, context)
                     return
                 }
-            }
-            seen += buffer.readableBytes
-            if seen > maxHead {
-                fail(.headersTooLarge, context)
+            } else if seen + length > maxRequestLine {
+                fail(.uriTooLong, context)
                 return
             }
         }
-        context.fireChannelRead(data)
+        seen += length
+        if seen > maxHead { fail(.headersTooLarge, context) }
     }
 }

@@ -68,6 +68,11 @@ public final class TestUpstream: Sendable {
     public func stop() async {
         try? await channel.close()
     }
+
+    /// A deterministic byte pattern, so a test can check every byte that came through.
+    public static func pattern(_ n: Int, allocator: ByteBufferAllocator) -> ByteBuffer {
+        OriginHandler.pattern(n, allocator: allocator)
+    }
 }
 
 final class OriginHandler: ChannelInboundHandler, RemovableChannelHandler {
@@ -158,9 +163,16 @@ final class OriginHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     /// A deterministic byte pattern, so a test can check every byte that came through.
-    public static func pattern(_ n: Int, allocator: ByteBufferAllocator) -> ByteBuffer {
+    static func pattern(_ n: Int, allocator: ByteBufferAllocator) -> ByteBuffer {
+        // The pattern repeats every 256 bytes: write whole periods at a time.
+        let period = (0..<256).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7) }
         var buffer = allocator.buffer(capacity: n)
-        for i in 0..<n { buffer.writeInteger(UInt8(truncatingIfNeeded: i &* 31 &+ 7)) }
+        var left = n
+        while left > 0 {
+            let take = min(left, 256)
+            buffer.writeBytes(period[0..<take])
+            left -= take
+        }
         return buffer
     }
 }

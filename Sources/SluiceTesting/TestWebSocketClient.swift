@@ -25,7 +25,11 @@ public final class TestWebSocketClient: Sendable {
                         requestKey: "dGhlIHNhbXBsZSBub25jZQ==",
                         upgradePipelineHandler: { channel, _ in
                             channel.eventLoop.makeCompletedFuture {
-                                try channel.pipeline.syncOperations.addHandler(FrameCollector(inbox: inbox))
+                                let sync = channel.pipeline.syncOperations
+                                if let detector = try? sync.context(handlerType: UpgradeFailureDetector.self) {
+                                    sync.removeHandler(context: detector, promise: nil)
+                                }
+                                try sync.addHandler(FrameCollector(inbox: inbox))
                                 upgraded.succeed(())
                             }
                         })
