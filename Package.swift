@@ -16,6 +16,7 @@ let package = Package(
         .library(name: "SluiceCore", targets: ["SluiceCore"]),
         .library(name: "SluiceRouting", targets: ["SluiceRouting"]),
         .library(name: "SluiceBalancing", targets: ["SluiceBalancing"]),
+        .library(name: "SluiceProxy", targets: ["SluiceProxy"]),
         .library(name: "SluiceServer", targets: ["SluiceServer"]),
     ],
     dependencies: [
@@ -38,10 +39,14 @@ let package = Package(
         ] + nio),
         // Listeners, snapshot publisher, config sources, lifecycle.
         .target(name: "SluiceServer", dependencies: [
-            "SluiceCore", "SluiceProxy",
+            "SluiceCore", "SluiceProxy", "SluiceAdmin", "SluiceStore",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Yams", package: "Yams"),
         ] + nio),
+        // Config stores: the store protocol and the embedded durable store. No NIO.
+        .target(name: "SluiceStore", dependencies: ["SluiceCore"]),
+        // Admin API v3 and control API over a ConfigService. No NIO.
+        .target(name: "SluiceAdmin", dependencies: ["SluiceCore", "SluiceStore"]),
         .executableTarget(name: "sluice", dependencies: [
             "SluiceServer", "SluiceCore",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -52,13 +57,14 @@ let package = Package(
             "SluiceCore", .product(name: "NIOWebSocket", package: "swift-nio"),
         ] + nio),
         .testTarget(name: "SluiceCoreTests", dependencies: ["SluiceCore"]),
+        .testTarget(name: "SluiceStoreTests", dependencies: ["SluiceStore", "SluiceCore"]),
         .testTarget(name: "SluiceRoutingTests", dependencies: ["SluiceRouting", "SluiceCore"]),
         .testTarget(name: "SluiceBalancingTests", dependencies: ["SluiceBalancing", "SluiceCore"]),
         .testTarget(name: "SluiceProxyTests", dependencies: [
             "SluiceProxy", "SluiceCore", "SluiceRouting", .product(name: "NIOEmbedded", package: "swift-nio"),
         ] + nio),
         .testTarget(name: "SluiceIntegrationTests", dependencies: [
-            "SluiceServer", "SluiceTesting", "SluiceCore", "SluiceProxy",
+            "SluiceServer", "SluiceAdmin", "SluiceStore", "SluiceTesting", "SluiceCore", "SluiceProxy",
             .product(name: "Logging", package: "swift-log"),
         ] + nio),
     ]

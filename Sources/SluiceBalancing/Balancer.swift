@@ -29,13 +29,9 @@ public final class Balancer {
     }
 
     private func pickRespectingHealth(_ health: Bool, _ hashKey: UInt64, _ excluded: [Int], _ now: UInt64) -> Int? {
+        let avoid = Avoidance(excluded: excluded, downUntil: health ? downUntil : [:], now: now)
         for g in 0..<groups.count {
-            let avoid: (Int32) -> Bool = { [downUntil] node in
-                if excluded.contains(Int(node)) { return true }
-                if health, let until = downUntil[node], until > now { return true }
-                return false
-            }
-            if let n = groups[g].pick(hashKey: hashKey, avoid: avoid, random: &random, noAvoidance: !health && excluded.isEmpty) {
+            if let n = groups[g].pick(hashKey: hashKey, avoid: avoid, random: &random) {
                 return Int(n)
             }
         }
@@ -64,7 +60,26 @@ public final class Balancer {
     }
 }
 
-/// Per-group picker state.
+/// Which nodes a pick must skip: those this request already tried, and those marked failed.
+struct Avoidance {
+    let excluded: [Int]
+    let downUntil: [Int32: UInt64]
+    let now: UInt64
+
+    /// True when nothing is to be avoided: the fast path.
+    var isEmpty: Bool { excluded.isEmpty && downUntil.isEmpty }
+
+    @inline(__always)
+    func avoids(_ node: Int32) -> Bool {
+        if isEmpty { return false }
+        if excluded.contains(Int(node)) { return true }
+        if let until = downUntil[node], until > now { return true }
+        return false
+    }
+}
+
+/// Per-group picker state. Mutated in place (never copied out of its optional), so that
+/// a pick touches O(log n) elements rather than copying the scheduler's arrays.
 struct GroupState {
     let group: BalancerPlan.Group
     let type: BalancerType
@@ -98,24 +113,24 @@ struct GroupState {
         return lo < group.members.count && group.members[lo] == node ? lo : nil
     }
 
-    mutating func pick(hashKey: UInt64, avoid: (Int32) -> Bool, random: inout FastRandom, noAvoidance: Bool) -> Int32? {
-        let members = group.members
-        let count = members.count
+    mutating func pick(hashKey: UInt64, avoid: Avoidance, random: inout FastRandom) -> Int32? {
+        let count = group.members.count
         guard count > 0 else { return nil }
         switch type {
         case .roundrobin:
-            if var s = stride {
-                defer { stride = s }
+            if stride != nil {
                 for _ in 0..<count {
-                    let local = s.next()
-                    if noAvoidance || !avoid(members[local]) { return members[local] }
+                    let local = stride!.next()
+                    let node = group.members[local]
+                    if !avoid.avoids(node) { return node }
                 }
                 return nil
             }
             for _ in 0..<count {
                 let local = counter
                 counter = counter + 1 == count ? 0 : counter + 1
-                if noAvoidance || !avoid(members[local]) { return members[local] }
+                let node = group.members[local]
+                if !avoid.avoids(node) { return node }
             }
             return nil
         case .chash:
@@ -124,67 +139,61 @@ struct GroupState {
             // Walk on to the next point owned by an acceptable node; bounded by the ring size.
             for _ in 0..<ring.points.count {
                 let owner = ring.owners[p]
-                if noAvoidance || !avoid(owner) { return owner }
+                if !avoid.avoids(owner) { return owner }
                 p = p + 1 == ring.points.count ? 0 : p + 1
             }
             return nil
         case .least_conn:
-            guard var heap = leastConn else { return nil }
-            defer { leastConn = heap }
-            if noAvoidance || !avoid(members[heap.top]) {
-                let local = heap.top
-                heap.adjust(local, by: 1)
-                return members[local]
+            guard leastConn != nil else { return nil }
+            let top = leastConn!.top
+            if !avoid.avoids(group.members[top]) {
+                leastConn!.adjust(top, by: 1)
+                return group.members[top]
             }
             // Rare (retry or failed node): scan for the best acceptable one.
             var best: Int? = nil
-            for local in 0..<count where !avoid(members[local]) {
-                if best == nil || heap.score(local) < heap.score(best!) { best = local }
+            for local in 0..<count where !avoid.avoids(group.members[local]) {
+                if best == nil || leastConn!.score(local) < leastConn!.score(best!) { best = local }
             }
             guard let chosen = best else { return nil }
-            heap.adjust(chosen, by: 1)
-            return members[chosen]
+            leastConn!.adjust(chosen, by: 1)
+            return group.members[chosen]
         case .ewma:
-            guard var state = ewma else { return nil }
-            defer { ewma = state }
+            guard ewma != nil else { return nil }
             var chosen: Int? = nil
             if count == 1 {
-                chosen = noAvoidance || !avoid(members[0]) ? 0 : nil
+                chosen = avoid.avoids(group.members[0]) ? nil : 0
             } else {
                 // Power of two choices; fall back to a scan when both are unacceptable.
                 let a = random.below(count)
                 var b = random.below(count - 1)
                 if b >= a { b += 1 }
-                let okA = noAvoidance || !avoid(members[a]), okB = noAvoidance || !avoid(members[b])
+                let okA = !avoid.avoids(group.members[a]), okB = !avoid.avoids(group.members[b])
                 if okA && okB {
-                    chosen = state.score(a) <= state.score(b) ? a : b
+                    chosen = ewma!.score(a) <= ewma!.score(b) ? a : b
                 } else if okA {
                     chosen = a
                 } else if okB {
                     chosen = b
                 } else {
-                    for local in 0..<count where !avoid(members[local]) {
-                        if chosen == nil || state.score(local) < state.score(chosen!) { chosen = local }
+                    for local in 0..<count where !avoid.avoids(group.members[local]) {
+                        if chosen == nil || ewma!.score(local) < ewma!.score(chosen!) { chosen = local }
                     }
                 }
             }
             guard let c = chosen else { return nil }
-            state.inFlight[c] += 1
-            return members[c]
+            ewma!.inFlight[c] += 1
+            return group.members[c]
         }
     }
 
     /// Returns true when `node` belongs to this group.
     mutating func release(_ node: Int32, latencyNanos: UInt64?, now: UInt64) -> Bool {
         guard let local = localIndex(node) else { return false }
-        if var heap = leastConn {
-            heap.adjust(local, by: -1)
-            leastConn = heap
-        }
-        if var state = ewma {
-            state.inFlight[local] = max(0, state.inFlight[local] - 1)
-            if let latencyNanos { state.observe(local, latencyNanos: latencyNanos, now: now) }
-            ewma = state
+        if leastConn != nil { leastConn!.adjust(local, by: -1) }
+        if ewma != nil {
+            ewma!.inFlight[local] = max(0, ewma!.inFlight[local] - 1)
+            if let latencyNanos { ewma!.observe(local, latencyNanos: latencyNanos, now: now) }
         }
         return true
     }

@@ -9,8 +9,8 @@ public enum ResourceKind: String, Sendable, CaseIterable, Hashable {
     /// instead of being stored and silently not acted upon.
     public var isSupported: Bool {
         switch self {
-        case .routes, .services, .upstreams: return true
-        default: return false
+        case .routes, .services, .upstreams, .consumers, .pluginConfigs, .globalRules: return true
+        case .ssls, .streamRoutes: return false
         }
     }
 }
@@ -20,11 +20,45 @@ public struct ConfigState: Sendable {
     public var routes: [String: Route] = [:]
     public var services: [String: Service] = [:]
     public var upstreams: [String: Upstream] = [:]
+    public var consumers: [String: Consumer] = [:]
+    public var pluginConfigs: [String: PluginSet] = [:]
+    public var globalRules: [String: PluginSet] = [:]
 
     public init(routes: [String: Route] = [:], services: [String: Service] = [:], upstreams: [String: Upstream] = [:]) {
         self.routes = routes
         self.services = services
         self.upstreams = upstreams
+    }
+
+    /// Decodes one stored object and puts it in place (or removes it for a nil value).
+    public mutating func set(_ kind: ResourceKind, id: String, value: JSONValue?, path: String = "") throws(ConfigError) {
+        switch kind {
+        case .routes: routes[id] = try value.map { v throws(ConfigError) in try Route.decode(v, id: id, path: path) }
+        case .services: services[id] = try value.map { v throws(ConfigError) in try Service.decode(v, id: id, path: path) }
+        case .upstreams: upstreams[id] = try value.map { v throws(ConfigError) in try Upstream.decode(v, id: id, path: path) }
+        case .consumers: consumers[id] = try value.map { v throws(ConfigError) in try Consumer.decode(v, id: id, path: path) }
+        case .pluginConfigs: pluginConfigs[id] = try value.map { v throws(ConfigError) in try PluginSet.decode(v, id: id, path: path) }
+        case .globalRules: globalRules[id] = try value.map { v throws(ConfigError) in try PluginSet.decode(v, id: id, path: path) }
+        case .ssls, .streamRoutes:
+            if value != nil { throw ConfigError(path: path, "\(kind.rawValue) are not supported by this build yet") }
+        }
+    }
+
+    /// Objects that refer to `kind`/`id` (for refusing a delete), as "route [1]" strings.
+    public func referrers(of kind: ResourceKind, id: String) -> [String] {
+        var result: [String] = []
+        switch kind {
+        case .upstreams:
+            for (rid, r) in routes where r.upstreamID == id { result.append("route [\(rid)]") }
+            for (sid, s) in services where s.upstreamID == id { result.append("service [\(sid)]") }
+        case .services:
+            for (rid, r) in routes where r.serviceID == id { result.append("route [\(rid)]") }
+        case .pluginConfigs:
+            for (rid, r) in routes where r.pluginConfigID == id { result.append("route [\(rid)]") }
+        default:
+            break
+        }
+        return result.sorted()
     }
 
     /// References that point at nothing: `upstream_id`, `service_id`, `plugin_config_id`.
@@ -39,7 +73,7 @@ public struct ConfigState: Sendable {
             if let s = route.serviceID, services[s] == nil {
                 errors.append(ConfigError(path: "\(base).service_id", "service \"\(s)\" not found"))
             }
-            if let p = route.pluginConfigID {
+            if let p = route.pluginConfigID, pluginConfigs[p] == nil {
                 errors.append(ConfigError(path: "\(base).plugin_config_id", "plugin_config \"\(p)\" not found"))
             }
         }
@@ -55,10 +89,26 @@ public struct ConfigState: Sendable {
 /// The declarative file (`--standalone FILE`, `sluice validate FILE`), already read into a
 /// JSON value (YAML is converted by the caller).
 public enum DeclarativeConfig {
+    /// The objects of a document as (kind, id, value), for serving them read-only through the
+    /// Admin API. Call after `decode` succeeded.
+    public static func objects(_ document: JSONValue) -> [(kind: ResourceKind, id: String, value: JSONValue)] {
+        guard case .object(let top) = document else { return [] }
+        var result: [(kind: ResourceKind, id: String, value: JSONValue)] = []
+        for (key, value) in top {
+            guard let kind = ResourceKind(rawValue: key), case .array(let items) = value else { continue }
+            for item in items {
+                let idValue = kind == .consumers ? (item["id"] ?? item["username"]) : item["id"]
+                if let id = (try? ObjectID.read(idValue, path: "")) ?? nil { result.append((kind, id, item)) }
+            }
+        }
+        return result
+    }
+
     /// Decodes the whole document and returns every error found, each with its path.
     public static func decode(_ document: JSONValue) -> Result<ConfigState, ConfigErrors> {
         var errors: [ConfigError] = []
         var state = ConfigState()
+        var ids: [ResourceKind: Set<String>] = [:]
         let top: [String: JSONValue]
         switch document {
         case .object(let o): top = o
@@ -83,22 +133,15 @@ public enum DeclarativeConfig {
             for (i, item) in items.enumerated() {
                 let path = "\(key)[\(i)]"
                 do throws(ConfigError) {
-                    guard let id = try ObjectID.read(item["id"], path: "\(path).id") else {
+                    let idValue = kind == .consumers ? (item["id"] ?? item["username"]) : item["id"]
+                    guard let id = try ObjectID.read(idValue, path: "\(path).id") else {
                         throw ConfigError(path: "\(path).id", "is required")
                     }
-                    switch kind {
-                    case .routes:
-                        if state.routes[id] != nil { throw ConfigError(path: "\(path).id", "duplicate route id \"\(id)\"") }
-                        state.routes[id] = try Route.decode(item, id: id, path: path)
-                    case .services:
-                        if state.services[id] != nil { throw ConfigError(path: "\(path).id", "duplicate service id \"\(id)\"") }
-                        state.services[id] = try Service.decode(item, id: id, path: path)
-                    case .upstreams:
-                        if state.upstreams[id] != nil { throw ConfigError(path: "\(path).id", "duplicate upstream id \"\(id)\"") }
-                        state.upstreams[id] = try Upstream.decode(item, id: id, path: path)
-                    default:
-                        break
+                    if ids[kind, default: []].contains(id) {
+                        throw ConfigError(path: "\(path).id", "duplicate id \"\(id)\"")
                     }
+                    ids[kind, default: []].insert(id)
+                    try state.set(kind, id: id, value: item, path: path)
                 } catch {
                     errors.append(error)
                 }

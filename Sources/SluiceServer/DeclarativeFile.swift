@@ -16,8 +16,14 @@ public enum DeclarativeFile {
 
     /// Parses and validates; every problem is reported with its path.
     public static func load(_ text: String) -> Result<ConfigState, ConfigErrors> {
+        loadWithObjects(text).map(\.state)
+    }
+
+    /// Like `load`, also returning the objects as written, for the read-only Admin API.
+    public static func loadWithObjects(_ text: String) -> Result<(state: ConfigState, objects: [(kind: ResourceKind, id: String, value: JSONValue)]), ConfigErrors> {
         do throws(ConfigErrors) {
-            return DeclarativeConfig.decode(try parse(text))
+            let document = try parse(text)
+            return DeclarativeConfig.decode(document).map { ($0, DeclarativeConfig.objects(document)) }
         } catch {
             return .failure(error)
         }

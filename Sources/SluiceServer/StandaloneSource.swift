@@ -1,18 +1,19 @@
 import Foundation
 import Logging
+import SluiceAdmin
 import SluiceCore
 
 /// `--standalone FILE`: the config comes from a file, re-read when it changes. An edit that
 /// does not validate is logged with every error and the previous config stays live.
 public final class StandaloneSource: Sendable {
     public let path: String
-    private let server: GatewayServer
+    private let service: ConfigService
     private let logger: Logger
     private let pollInterval: Duration
 
-    public init(path: String, server: GatewayServer, logger: Logger, pollInterval: Duration = .seconds(1)) {
+    public init(path: String, service: ConfigService, logger: Logger, pollInterval: Duration = .seconds(1)) {
         self.path = path
-        self.server = server
+        self.service = service
         self.logger = logger
         self.pollInterval = pollInterval
     }
@@ -42,10 +43,10 @@ public final class StandaloneSource: Sendable {
     @discardableResult
     public func loadInitial() async throws -> Fingerprint {
         let (text, fingerprint) = try Self.read(path)
-        switch DeclarativeFile.load(text) {
-        case .success(let state):
-            let version = try await server.apply(state)
-            logger.info("standalone config loaded", metadata: ["file": "\(path)", "routes": "\(state.routes.count)", "version": "\(version)"])
+        switch DeclarativeFile.loadWithObjects(text) {
+        case .success(let loaded):
+            try await service.replaceAll(loaded.objects, state: loaded.state)
+            logger.info("standalone config loaded", metadata: ["file": "\(path)", "routes": "\(loaded.state.routes.count)"])
             return fingerprint
         case .failure(let errors):
             throw LoadError.invalid(path, errors)
@@ -59,11 +60,11 @@ public final class StandaloneSource: Sendable {
             try? await Task.sleep(for: pollInterval)
             guard let (text, fingerprint) = try? Self.read(path), fingerprint != last else { continue }
             last = fingerprint
-            switch DeclarativeFile.load(text) {
-            case .success(let state):
+            switch DeclarativeFile.loadWithObjects(text) {
+            case .success(let loaded):
                 do {
-                    let version = try await server.apply(state)
-                    logger.info("standalone config reloaded", metadata: ["file": "\(path)", "version": "\(version)"])
+                    try await service.replaceAll(loaded.objects, state: loaded.state)
+                    logger.info("standalone config reloaded", metadata: ["file": "\(path)", "routes": "\(loaded.state.routes.count)"])
                 } catch {
                     logger.error("applying standalone config failed", metadata: ["error": "\(error)"])
                 }

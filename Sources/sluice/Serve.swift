@@ -3,8 +3,10 @@ import Dispatch
 import Foundation
 import Logging
 import NIOCore
+import SluiceAdmin
 import SluiceCore
 import SluiceServer
+import SluiceStore
 
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -18,6 +20,18 @@ struct Serve: AsyncParsableCommand {
 
     @Option(help: "Read-only mode: routes, services and upstreams come from this YAML file, re-read when it changes.")
     var standalone: String?
+
+    @Option(name: .customLong("admin-listen"), help: "Admin API HOST:PORT (default 127.0.0.1:9180).")
+    var adminListen: String?
+
+    @Option(name: .customLong("admin-key"), help: "Admin API key (default: generated at first start, kept in the data dir).")
+    var adminKey: String?
+
+    @Option(name: .customLong("control-listen"), help: "Control API HOST:PORT (default 127.0.0.1:9090).")
+    var controlListen: String?
+
+    @Option(name: .customLong("data-dir"), help: "Embedded store directory (default ./sluice-data).")
+    var dataDir: String?
 
     @Option(help: "Event-loop threads (default: number of cores).")
     var workers: Int?
@@ -45,9 +59,12 @@ struct Serve: AsyncParsableCommand {
         config.workers = settings.workers
         let server = try await GatewayServer.make(configuration: config, logger: logger)
 
+        let publisher: ConfigService.Publisher = { state in try await server.apply(state) }
+        let service: ConfigService
         var watcher: Task<Void, Never>? = nil
         if let file = settings.standalone {
-            let source = StandaloneSource(path: file, server: server, logger: logger)
+            service = ConfigService(readOnlyPublisher: publisher)
+            let source = StandaloneSource(path: file, service: service, logger: logger)
             do {
                 let fingerprint = try await source.loadInitial()
                 watcher = Task { await source.watch(from: fingerprint) }
@@ -57,13 +74,55 @@ struct Serve: AsyncParsableCommand {
                 throw ExitCode(2)
             }
         } else {
-            logger.warning("no configuration source: start with --standalone FILE to serve routes (the Admin API is not in this build yet)")
+            do {
+                let store = try EmbeddedStore(directory: settings.dataDir)
+                for note in await store.recoveryNotes { logger.warning("embedded store recovered", metadata: ["note": "\(note)"]) }
+                service = ConfigService(store: store, publisher: publisher)
+                for e in try await service.start() {
+                    logger.error("stored object skipped: it does not validate", metadata: ["error": "\(e)"])
+                }
+            } catch {
+                FileHandle.standardError.write(Data("sluice: --data-dir \(settings.dataDir): \(error)\n".utf8))
+                await server.shutdown(gracePeriod: .zero)
+                throw ExitCode(1)
+            }
         }
 
+        var keys: [String: AdminAPI.Role] = [:]
+        if let key = settings.adminKey {
+            keys[key] = .admin
+        } else {
+            do {
+                try EmbeddedStore.makeDataDirectory(settings.dataDir)
+                switch try AdminKey.loadOrGenerate(dataDirectory: settings.dataDir) {
+                case .loaded(let key): keys[key] = .admin
+                case .generated(let key):
+                    keys[key] = .admin
+                    FileHandle.standardOutput.write(
+                        Data("Admin API key (generated; stored in \(settings.dataDir)/admin.key, mode 0600): \(key)\n".utf8))
+                }
+            } catch {
+                FileHandle.standardError.write(Data("sluice: --admin-key: none given and \(error)\n".utf8))
+                await server.shutdown(gracePeriod: .zero)
+                throw ExitCode(1)
+            }
+        }
+        if let viewer = settings.viewerKey { keys[viewer] = .viewer }
+
+        var apis: [APIServer] = []
         do {
+            apis.append(
+                try await APIServer.start(
+                    name: "admin API", listen: settings.adminListen,
+                    handler: AdminAPI(service: service, keys: keys, allowed: settings.allowAdmin), group: server.group, logger: logger))
+            apis.append(
+                try await APIServer.start(
+                    name: "control API", listen: settings.controlListen, handler: ControlAPI(service: service), group: server.group,
+                    logger: logger))
             try await server.start()
         } catch {
             logger.critical("cannot listen", metadata: ["error": "\(error)"])
+            for api in apis { await api.close() }
             await server.shutdown(gracePeriod: .zero)
             throw ExitCode(1)
         }
@@ -71,6 +130,7 @@ struct Serve: AsyncParsableCommand {
         let signal = await Signals.wait(for: [SIGTERM, SIGINT])
         logger.info("shutting down", metadata: ["signal": "\(signal)", "grace_seconds": "\(settings.shutdownTimeout)"])
         watcher?.cancel()
+        for api in apis { await api.close() }
         await server.shutdown(gracePeriod: TimeAmount.nanoseconds(Int64(settings.shutdownTimeout * 1e9)))
         logger.info("stopped")
     }
@@ -84,6 +144,12 @@ struct ServeSettings {
     var shutdownTimeout = 30.0
     var logLevel: Logger.Level = .info
     var logFormat = "text"
+    var adminListen = ListenAddress(host: "127.0.0.1", port: 9180)
+    var controlListen = ListenAddress(host: "127.0.0.1", port: 9090)
+    var adminKey: String?
+    var viewerKey: String?
+    var dataDir = "./sluice-data"
+    var allowAdmin: [CIDR] = [CIDR("127.0.0.0/8")!, CIDR("::1/128")!]
 
     static func fail(_ message: String) -> ValidationError { ValidationError(message) }
 
@@ -103,7 +169,10 @@ struct ServeSettings {
             } catch let errors as ConfigErrors {
                 throw fail("\(path): \(errors)")
             }
-            let known: Set<String> = ["proxy_listen", "standalone", "workers", "shutdown_timeout", "log_level", "log_format"]
+            let known: Set<String> = [
+                "proxy_listen", "standalone", "workers", "shutdown_timeout", "log_level", "log_format", "admin_listen",
+                "admin_key", "viewer_key", "control_listen", "data_dir", "allow_admin",
+            ]
             for key in file.keys.sorted() where !known.contains(key) {
                 throw fail("\(path): \(key): unknown setting (known: \(known.sorted().joined(separator: ", ")))")
             }
@@ -123,6 +192,33 @@ struct ServeSettings {
             }
         }
         s.standalone = flags.standalone ?? file["standalone"]?.stringValue
+        if let a = flags.adminListen ?? file["admin_listen"]?.stringValue {
+            guard let addr = ListenAddress(a) else { throw fail("--admin-listen: \"\(a)\" is not HOST:PORT") }
+            s.adminListen = addr
+        }
+        if let c = flags.controlListen ?? file["control_listen"]?.stringValue {
+            guard let addr = ListenAddress(c) else { throw fail("--control-listen: \"\(c)\" is not HOST:PORT") }
+            s.controlListen = addr
+        }
+        if let k = flags.adminKey ?? file["admin_key"]?.stringValue {
+            guard k.count >= 8 else { throw fail("--admin-key: must be at least 8 characters") }
+            s.adminKey = k
+        }
+        if let v = file["viewer_key"]?.stringValue {
+            guard v.count >= 8 else { throw fail("viewer_key: must be at least 8 characters") }
+            s.viewerKey = v
+        }
+        if let d = flags.dataDir ?? file["data_dir"]?.stringValue {
+            guard !d.isEmpty else { throw fail("--data-dir: must not be empty") }
+            s.dataDir = d
+        }
+        if let list = file["allow_admin"] {
+            guard case .array(let items) = list else { throw fail("allow_admin: must be a list of CIDRs") }
+            s.allowAdmin = try items.enumerated().map { i, item in
+                guard let text = item.stringValue, let c = CIDR(text) else { throw fail("allow_admin[\(i)]: must be an IP address or CIDR") }
+                return c
+            }
+        }
         if let w = flags.workers ?? file["workers"]?.intValue.map(Int.init) {
             guard (1...1024).contains(w) else { throw fail("--workers: must be 1-1024, got \(w)") }
             s.workers = w

@@ -1,0 +1,74 @@
+import SluiceCore
+
+/// An HTTP request to the Admin or control API, fully read (bodies are small: 1.5 MiB at most).
+public struct APIRequest: Sendable {
+    public var method: String
+    /// The path without the query.
+    public var path: String
+    public var query: [String: String]
+    /// Header names in lower case.
+    public var headers: [String: String]
+    public var body: [UInt8]
+    public var remoteAddress: IPAddress?
+
+    public init(method: String, uri: String, headers: [(String, String)], body: [UInt8], remoteAddress: IPAddress?) {
+        self.method = method
+        var query: [String: String] = [:]
+        if let q = uri.firstIndex(of: "?") {
+            path = String(uri[..<q])
+            for pair in uri[uri.index(after: q)...].split(separator: "&") {
+                let kv = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+                query[Self.decode(kv[0])] = kv.count > 1 ? Self.decode(kv[1]) : ""
+            }
+        } else {
+            path = uri
+        }
+        self.query = query
+        var h: [String: String] = [:]
+        for (k, v) in headers { h[k.lowercased()] = v }
+        self.headers = h
+        self.body = body
+        self.remoteAddress = remoteAddress
+    }
+
+    static func decode(_ s: Substring) -> String {
+        guard s.contains("%") || s.contains("+") else { return String(s) }
+        var out: [UInt8] = []
+        var bytes = Array(s.utf8)[...]
+        while let c = bytes.popFirst() {
+            if c == UInt8(ascii: "+") {
+                out.append(UInt8(ascii: " "))
+            } else if c == UInt8(ascii: "%"), bytes.count >= 2,
+                let v = UInt8(String(decoding: bytes.prefix(2), as: UTF8.self), radix: 16)
+            {
+                out.append(v)
+                bytes = bytes.dropFirst(2)
+            } else {
+                out.append(c)
+            }
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+}
+
+/// A JSON answer.
+public struct APIResponse: Sendable {
+    public var status: Int
+    public var body: JSONValue
+    public var headers: [(String, String)]
+
+    public init(status: Int, body: JSONValue, headers: [(String, String)] = []) {
+        self.status = status
+        self.body = body
+        self.headers = headers
+    }
+
+    public static func error(_ status: Int, _ message: String) -> APIResponse {
+        APIResponse(status: status, body: ["error_msg": .string(message)])
+    }
+}
+
+/// Something that answers API requests: the Admin API, the control API.
+public protocol APIHandler: Sendable {
+    func handle(_ request: APIRequest) async -> APIResponse
+}

@@ -1,0 +1,164 @@
+import SluiceCore
+import SluiceStore
+
+/// The APISIX Admin API v3 over a `ConfigService`.
+public struct AdminAPI: APIHandler {
+    public enum Role: Sendable { case admin, viewer }
+
+    public let service: ConfigService
+    public let keys: [String: Role]
+    public let allowed: [CIDR]
+
+    public init(service: ConfigService, keys: [String: Role], allowed: [CIDR]) {
+        self.service = service
+        self.keys = keys
+        self.allowed = allowed
+    }
+
+    public static let prefix = "/apisix/admin"
+
+    public func handle(_ request: APIRequest) async -> APIResponse {
+        var response = await route(request)
+        response.headers.append(("X-API-VERSION", "v3"))
+        return response
+    }
+
+    private func route(_ request: APIRequest) async -> APIResponse {
+        if !allowed.isEmpty {
+            guard let ip = request.remoteAddress, allowed.contains(where: { $0.contains(ip) }) else {
+                return .error(403, "ip not allowed")
+            }
+        }
+        let key = request.headers["x-api-key"] ?? request.query["api_key"]
+        guard let key, let role = keys[key] else { return .error(401, "failed to check token") }
+        guard request.path.hasPrefix(Self.prefix) else { return .error(404, "not found") }
+        let parts = request.path.dropFirst(Self.prefix.count).split(separator: "/").map(String.init)
+        guard let first = parts.first else { return .error(404, "not found") }
+        let isRead = request.method == "GET" || request.method == "HEAD"
+        if !isRead && role == .viewer && !(first == "schema" && parts.count > 1 && parts[1] == "validate") {
+            return .error(401, "failed to check token: the viewer role may only read")
+        }
+
+        switch first {
+        case "plugins":
+            guard parts.count == 2, parts[1] == "list", isRead else { return .error(404, "not found") }
+            return APIResponse(status: 200, body: .array(PluginConfigs.known.sorted().map { .string($0) }))
+        case "schema":
+            return schema(request, Array(parts.dropFirst()))
+        default:
+            guard let kind = ResourceKind(rawValue: first) else { return .error(404, "not found") }
+            return await resource(request, kind, Array(parts.dropFirst()))
+        }
+    }
+
+    private func resource(_ request: APIRequest, _ kind: ResourceKind, _ rest: [String]) async -> APIResponse {
+        let id = rest.first
+        do throws(AdminError) {
+            switch (request.method, id) {
+            case ("GET", nil):
+                return await list(request, kind)
+            case ("GET", let id?) where rest.count == 1:
+                guard let entry = await service.get(kind, id) else { return APIResponse(status: 404, body: ["message": "Key not found"]) }
+                return APIResponse(status: 200, body: Self.envelope(entry, indices: true))
+            case ("PUT", let id?) where rest.count == 1:
+                let (entry, created) = try await service.put(kind, id: id, body: try Self.parseBody(request))
+                return APIResponse(status: created ? 201 : 200, body: Self.envelope(entry, indices: false))
+            case ("PUT", nil) where kind == .consumers:
+                let (entry, created) = try await service.put(kind, id: nil, body: try Self.parseBody(request))
+                return APIResponse(status: created ? 201 : 200, body: Self.envelope(entry, indices: false))
+            case ("POST", nil):
+                guard kind != .consumers else { return .error(405, "consumers are created with PUT") }
+                let (entry, _) = try await service.put(kind, id: nil, body: try Self.parseBody(request))
+                return APIResponse(status: 201, body: Self.envelope(entry, indices: false))
+            case ("PATCH", let id?):
+                let entry = try await service.patch(kind, id: id, subpath: Array(rest.dropFirst()), body: try Self.parseBody(request))
+                return APIResponse(status: 200, body: Self.envelope(entry, indices: false))
+            case ("DELETE", let id?) where rest.count == 1:
+                try await service.delete(kind, id: id, force: request.query["force"] == "true")
+                return APIResponse(status: 200, body: ["deleted": "1", "key": .string("/apisix/\(kind.rawValue)/\(id)")])
+            default:
+                return .error(405, "method \(request.method) is not allowed on \(request.path)")
+            }
+        } catch {
+            if error.status == 404 { return APIResponse(status: 404, body: ["message": .string(error.message)]) }
+            return .error(error.status, error.message)
+        }
+    }
+
+    private func list(_ request: APIRequest, _ kind: ResourceKind) async -> APIResponse {
+        var entries = await service.list(kind)
+        let total = entries.count
+        if request.query["page"] != nil || request.query["page_size"] != nil {
+            guard let page = Int(request.query["page"] ?? "1"), page >= 1 else { return .error(400, "page: must be an integer >= 1") }
+            guard let size = Int(request.query["page_size"] ?? "10"), (10...500).contains(size) else {
+                return .error(400, "page_size: must be an integer from 10 to 500")
+            }
+            let start = min((page - 1) * size, entries.count)
+            entries = Array(entries[start..<min(start + size, entries.count)])
+        }
+        return APIResponse(status: 200, body: ["total": .int(Int64(total)), "list": .array(entries.map { Self.envelope($0, indices: true) })])
+    }
+
+    private func schema(_ request: APIRequest, _ rest: [String]) -> APIResponse {
+        if rest.count == 2, rest[0] == "validate", request.method == "POST" {
+            guard let kind = ResourceKind(rawValue: rest[1]) ?? ResourceKind(singular: rest[1]) else {
+                return .error(404, "unknown resource \(rest[1])")
+            }
+            do throws(AdminError) {
+                let body = try Self.parseBody(request)
+                var scratch = ConfigState()
+                do throws(ConfigError) {
+                    try scratch.set(kind, id: "validate", value: body)
+                } catch {
+                    return .error(400, "invalid configuration: \(error)")
+                }
+                return APIResponse(status: 200, body: ["valid": true])
+            } catch {
+                return .error(error.status, error.message)
+            }
+        }
+        guard request.method == "GET" else { return .error(405, "method \(request.method) is not allowed") }
+        if rest.count == 2, rest[0] == "plugins" {
+            return .error(404, "unknown plugin \(rest[1])")
+        }
+        guard rest.count == 1, let kind = ResourceKind(rawValue: rest[0]) ?? ResourceKind(singular: rest[0]), let s = Schemas.schema(for: kind) else {
+            return .error(404, "unknown resource")
+        }
+        return APIResponse(status: 200, body: s)
+    }
+
+    static func parseBody(_ request: APIRequest) throws(AdminError) -> JSONValue {
+        guard !request.body.isEmpty else { throw AdminError(400, "invalid configuration: the body is empty") }
+        do {
+            return try JSONValue.parse(request.body)
+        } catch {
+            throw AdminError(400, "invalid request body: \(error)")
+        }
+    }
+
+    static func envelope(_ entry: StoreEntry, indices: Bool) -> JSONValue {
+        var o: [String: JSONValue] = ["key": .string(entry.key), "value": entry.value]
+        if indices {
+            o["createdIndex"] = .int(entry.createdIndex)
+            o["modifiedIndex"] = .int(entry.modifiedIndex)
+        }
+        return .object(o)
+    }
+}
+
+extension ResourceKind {
+    /// `route` → `.routes`, as APISIX's schema endpoints name them.
+    public init?(singular: String) {
+        switch singular {
+        case "route": self = .routes
+        case "service": self = .services
+        case "upstream": self = .upstreams
+        case "consumer": self = .consumers
+        case "ssl": self = .ssls
+        case "global_rule": self = .globalRules
+        case "plugin_config": self = .pluginConfigs
+        case "stream_route": self = .streamRoutes
+        default: return nil
+        }
+    }
+}

@@ -1,0 +1,277 @@
+import SluiceCore
+import SluiceStore
+
+/// A write refused or failed, with the HTTP status the Admin API answers with.
+public struct AdminError: Error, Sendable, CustomStringConvertible {
+    public var status: Int
+    public var message: String
+    public init(_ status: Int, _ message: String) {
+        self.status = status
+        self.message = message
+    }
+    public var description: String { message }
+}
+
+/// The one place config changes go through: it validates a write in full against the
+/// current config, stores it, compiles the result and publishes it to the data plane, and
+/// only then returns. Being an actor, it applies writes one at a time, in order.
+public actor ConfigService {
+    public typealias Publisher = @Sendable (ConfigState) async throws -> Void
+
+    private let store: (any ConfigStore)?
+    private let publisher: Publisher
+    private var entries: [ResourceKind: [String: StoreEntry]] = [:]
+    private(set) var state = ConfigState()
+    public let readOnly: Bool
+    private var localRevision: Int64 = 0
+    private let clock: @Sendable () -> Int64
+
+    /// A service backed by a writable store.
+    public init(store: any ConfigStore, publisher: @escaping Publisher, clock: @escaping @Sendable () -> Int64 = ConfigService.unixTime) {
+        self.store = store
+        self.publisher = publisher
+        self.readOnly = false
+        self.clock = clock
+    }
+
+    /// A read-only service fed by `replaceAll` (standalone mode).
+    public init(readOnlyPublisher publisher: @escaping Publisher) {
+        self.store = nil
+        self.publisher = publisher
+        self.readOnly = true
+        self.clock = ConfigService.unixTime
+    }
+
+    public static let unixTime: @Sendable () -> Int64 = {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Int64(ts.tv_sec)
+    }
+
+    /// Loads every stored object and publishes the result. Objects that do not validate
+    /// (written by an older version, or straight into the store) are skipped and returned as
+    /// errors naming their keys; everything else is served.
+    @discardableResult
+    public func start() async throws -> [ConfigError] {
+        guard let store else { return [] }
+        let (all, _) = try await store.load()
+        var errors: [ConfigError] = []
+        var state = ConfigState()
+        var entries: [ResourceKind: [String: StoreEntry]] = [:]
+        for e in all {
+            do throws(ConfigError) {
+                try state.set(e.kind, id: e.id, value: e.value, path: e.key)
+                entries[e.kind, default: [:]][e.id] = e
+            } catch {
+                errors.append(error)
+            }
+        }
+        // Objects whose references broke are dropped too, so the rest can be served.
+        for err in state.referenceErrors() { errors.append(err) }
+        self.state = state
+        self.entries = entries
+        try await publisher(state)
+        return errors
+    }
+
+    /// Standalone mode: the whole config replaced at once from the file's objects.
+    public func replaceAll(_ objects: [(kind: ResourceKind, id: String, value: JSONValue)], state: ConfigState) async throws {
+        localRevision += 1
+        var entries: [ResourceKind: [String: StoreEntry]] = [:]
+        for o in objects {
+            entries[o.kind, default: [:]][o.id] = StoreEntry(kind: o.kind, id: o.id, value: o.value, createdIndex: localRevision, modifiedIndex: localRevision)
+        }
+        try await publisher(state)
+        self.entries = entries
+        self.state = state
+    }
+
+    // MARK: Reads
+
+    public func get(_ kind: ResourceKind, _ id: String) -> StoreEntry? { entries[kind]?[id] }
+
+    public func list(_ kind: ResourceKind) -> [StoreEntry] {
+        (entries[kind] ?? [:]).values.sorted { ($0.createdIndex, $0.id) < ($1.createdIndex, $1.id) }
+    }
+
+    public var currentState: ConfigState { state }
+
+    // MARK: Writes
+
+    /// Validates `body` as a complete object of `kind` and stores it. Returns the entry and
+    /// whether it was created.
+    public func put(_ kind: ResourceKind, id: String?, body: JSONValue) async throws(AdminError) -> (StoreEntry, created: Bool) {
+        let store = try writableStore()
+        guard case .object(var object) = body else { throw AdminError(400, "invalid configuration: the body must be a JSON object") }
+        let resolvedID: String
+        if let id {
+            if let bodyID = object["id"], (try? ObjectID.read(bodyID, path: "id")) != id, kind != .consumers {
+                throw AdminError(400, "wrong route id, do not need it")
+            }
+            resolvedID = id
+        } else if kind == .consumers, let username = object["username"]?.stringValue {
+            resolvedID = username
+        } else {
+            do {
+                resolvedID = try await store.nextID()
+            } catch {
+                throw storeFailure(error)
+            }
+        }
+        guard ObjectID.isValid(resolvedID) else {
+            throw AdminError(400, "invalid configuration: id: must match ^[a-zA-Z0-9-_.]{1,64}$, got \"\(resolvedID)\"")
+        }
+        let existing = entries[kind]?[resolvedID]
+        let now = clock()
+        if kind != .consumers { object["id"] = .string(resolvedID) }
+        object["create_time"] = existing?.value["create_time"] ?? .int(now)
+        object["update_time"] = .int(now)
+        let value = JSONValue.object(object)
+        var next = state
+        do throws(ConfigError) {
+            try next.set(kind, id: resolvedID, value: value)
+        } catch {
+            throw AdminError(400, "invalid configuration: \(error)")
+        }
+        if let broken = referenceError(next, kind: kind, id: resolvedID) { throw AdminError(400, broken) }
+        let entry: StoreEntry
+        do {
+            entry = try await store.put(kind: kind, id: resolvedID, value: value, expectedModifiedIndex: existing?.modifiedIndex ?? 0)
+        } catch {
+            throw storeFailure(error)
+        }
+        entries[kind, default: [:]][resolvedID] = entry
+        state = next
+        try await publish()
+        return (entry, existing == nil)
+    }
+
+    /// JSON merge patch of `body` into the stored object (`null` removes a field), or, with
+    /// `subpath`, `body` replaces the field at that path.
+    public func patch(_ kind: ResourceKind, id: String, subpath: [String], body: JSONValue) async throws(AdminError) -> StoreEntry {
+        _ = try writableStore()
+        guard let existing = entries[kind]?[id] else { throw AdminError(404, "Key not found") }
+        var merged: JSONValue
+        if subpath.isEmpty {
+            guard case .object = body else { throw AdminError(400, "invalid configuration: the body must be a JSON object") }
+            merged = existing.value.mergePatched(with: body)
+        } else {
+            guard let replaced = Self.replace(existing.value, at: subpath[...], with: body) else {
+                throw AdminError(400, "invalid configuration: \(subpath.joined(separator: ".")): the path does not exist in the object")
+            }
+            merged = replaced
+        }
+        if case .object(var o) = merged {
+            o.removeValue(forKey: "update_time")
+            merged = .object(o)
+        }
+        let (entry, _) = try await put(kind, id: id, body: merged)
+        return entry
+    }
+
+    static func replace(_ value: JSONValue, at path: ArraySlice<String>, with newValue: JSONValue) -> JSONValue? {
+        guard let key = path.first else { return newValue }
+        switch value {
+        case .object(var o):
+            if path.count == 1 {
+                if case .null = newValue { o.removeValue(forKey: key) } else { o[key] = newValue }
+                return .object(o)
+            }
+            guard let child = o[key], let replaced = replace(child, at: path.dropFirst(), with: newValue) else { return nil }
+            o[key] = replaced
+            return .object(o)
+        case .array(var a):
+            guard let i = Int(key), a.indices.contains(i), let replaced = replace(a[i], at: path.dropFirst(), with: newValue) else { return nil }
+            a[i] = replaced
+            return .array(a)
+        default:
+            return nil
+        }
+    }
+
+    /// Deletes an object. Refused while another object refers to it, unless `force`.
+    public func delete(_ kind: ResourceKind, id: String, force: Bool) async throws(AdminError) {
+        let store = try writableStore()
+        guard entries[kind]?[id] != nil else { throw AdminError(404, "Key not found") }
+        let users = state.referrers(of: kind, id: id)
+        if !users.isEmpty && !force {
+            throw AdminError(400, "can not delete this \(Self.singular(kind)), \(users.joined(separator: ", ")) \(users.count == 1 ? "is" : "are") still using it now")
+        }
+        var next = state
+        try? next.set(kind, id: id, value: nil)
+        do {
+            _ = try await store.delete(kind: kind, id: id)
+        } catch {
+            throw storeFailure(error)
+        }
+        entries[kind]?[id] = nil
+        state = next
+        try await publish()
+    }
+
+    /// Validates a body without storing it (`/schema/validate`).
+    public func validate(_ kind: ResourceKind, body: JSONValue) throws(AdminError) {
+        var scratch = ConfigState()
+        do throws(ConfigError) {
+            try scratch.set(kind, id: "validate", value: body)
+        } catch {
+            throw AdminError(400, "invalid configuration: \(error)")
+        }
+    }
+
+    // MARK: Helpers
+
+    private func writableStore() throws(AdminError) -> any ConfigStore {
+        guard let store, !readOnly else { throw AdminError(405, "the Admin API is read-only in standalone mode") }
+        return store
+    }
+
+    private func publish() async throws(AdminError) {
+        do {
+            try await publisher(state)
+        } catch {
+            throw AdminError(503, "stored, but publishing to the data plane failed: \(error)")
+        }
+    }
+
+    private func storeFailure(_ error: Error) -> AdminError {
+        if let e = error as? StoreError {
+            switch e.code {
+            case .conflict: return AdminError(409, e.message)
+            case .unavailable: return AdminError(503, "config store unavailable: \(e.message)")
+            case .corrupt: return AdminError(500, e.message)
+            }
+        }
+        return AdminError(503, "config store unavailable: \(error)")
+    }
+
+    private func referenceError(_ next: ConfigState, kind: ResourceKind, id: String) -> String? {
+        let prefix: String
+        switch kind {
+        case .routes: prefix = "routes[\(id)]."
+        case .services: prefix = "services[\(id)]."
+        default: return nil
+        }
+        for e in next.referenceErrors() where e.path.hasPrefix(prefix) {
+            return "invalid configuration: \(e.path.dropFirst(prefix.count)): \(e.message)"
+        }
+        return nil
+    }
+
+    static func singular(_ kind: ResourceKind) -> String {
+        switch kind {
+        case .routes: return "route"
+        case .services: return "service"
+        case .upstreams: return "upstream"
+        case .consumers: return "consumer"
+        case .ssls: return "ssl"
+        case .globalRules: return "global rule"
+        case .pluginConfigs: return "plugin_config"
+        case .streamRoutes: return "stream_route"
+        }
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif

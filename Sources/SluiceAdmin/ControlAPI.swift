@@ -1,0 +1,41 @@
+import SluiceCore
+import SluiceStore
+
+/// The control API (`--control-listen`): what this gateway is serving right now.
+public struct ControlAPI: APIHandler {
+    public let service: ConfigService
+
+    public init(service: ConfigService) { self.service = service }
+
+    public func handle(_ request: APIRequest) async -> APIResponse {
+        guard request.method == "GET" else { return .error(405, "method \(request.method) is not allowed") }
+        let parts = request.path.split(separator: "/").map(String.init)
+        guard parts.count >= 2, parts[0] == "v1" else { return .error(404, "not found") }
+        switch (parts[1], parts.count) {
+        case ("routes", 2): return await values(.routes)
+        case ("route", 3): return await value(.routes, parts[2])
+        case ("upstreams", 2): return await values(.upstreams)
+        case ("upstream", 3): return await value(.upstreams, parts[2])
+        case ("services", 2): return await values(.services)
+        case ("service", 3): return await value(.services, parts[2])
+        case ("healthcheck", 2):
+            // Active and passive health checks are not in this build: nothing is checked.
+            return APIResponse(status: 200, body: .array([]))
+        case ("schema", 2):
+            var all: [String: JSONValue] = [:]
+            for kind in ResourceKind.allCases { if let s = Schemas.schema(for: kind) { all[kind.rawValue] = s } }
+            return APIResponse(status: 200, body: .object(all))
+        default:
+            return .error(404, "not found")
+        }
+    }
+
+    private func values(_ kind: ResourceKind) async -> APIResponse {
+        APIResponse(status: 200, body: .array(await service.list(kind).map(\.value)))
+    }
+
+    private func value(_ kind: ResourceKind, _ id: String) async -> APIResponse {
+        guard let e = await service.get(kind, id) else { return .error(404, "not found") }
+        return APIResponse(status: 200, body: e.value)
+    }
+}

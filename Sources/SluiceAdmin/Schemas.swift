@@ -1,0 +1,97 @@
+import SluiceCore
+
+/// JSON Schemas of the resources, as `GET /apisix/admin/schema/{resource}` and the control
+/// API's `/v1/schema` show them. They describe what the validators in SluiceCore accept.
+public enum Schemas {
+    static let id = #"{"anyOf":[{"type":"string","pattern":"^[a-zA-Z0-9-_.]{1,64}$"},{"type":"integer","minimum":1}]}"#
+    static let labels = #"{"type":"object","additionalProperties":{"type":"string","minLength":1,"maxLength":256}}"#
+    static let timeout = #"{"type":"object","properties":{"connect":{"type":"number","exclusiveMinimum":0},"send":{"type":"number","exclusiveMinimum":0},"read":{"type":"number","exclusiveMinimum":0}},"required":["connect","send","read"],"additionalProperties":false}"#
+    static let plugins = #"{"type":"object","description":"plugin name to config; no plugins are available in this build","maxProperties":0}"#
+    static let hosts = #"{"type":"array","minItems":1,"uniqueItems":true,"items":{"type":"string","pattern":"^\\*?[0-9a-zA-Z-._\\[\\]:]+$"}}"#
+
+    static let upstream = """
+        {"type":"object","properties":{
+          "id":\(id),
+          "type":{"type":"string","enum":["roundrobin","chash","least_conn","ewma"],"default":"roundrobin"},
+          "nodes":{"anyOf":[
+            {"type":"object","description":"host:port to weight","additionalProperties":{"type":"integer","minimum":0}},
+            {"type":"array","items":{"type":"object","properties":{"host":{"type":"string","minLength":1},"port":{"type":"integer","minimum":1,"maximum":65535},"weight":{"type":"integer","minimum":0},"priority":{"type":"integer","default":0},"metadata":{"type":"object"}},"required":["host","weight"],"additionalProperties":false}}]},
+          "hash_on":{"type":"string","enum":["vars","header","cookie","consumer","vars_combinations"],"default":"vars"},
+          "key":{"type":"string","description":"required when type is chash"},
+          "retries":{"type":"integer","minimum":0},
+          "retry_timeout":{"type":"number","minimum":0,"default":0},
+          "timeout":\(timeout),
+          "pass_host":{"type":"string","enum":["pass","node","rewrite"],"default":"pass"},
+          "upstream_host":{"type":"string","description":"required when pass_host is rewrite"},
+          "scheme":{"type":"string","enum":["http"],"default":"http"},
+          "keepalive_pool":{"type":"object","properties":{"size":{"type":"integer","minimum":1,"default":320},"idle_timeout":{"type":"number","minimum":0,"default":60},"requests":{"type":"integer","minimum":1,"default":1000}},"additionalProperties":false},
+          "name":{"type":"string","minLength":1,"maxLength":100},
+          "desc":{"type":"string","maxLength":256},
+          "labels":\(labels),
+          "create_time":{"type":"integer"},"update_time":{"type":"integer"}},
+         "required":["nodes"],"additionalProperties":false}
+        """
+
+    static let route = """
+        {"type":"object","properties":{
+          "id":\(id),
+          "uri":{"type":"string","minLength":1,"maxLength":4096,"pattern":"^/"},
+          "uris":{"type":"array","minItems":1,"uniqueItems":true,"items":{"type":"string","pattern":"^/"}},
+          "host":{"type":"string"},"hosts":\(hosts),
+          "methods":{"type":"array","minItems":1,"uniqueItems":true,"items":{"type":"string","enum":["GET","POST","PUT","DELETE","PATCH","HEAD","OPTIONS","CONNECT","TRACE","PURGE"]}},
+          "remote_addr":{"type":"string"},"remote_addrs":{"type":"array","minItems":1,"items":{"type":"string","description":"IPv4/IPv6 address or CIDR"}},
+          "vars":{"type":"array","description":"lua-resty-expr expressions: [[var, op, value], ...]"},
+          "priority":{"type":"integer","default":0},
+          "upstream":\(upstream),
+          "upstream_id":\(id),"service_id":\(id),"plugin_config_id":\(id),
+          "plugins":\(plugins),
+          "enable_websocket":{"type":"boolean"},
+          "status":{"type":"integer","enum":[0,1],"default":1},
+          "timeout":\(timeout),
+          "name":{"type":"string","minLength":1,"maxLength":100},
+          "desc":{"type":"string","maxLength":256},
+          "labels":\(labels),
+          "create_time":{"type":"integer"},"update_time":{"type":"integer"}},
+         "oneOf":[{"required":["uri"]},{"required":["uris"]}],
+         "anyOf":[{"required":["upstream"]},{"required":["upstream_id"]},{"required":["service_id"]},{"required":["plugins"]},{"required":["plugin_config_id"]}],
+         "additionalProperties":false}
+        """
+
+    static let service = """
+        {"type":"object","properties":{
+          "id":\(id),"upstream":\(upstream),"upstream_id":\(id),"plugins":\(plugins),"hosts":\(hosts),
+          "enable_websocket":{"type":"boolean"},"name":{"type":"string","minLength":1,"maxLength":100},
+          "desc":{"type":"string","maxLength":256},"labels":\(labels),
+          "create_time":{"type":"integer"},"update_time":{"type":"integer"}},
+         "additionalProperties":false}
+        """
+
+    static let consumer = """
+        {"type":"object","properties":{
+          "username":{"type":"string","minLength":1,"maxLength":100,"pattern":"^[a-zA-Z0-9_-]+$"},
+          "plugins":\(plugins),"desc":{"type":"string","maxLength":256},"labels":\(labels),
+          "create_time":{"type":"integer"},"update_time":{"type":"integer"}},
+         "required":["username"],"additionalProperties":false}
+        """
+
+    static let pluginSet = """
+        {"type":"object","properties":{
+          "id":\(id),"plugins":\(plugins),"name":{"type":"string","minLength":1,"maxLength":100},
+          "desc":{"type":"string","maxLength":256},"labels":\(labels),
+          "create_time":{"type":"integer"},"update_time":{"type":"integer"}},
+         "required":["plugins"],"additionalProperties":false}
+        """
+
+    public static func schema(for kind: ResourceKind) -> JSONValue? {
+        let text: String
+        switch kind {
+        case .routes: text = route
+        case .upstreams: text = upstream
+        case .services: text = service
+        case .consumers: text = consumer
+        case .pluginConfigs, .globalRules: text = pluginSet
+        case .ssls, .streamRoutes: return nil
+        }
+        return try? JSONValue.parse(text)
+    }
+}
