@@ -109,6 +109,7 @@ public enum DeclarativeConfig {
         var errors: [ConfigError] = []
         var state = ConfigState()
         var ids: [ResourceKind: Set<String>] = [:]
+        var indices: [String: String] = [:]  // "routes[ID]" → "routes[INDEX]"
         let top: [String: JSONValue]
         switch document {
         case .object(let o): top = o
@@ -141,13 +142,20 @@ public enum DeclarativeConfig {
                         throw ConfigError(path: "\(path).id", "duplicate id \"\(id)\"")
                     }
                     ids[kind, default: []].insert(id)
+                    indices["\(kind.rawValue)[\(id)]"] = path
                     try state.set(kind, id: id, value: item, path: path)
                 } catch {
                     errors.append(error)
                 }
             }
         }
-        errors += state.referenceErrors()
+        // Reference errors name objects by id; in a file, name them by position instead.
+        for var e in state.referenceErrors() {
+            if let bracket = e.path.firstIndex(of: "]"), let byIndex = indices[String(e.path[...bracket])] {
+                e.path = byIndex + e.path[e.path.index(after: bracket)...]
+            }
+            errors.append(e)
+        }
         return errors.isEmpty ? .success(state) : .failure(ConfigErrors(errors))
     }
 }

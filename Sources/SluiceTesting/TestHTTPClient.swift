@@ -14,6 +14,7 @@ public struct TestResponse: Sendable {
 
 public struct TestClientError: Error, CustomStringConvertible {
     public var description: String
+    public init(description: String) { self.description = description }
 }
 
 /// A keep-alive HTTP/1.1 client on one connection, one request at a time.
@@ -62,6 +63,9 @@ public final class TestHTTPClient: Sendable {
         let collector = self.collector
         let channel = self.channel
         let future: EventLoopFuture<TestResponse> = channel.eventLoop.flatSubmit {
+            guard channel.isActive else {
+                return channel.eventLoop.makeFailedFuture(TestClientError(description: "connection is closed"))
+            }
             let promise = channel.eventLoop.makePromise(of: TestResponse.self)
             collector.value.enqueue(promise, method: method)
             channel.write(HTTPClientRequestPart.head(head), promise: nil)

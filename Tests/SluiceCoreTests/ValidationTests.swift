@@ -84,7 +84,7 @@ import Testing
         #expect(text.contains("bogus: unknown resource kind (expected one of routes, services, upstreams, consumers, ssls, global_rules, plugin_configs, stream_routes)"))
         #expect(text.contains("routes[1].uri: must start with /, got \"nope\""))
         #expect(text.contains("routes[2].id: is required"))
-        #expect(text.contains("routes[1].upstream_id: upstream \"missing\" not found"))
+        #expect(text.contains("routes[0].upstream_id: upstream \"missing\" not found"))
         #expect(text.contains { $0.hasPrefix("ssls: ") })
     }
 }

@@ -1,0 +1,263 @@
+import NIOCore
+import NIOHTTP1
+import SluiceAdmin
+import SluiceCore
+import SluiceTesting
+import Testing
+
+@Suite struct AdminAPITests {
+    @Test func authenticationAndRoles() async throws {
+        let gw = try await AdminGateway.start()
+        let c = try await gw.adminClient()
+        var r = try await c.call(.GET, "/routes", key: nil)
+        #expect(r.status == 401)
+        #expect(r.json == ["error_msg": "failed to check token"])
+        r = try await c.call(.GET, "/routes", key: "wrong")
+        #expect(r.status == 401)
+        r = try await c.call(.GET, "/routes?api_key=\(adminKey)", key: nil)
+        #expect(r.status == 200)
+        #expect(r.headers.first(name: "x-api-version") == "v3")
+        r = try await c.call(.GET, "/routes", key: viewerKey)
+        #expect(r.status == 200)
+        r = try await c.call(.PUT, "/upstreams/1", #"{"nodes":{"127.0.0.1:1":1}}"#, key: viewerKey)
+        #expect(r.status == 401)
+        #expect(try await c.call(.GET, "/upstreams/1").status == 404)
+        await c.close()
+        await gw.stop()
+    }
+
+    @Test func addressesOutsideAllowAdminAreRefused() async throws {
+        let gw = try await AdminGateway.start(allowed: [CIDR("10.0.0.0/8")!])
+        let c = try await gw.adminClient()
+        let r = try await c.call(.GET, "/routes")
+        #expect(r.status == 403)
+        await c.close()
+        await gw.stop()
+    }
+
+    @Test func crudWithV3Envelopes() async throws {
+        let up = try await startUpstream("a")
+        let gw = try await AdminGateway.start()
+        let c = try await gw.adminClient()
+        var r = try await c.call(.PUT, "/upstreams/u1", #"{"type":"roundrobin","nodes":{"\#(up.address)":1}}"#)
+        #expect(r.status == 201)
+        #expect(r.json["key"] == "/apisix/upstreams/u1")
+        #expect(r.json["value"]?["id"] == "u1")
+        #expect(r.json["value"]?["create_time"]?.intValue != nil)
+        r = try await c.call(.PUT, "/upstreams/u1", #"{"type":"least_conn","nodes":{"\#(up.address)":1}}"#)
+        #expect(r.status == 200)
+        r = try await c.call(.PUT, "/routes/1", #"{"uri":"/hello","upstream_id":"u1","name":"hello"}"#)
+        #expect(r.status == 201)
+        r = try await c.call(.GET, "/routes/1")
+        #expect(r.status == 200)
+        #expect(r.json["key"] == "/apisix/routes/1")
+        let created = try #require(r.json["createdIndex"]?.intValue)
+        let modified = try #require(r.json["modifiedIndex"]?.intValue)
+        #expect(created == modified)
+        r = try await c.call(.GET, "/routes/nope")
+        #expect(r.status == 404)
+        #expect(r.json == ["message": "Key not found"])
+
+        // POST generates an id.
+        r = try await c.call(.POST, "/routes", #"{"uri":"/posted","upstream_id":"u1"}"#)
+        #expect(r.status == 201)
+        let postedID = try #require(r.json["value"]?["id"]?.stringValue)
+        #expect(r.json["key"] == .string("/apisix/routes/\(postedID)"))
+
+        // PATCH merges; null removes a field; a sub-path replaces one field.
+        r = try await c.call(.PATCH, "/routes/1", #"{"methods":["GET"],"name":null}"#)
+        #expect(r.status == 200)
+        #expect(r.json["value"]?["methods"] == ["GET"])
+        #expect(r.json["value"]?["name"] == nil)
+        #expect(r.json["value"]?["uri"] == "/hello")
+        r = try await c.call(.PATCH, "/routes/1/uri", #""/hi""#)
+        #expect(r.status == 200)
+        #expect(r.json["value"]?["uri"] == "/hi")
+        r = try await c.call(.GET, "/routes/1")
+        #expect(r.json["modifiedIndex"]!.intValue! > modified)
+        #expect(r.json["createdIndex"]?.intValue == created)
+
+        // List with total and paging.
+        for i in 0..<12 { _ = try await c.call(.PUT, "/routes/p\(i)", #"{"uri":"/p\#(i)","upstream_id":"u1"}"#) }
+        r = try await c.call(.GET, "/routes")
+        #expect(r.json["total"] == 14)
+        #expect(r.json["list"]?.arrayValue?.count == 14)
+        r = try await c.call(.GET, "/routes?page=2&page_size=10")
+        #expect(r.json["total"] == 14)
+        #expect(r.json["list"]?.arrayValue?.count == 4)
+        #expect(try await c.call(.GET, "/routes?page=0").status == 400)
+
+        // DELETE refused while referenced, unless forced.
+        r = try await c.call(.DELETE, "/upstreams/u1")
+        #expect(r.status == 400)
+        #expect(r.json["error_msg"]?.stringValue?.contains("route [1]") == true)
+        r = try await c.call(.DELETE, "/routes/1")
+        #expect(r.status == 200)
+        #expect(r.json == ["deleted": "1", "key": "/apisix/routes/1"])
+        #expect(try await c.call(.DELETE, "/routes/1").status == 404)
+        r = try await c.call(.DELETE, "/upstreams/u1?force=true")
+        #expect(r.status == 200)
+        await c.close()
+        await gw.stop()
+        await up.stop()
+    }
+
+    @Test func servicesConsumersPluginConfigsAndGlobalRules() async throws {
+        let gw = try await AdminGateway.start()
+        let c = try await gw.adminClient()
+        #expect(try await c.call(.PUT, "/services/s1", #"{"upstream":{"nodes":{"127.0.0.1:1":1}},"hosts":["a.example"]}"#).status == 201)
+        #expect(try await c.call(.PUT, "/routes/r", #"{"uri":"/s","service_id":"s1"}"#).status == 201)
+        #expect(try await c.call(.DELETE, "/services/s1").status == 400)
+        #expect(try await c.call(.PUT, "/consumers", #"{"username":"jack","desc":"a consumer"}"#).status == 201)
+        #expect(try await c.call(.GET, "/consumers/jack").json["value"]?["username"] == "jack")
+        #expect(try await c.call(.PUT, "/plugin_configs/pc", #"{"plugins":{}}"#).status == 201)
+        #expect(try await c.call(.PUT, "/routes/r2", #"{"uri":"/pc","plugin_config_id":"pc"}"#).status == 201)
+        #expect(try await c.call(.PUT, "/global_rules/g", #"{"plugins":{}}"#).status == 201)
+        let ssl = try await c.call(.PUT, "/ssls/1", #"{"cert":"x","key":"y","snis":["a.example"]}"#)
+        #expect(ssl.status == 400)
+        #expect(ssl.json["error_msg"]?.stringValue?.contains("ssls") == true)
+        await c.close()
+        await gw.stop()
+    }
+
+    @Test func pluginListAndSchemas() async throws {
+        let gw = try await AdminGateway.start()
+        let c = try await gw.adminClient()
+        var r = try await c.call(.GET, "/plugins/list")
+        #expect(r.status == 200)
+        #expect(r.json == [])
+        r = try await c.call(.GET, "/schema/route")
+        #expect(r.status == 200)
+        #expect(r.json["properties"]?["uri"] != nil)
+        r = try await c.call(.GET, "/schema/upstreams")
+        #expect(r.json["properties"]?["nodes"] != nil)
+        r = try await c.call(.POST, "/schema/validate/routes", #"{"uri":"/a","upstream":{"nodes":{"a:1":1}}}"#)
+        #expect(r.status == 200)
+        r = try await c.call(.POST, "/schema/validate/routes", #"{"uri":"/a","upstream":{"nodes":{"a:1":"x"}}}"#)
+        #expect(r.status == 400)
+        #expect(r.json["error_msg"]?.stringValue?.contains("upstream.nodes.a:1") == true)
+        await c.close()
+        await gw.stop()
+    }
+
+    @Test func bodiesAbove1_5MiBGet413() async throws {
+        let gw = try await AdminGateway.start()
+        let c = try await gw.adminClient()
+        let huge = "{\"uri\":\"/a\",\"desc\":\"" + String(repeating: "x", count: 1_600_000) + "\"}"
+        let r = try await c.call(.PUT, "/routes/big", huge)
+        #expect(r.status == 413)
+        await c.close()
+        let c2 = try await gw.adminClient()
+        #expect(try await c2.call(.GET, "/routes/big").status == 404)
+        await c2.close()
+        await gw.stop()
+    }
+
+    /// Each invalid body is refused with 400, an error naming the field, and no change.
+    @Test func invalidBodiesChangeNothing() async throws {
+        let gw = try await AdminGateway.start()
+        let c = try await gw.adminClient()
+        #expect(try await c.call(.PUT, "/upstreams/u", #"{"nodes":{"127.0.0.1:1":1}}"#).status == 201)
+        #expect(try await c.call(.PUT, "/routes/r", #"{"uri":"/ok","upstream_id":"u"}"#).status == 201)
+        let before = try await c.call(.GET, "/routes/r").json
+        let cases: [(String, String, String)] = [
+            ("/routes/r", #"{"upstream_id":"u"}"#, "uri"),
+            ("/routes/r", #"{"uri":"nope","upstream_id":"u"}"#, "uri"),
+            ("/routes/r", #"{"uri":"/a","upstream_id":"missing"}"#, "upstream_id"),
+            ("/routes/r", #"{"uri":"/a","service_id":"missing"}"#, "service_id"),
+            ("/routes/r", #"{"uri":"/a","plugin_config_id":"missing"}"#, "plugin_config_id"),
+            ("/routes/r", #"{"uri":"/a","upstream_id":"u","methods":["YELL"]}"#, "methods[0]"),
+            ("/routes/r", #"{"uri":"/a","upstream_id":"u","hosts":[]}"#, "hosts"),
+            ("/routes/r", #"{"uri":"/a","upstream_id":"u","remote_addrs":["300.0.0.1"]}"#, "remote_addrs[0]"),
+            ("/routes/r", #"{"uri":"/a","upstream_id":"u","vars":[["arg_x","<>","1"]]}"#, "vars[0][1]"),
+            ("/routes/r", #"{"uri":"/a","upstream_id":"u","priority":1.5}"#, "priority"),
+            ("/routes/r", #"{"uri":"/a","upstream_id":"u","status":7}"#, "status"),
+            ("/routes/r", #"{"uri":"/a","upstream_id":"u","enable_websocket":1}"#, "enable_websocket"),
+            ("/routes/r", #"{"uri":"/a","upstream_id":"u","timeout":{"connect":-1,"send":1,"read":1}}"#, "timeout.connect"),
+            ("/routes/r", #"{"uri":"/a","upstream_id":"u","plugins":{"limit-count":{}}}"#, "plugins.limit-count"),
+            ("/routes/r", #"{"uri":"/a","upstream_id":"u","labels":{"k":5}}"#, "labels.k"),
+            ("/routes/r", #"{"uri":"/a","upstream_id":"u","name":""}"#, "name"),
+            ("/routes/r", #"{"uri":"/a","upstream_id":"u","extra":true}"#, "extra"),
+            ("/routes/r", #"{"uri":"/a","upstream":{"nodes":{"h:70000":1}}}"#, "upstream.nodes.h:70000"),
+            ("/routes/r", #"{"uri":"/a","upstream":{"type":"chash","nodes":{"h:1":1}}}"#, "upstream.key"),
+            ("/routes/r", #"{"uri":"/a","upstream":{"nodes":[{"host":"","port":1,"weight":1}]}}"#, "upstream.nodes[0].host"),
+            ("/routes/r", #"{"uri":"/a","upstream":{"nodes":{"h:1":1},"keepalive_pool":{"requests":0}}}"#, "upstream.keepalive_pool.requests"),
+            ("/routes/r", #"{"uri":"/a","upstream":{"nodes":{"h:1":1},"hash_on":"moon"}}"#, "upstream.hash_on"),
+            ("/routes/r", #"{"uri":"/a","upstream":{"nodes":{"h:1":1},"checks":{}}}"#, "upstream.checks"),
+            ("/routes/r", #"["not","an","object"]"#, "object"),
+            ("/routes/r", #"{"uri":"/a","#, "invalid"),
+            ("/routes/r", "", "empty"),
+            ("/upstreams/u", #"{"nodes":{"h:1":1},"pass_host":"rewrite"}"#, "upstream_host"),
+            ("/upstreams/u", #"{"nodes":{"h:1":1},"retries":"3"}"#, "retries"),
+            ("/upstreams/bad%20id", #"{"nodes":{"h:1":1}}"#, "id"),
+            ("/services/s", #"{"upstream_id":"missing"}"#, "upstream_id"),
+            ("/consumers/c", #"{"username":"other"}"#, "username"),
+            ("/plugin_configs/p", #"{"desc":"no plugins"}"#, "plugins"),
+        ]
+        #expect(cases.count >= 25)
+        for (path, body, field) in cases {
+            let r = try await c.call(.PUT, path, body)
+            #expect(r.status == 400, "\(path) \(body) → \(r.status) \(r.json)" as Comment)
+            let message = r.json["error_msg"]?.stringValue ?? ""
+            #expect(message.contains(field), "\(body): \(message)" as Comment)
+        }
+        #expect(try await c.call(.GET, "/routes/r").json == before)
+        #expect(try await c.call(.GET, "/routes").json["total"] == 1)
+        #expect(try await c.call(.GET, "/upstreams").json["total"] == 1)
+        #expect(try await c.call(.GET, "/services").json["total"] == 0)
+        // An invalid PATCH changes nothing either.
+        #expect(try await c.call(.PATCH, "/routes/r", #"{"uri":"bad"}"#).status == 400)
+        #expect(try await c.call(.GET, "/routes/r").json == before)
+        await c.close()
+        await gw.stop()
+    }
+
+    /// The Admin API answers only once the change is live: the very next proxied request
+    /// after each 2xx must see it.
+    @Test func aRoutePutIsServedByTheVeryNextRequest() async throws {
+        let up = try await startUpstream("a")
+        let gw = try await AdminGateway.start()
+        let c = try await gw.adminClient()
+        let proxy = try await gw.gateway.client()
+        #expect(try await c.call(.PUT, "/upstreams/u", #"{"nodes":{"\#(up.address)":1}}"#).status == 201)
+        for i in 0..<50 {
+            #expect(try await c.call(.PUT, "/routes/n\(i)", #"{"uri":"/n\#(i)","upstream_id":"u"}"#).status == 201)
+            let r = try await proxy.request(.GET, "/n\(i)")
+            #expect(r.status == .ok, "route n\(i) not live after its 2xx" as Comment)
+            #expect(try await c.call(.DELETE, "/routes/n\(i)").status == 200)
+            #expect(try await proxy.request(.GET, "/n\(i)").status == .notFound)
+        }
+        await proxy.close()
+        await c.close()
+        await gw.stop()
+        await up.stop()
+    }
+
+    @Test func configSurvivesARestart() async throws {
+        let dir = makeTemporaryDirectory()
+        let up = try await startUpstream("a")
+        do {
+            let gw = try await AdminGateway.start(directory: dir)
+            let c = try await gw.adminClient()
+            #expect(try await c.call(.PUT, "/routes/keep", #"{"uri":"/keep","upstream":{"nodes":{"\#(up.address)":1}}}"#).status == 201)
+            await c.close()
+            await gw.stop()
+        }
+        let gw = try await AdminGateway.start(directory: dir)
+        let proxy = try await gw.gateway.client()
+        #expect(try await proxy.request(.GET, "/keep").status == .ok)
+        await proxy.close()
+        await gw.stop()
+        await up.stop()
+    }
+
+    @Test func standaloneAdminIsReadOnly() async throws {
+        let gw = try await AdminGateway.start(readOnly: true)
+        let c = try await gw.adminClient()
+        let r = try await c.call(.PUT, "/routes/1", #"{"uri":"/a","upstream":{"nodes":{"h:1":1}}}"#)
+        #expect(r.status == 405)
+        #expect(try await c.call(.GET, "/routes").status == 200)
+        await c.close()
+        await gw.stop()
+    }
+}

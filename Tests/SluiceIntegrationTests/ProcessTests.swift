@@ -1,0 +1,151 @@
+import Foundation
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import SluiceCore
+import SluiceTesting
+import Testing
+
+/// The built `sluice` binary (scripts/test.sh builds it before the tests run).
+func sluiceBinary() throws -> String {
+    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    for candidate in [".build/debug/sluice", ".build/x86_64-unknown-linux-gnu/debug/sluice"] {
+        let path = root.appendingPathComponent(candidate).path
+        if FileManager.default.isExecutableFile(atPath: path) { return path }
+    }
+    throw TestClientError(description: "the sluice binary is not built: run `swift build --build-tests` first (scripts/test.sh does)")
+}
+
+/// A free port on 127.0.0.1 (bound and released).
+func freePort() async throws -> Int { try await deadPort() }
+
+final class GatewayProcess {
+    let process = Process()
+    let output = Pipe()
+
+    init(_ arguments: [String], directory: String) throws {
+        process.executableURL = URL(fileURLWithPath: try sluiceBinary())
+        process.arguments = arguments
+        process.currentDirectoryURL = URL(fileURLWithPath: directory)
+        process.standardOutput = output
+        process.standardError = output
+        try process.run()
+    }
+
+    func kill(_ signal: Int32) { Foundation.kill(process.processIdentifier, signal) }
+
+    /// Waits for exit, up to `timeout`; returns the exit status or nil.
+    func waitForExit(timeout: Duration = .seconds(20)) async -> Int32? {
+        let deadline = ContinuousClock.now + timeout
+        while process.isRunning && ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(20)) }
+        return process.isRunning ? nil : process.terminationStatus
+    }
+
+    var text: String { String(decoding: output.fileHandleForReading.availableData, as: UTF8.self) }
+}
+
+func waitUntilListening(_ port: Int) async throws -> Bool {
+    try await eventually(timeout: .seconds(20)) {
+        (try? await TestHTTPClient.connect(port: port, group: Gateway.group)) != nil
+    }
+}
+
+@Suite struct CommandLineTests {
+    @Test func validateExitsZeroOrTwoWithEveryError() async throws {
+        let dir = makeTemporaryDirectory()
+        try #"routes: [{id: "1", uri: /a, upstream_id: "u"}]\#nupstreams: [{id: u, nodes: {"127.0.0.1:80": 1}}]\#n"#
+            .write(toFile: "\(dir)/good.yaml", atomically: true, encoding: .utf8)
+        try "routes:\n  - {id: \"1\", uri: a, upstream_id: u}\n  - {id: \"2\", uri: /b, upstream: {nodes: {\"h:0\": 1}}}\n  - {id: \"3\", uri: /c, upstream_id: missing}\n"
+            .write(toFile: "\(dir)/bad.yaml", atomically: true, encoding: .utf8)
+        let good = try GatewayProcess(["validate", "good.yaml"], directory: dir)
+        #expect(await good.waitForExit() == 0)
+        let bad = try GatewayProcess(["validate", "bad.yaml"], directory: dir)
+        #expect(await bad.waitForExit() == 2)
+        let out = bad.text
+        #expect(out.contains("routes[0].uri: must start with /"))
+        #expect(out.contains("routes[1].upstream.nodes.h:0: port must be 1-65535"))
+        #expect(out.contains("routes[2].upstream_id: upstream \"missing\" not found"))
+    }
+
+    @Test func badFlagsExitTwo() async throws {
+        let dir = makeTemporaryDirectory()
+        let unknown = try GatewayProcess(["serve", "--no-such-flag"], directory: dir)
+        #expect(await unknown.waitForExit() == 2)
+        let badListen = try GatewayProcess(["serve", "--proxy-listen", "nowhere"], directory: dir)
+        #expect(await badListen.waitForExit() == 2)
+        #expect(badListen.text.contains("--proxy-listen"))
+        let noCommand = try GatewayProcess(["frobnicate"], directory: dir)
+        #expect(await noCommand.waitForExit() == 2)
+    }
+
+    @Test func sigtermStopsGracefullyWithExitZero() async throws {
+        let dir = makeTemporaryDirectory()
+        let up = try await startUpstream("slow")
+        try #"routes: [{id: "1", uri: "/*", upstream: {nodes: {"\#(up.address)": 1}}}]\#n"#.write(toFile: "\(dir)/c.yaml", atomically: true, encoding: .utf8)
+        let (proxy, admin, control) = (try await freePort(), try await freePort(), try await freePort())
+        let p = try GatewayProcess(
+            ["serve", "--standalone", "c.yaml", "--proxy-listen", "127.0.0.1:\(proxy)", "--admin-listen", "127.0.0.1:\(admin)",
+             "--control-listen", "127.0.0.1:\(control)", "--data-dir", "data", "--workers", "1"], directory: dir)
+        #expect(try await waitUntilListening(proxy))
+        let client = try await TestHTTPClient.connect(port: proxy, group: Gateway.group)
+        async let slow = client.request(.GET, "/delay/700")
+        try await Task.sleep(for: .milliseconds(200))
+        p.kill(SIGTERM)
+        let r = try await slow
+        #expect(r.status == .ok)  // the in-flight request finished
+        #expect(await p.waitForExit() == 0)
+        await up.stop()
+    }
+}
+
+/// SIGKILL during a burst of Admin API writes: after a restart every write that was
+/// acknowledged is there, and the store always opens.
+@Suite struct CrashTests {
+    @Test func acknowledgedWritesSurviveSIGKILL() async throws {
+        let dir = makeTemporaryDirectory()
+        var acknowledged: [String] = []
+        let killPoints = [37, 91, 150, 203, 277]  // writes before each kill (≥ 500 in total)
+        for (round, killAfter) in killPoints.enumerated() {
+            let (proxy, admin, control) = (try await freePort(), try await freePort(), try await freePort())
+            let p = try GatewayProcess(
+                ["serve", "--proxy-listen", "127.0.0.1:\(proxy)", "--admin-listen", "127.0.0.1:\(admin)",
+                 "--control-listen", "127.0.0.1:\(control)", "--data-dir", "data", "--admin-key", adminKey, "--workers", "1"],
+                directory: dir)
+            #expect(try await waitUntilListening(admin), "round \(round): admin API did not come up: \(p.text)" as Comment)
+            let client = AdminClient(http: try await TestHTTPClient.connect(port: admin, group: Gateway.group))
+            // Everything acknowledged so far is present.
+            let list = try await client.call(.GET, "/routes")
+            let present = Set((list.json["list"]?.arrayValue ?? []).compactMap { $0["value"]?["id"]?.stringValue })
+            #expect(Set(acknowledged).isSubset(of: present), "round \(round): lost \(Set(acknowledged).subtracting(present).sorted())" as Comment)
+            // A burst of writes; the kill lands while writes are in flight.
+            var i = 0
+            while i < killAfter + 20 {
+                if i == killAfter { p.kill(SIGKILL) }
+                let id = "r\(round)-\(i)"
+                do {
+                    let r = try await client.call(.PUT, "/routes/\(id)", #"{"uri":"/\#(id)","upstream":{"nodes":{"127.0.0.1:1":1}}}"#)
+                    if r.status == 201 { acknowledged.append(id) }
+                } catch {
+                    break  // the process is gone
+                }
+                i += 1
+            }
+            _ = await p.waitForExit()
+            await client.close()
+        }
+        #expect(acknowledged.count >= 500)
+        // Final check after the last kill.
+        let admin = try await freePort()
+        let p = try GatewayProcess(
+            ["serve", "--proxy-listen", "127.0.0.1:\(try await freePort())", "--admin-listen", "127.0.0.1:\(admin)",
+             "--control-listen", "127.0.0.1:\(try await freePort())", "--data-dir", "data", "--admin-key", adminKey], directory: dir)
+        #expect(try await waitUntilListening(admin))
+        let client = AdminClient(http: try await TestHTTPClient.connect(port: admin, group: Gateway.group))
+        let list = try await client.call(.GET, "/routes")
+        let present = Set((list.json["list"]?.arrayValue ?? []).compactMap { $0["value"]?["id"]?.stringValue })
+        #expect(Set(acknowledged).isSubset(of: present))
+        await client.close()
+        p.kill(SIGTERM)
+        _ = await p.waitForExit()
+    }
+}
