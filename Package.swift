@@ -18,6 +18,9 @@ let package = Package(
         .library(name: "SluiceBalancing", targets: ["SluiceBalancing"]),
         .library(name: "SluiceProxy", targets: ["SluiceProxy"]),
         .library(name: "SluiceServer", targets: ["SluiceServer"]),
+        .library(name: "SluiceAdmin", targets: ["SluiceAdmin"]),
+        .library(name: "SluiceStore", targets: ["SluiceStore"]),
+        .library(name: "SluiceTesting", targets: ["SluiceTesting"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),

@@ -8,6 +8,8 @@ let package = Package(
     platforms: [.macOS(.v15)],
     dependencies: [
         .package(name: "sluice", path: ".."),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/ordo-one/benchmark.git", from: "1.38.1", traits: ["MallocInterposer"]),
     ],
     targets: [
@@ -22,4 +24,18 @@ let package = Package(
             ],
             path: "Benchmarks/SluiceBenchmarks",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]),
+        .executableTarget(
+            name: "WriteToLive",
+            dependencies: [
+                .product(name: "SluiceCore", package: "sluice"),
+                .product(name: "SluiceServer", package: "sluice"),
+                .product(name: "SluiceAdmin", package: "sluice"),
+                .product(name: "SluiceStore", package: "sluice"),
+                .product(name: "SluiceTesting", package: "sluice"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            path: "Sources/WriteToLive"),
     ])

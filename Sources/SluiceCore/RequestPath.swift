@@ -13,6 +13,12 @@ public struct RequestPath: Sendable, Hashable {
     /// The authority of an absolute-form target, which overrides the Host header.
     public var authority: String?
 
+    public init(path: String, query: String?, authority: String?) {
+        self.path = path
+        self.query = query
+        self.authority = authority
+    }
+
     public enum Failure: Error, Sendable, Hashable {
         case notOriginForm
         case badPercentEncoding

@@ -32,8 +32,9 @@ public enum RequestVariable: Sendable, Hashable {
 }
 
 /// Where an expression reads request variables from; the proxy implements it over the live
-/// request, tests over a dictionary.
-public protocol RequestVariableSource {
+/// request, tests over a dictionary. Class-bound so that passing one around costs a pointer,
+/// not a copy of a request head through a generic value witness.
+public protocol RequestVariableSource: AnyObject {
     func value(of variable: RequestVariable) -> String?
 }
 
@@ -84,7 +85,7 @@ public indirect enum VarsExpression: Sendable {
     case not(VarsExpression)
     case condition(VarCondition)
 
-    public func evaluate(_ source: some RequestVariableSource) -> Bool {
+    public func evaluate(_ source: any RequestVariableSource) -> Bool {
         switch self {
         case .all(let exprs):
             for e in exprs where !e.evaluate(source) { return false }
@@ -246,7 +247,7 @@ public struct VarCondition: Sendable {
         return VarCondition(variable: variable, op: op, operand: operand, negated: negated)
     }
 
-    public func evaluate(_ source: some RequestVariableSource) -> Bool {
+    public func evaluate(_ source: any RequestVariableSource) -> Bool {
         let result = evaluateRaw(source.value(of: variable))
         return negated ? !result : result
     }

@@ -49,7 +49,6 @@ final class Exchange {
 
     var lastUpstreamActivity: NIODeadline
     var blockedSince: NIODeadline?
-    var timer: Scheduled<Void>?
 
     init(
         head: HTTPRequestHead, keepAlive: Bool, upgrade: String?, upstream: CompiledUpstream?, balancer: Balancer?,

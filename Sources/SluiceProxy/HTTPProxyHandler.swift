@@ -19,12 +19,18 @@ public final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
     private var context: ChannelHandlerContext?
     private var exchange: Exchange?
     private var readPending = false
-    private var idleTimer: Scheduled<Void>?
+    /// One timer per connection serves the header, keep-alive, send and read timeouts: it is
+    /// moved earlier when a shorter deadline appears, and otherwise re-evaluates what is due
+    /// when it fires, so a request costs no timer scheduling in the common case.
+    private var timer: Scheduled<Void>?
+    private var timerDeadline = NIODeadline.distantFuture
+    private var idleSince = NIODeadline.now()
+    private var servedAny = false
+    private var inReadBurst = false
     private var clientAddress = "0.0.0.0"
     private var clientIP: IPAddress?
-    private var clientPort = 0
-    private var serverAddress = ""
     private var serverPort = 0
+    private let variables = HTTPRequestVariables()
 
     init(loop: LoopContext, headGuard: HeadSizeGuard?) {
         self.loop = loop
@@ -41,8 +47,8 @@ public final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
     }
 
     public func handlerRemoved(context: ChannelHandlerContext) {
-        idleTimer?.cancel()
-        idleTimer = nil
+        timer?.cancel()
+        timer = nil
         self.context = nil
     }
 
@@ -54,19 +60,23 @@ public final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
     private func connectionStarted(_ context: ChannelHandlerContext) {
         if let remote = context.channel.remoteAddress {
             clientAddress = remote.ipAddress ?? "0.0.0.0"
-            clientPort = remote.port ?? 0
             clientIP = IPAddress(clientAddress)
+            variables.remotePort = remote.port ?? 0
         }
-        serverAddress = context.channel.localAddress?.ipAddress ?? ""
+        variables.remoteAddress = clientAddress
+        variables.serverAddress = context.channel.localAddress?.ipAddress ?? ""
         serverPort = context.channel.localAddress?.port ?? 0
-        armIdleTimer(loop.settings.clientHeaderTimeout)
+        variables.serverPort = serverPort
+        variables.scheme = loop.settings.scheme
+        idleSince = .now()
+        ensureTimer(by: idleSince + loop.settings.clientHeaderTimeout)
     }
 
     public func channelInactive(context: ChannelHandlerContext) {
-        idleTimer?.cancel()
+        timer?.cancel()
+        timer = nil
         if let ex = exchange {
             exchange = nil
-            ex.timer?.cancel()
             if let conn = ex.connection {
                 ex.connection = nil
                 // The upstream is mid-exchange for a client that left: not reusable.
@@ -78,6 +88,7 @@ public final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
     }
 
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        inReadBurst = true
         switch unwrapInboundIn(data) {
         case .head(let head): requestHead(head, context)
         case .body(let buffer): requestBody(buffer)
@@ -86,6 +97,7 @@ public final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
     }
 
     public func channelReadComplete(context: ChannelHandlerContext) {
+        inReadBurst = false
         if let ex = exchange, ex.needsUpstreamFlush, let conn = ex.connection {
             ex.needsUpstreamFlush = false
             conn.flush()
@@ -150,9 +162,8 @@ public final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
     // MARK: Request side
 
     private func requestHead(_ head: HTTPRequestHead, _ context: ChannelHandlerContext) {
-        idleTimer?.cancel()
-        idleTimer = nil
         headGuard?.headReceived()
+        servedAny = true
         let snapshot = loop.snapshot
         var keepAlive = head.isKeepAlive
 
@@ -194,9 +205,9 @@ public final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
         let wantsUpgrade = upgradeValue != nil && connectionTokens.contains("upgrade")
         if wantsUpgrade { keepAlive = false }
 
-        let variables = HTTPRequestVariables(
-            head: head, path: target, host: host, remoteAddress: clientAddress, remotePort: clientPort,
-            serverAddress: serverAddress, serverPort: serverPort, scheme: loop.settings.scheme)
+        variables.head = head
+        variables.path = target
+        variables.host = host
         let request = RouteRequest(
             path: target.path, host: host, method: head.method.rawValue, remoteAddress: clientIP, variables: variables)
         guard let route = snapshot.router.match(request) else {
@@ -274,8 +285,12 @@ public final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
         }
         if let conn = ex.connection {
             conn.write(.end(nil))
-            conn.flush()
-            ex.needsUpstreamFlush = false
+            if inReadBurst {
+                ex.needsUpstreamFlush = true  // flushed once at the end of this read burst
+            } else {
+                conn.flush()
+                ex.needsUpstreamFlush = false
+            }
             ex.requestEndSent = true
             ex.lastUpstreamActivity = .now()
             if ex.responseEnded { finishExchange(ex) }
@@ -382,10 +397,15 @@ public final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
             conn.write(.end(nil))
             ex.requestEndSent = true
         }
-        conn.flush()
-        ex.needsUpstreamFlush = false
-        ex.lastUpstreamActivity = .now()
-        armExchangeTimer(ex)
+        if inReadBurst {
+            ex.needsUpstreamFlush = true  // a pooled connection taken during a read: flush once at its end
+        } else {
+            conn.flush()
+            ex.needsUpstreamFlush = false
+        }
+        let now = NIODeadline.now()
+        ex.lastUpstreamActivity = now
+        ensureTimer(by: now + TimeAmount(seconds: min(ex.timeouts.read, ex.timeouts.send)))
         resumeReadsIfPossible()
     }
 
@@ -430,11 +450,10 @@ public final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
                 return
             }
             ex.responseEnded = true
-            ex.timer?.cancel()
-            ex.timer = nil
             ex.connection = nil
             if let node = ex.node {
-                ex.balancer?.release(node, latencyNanos: UInt64((NIODeadline.now() - ex.startedAt).nanoseconds), now: NIODeadline.now().uptimeNanoseconds)
+                let now = NIODeadline.now()
+                ex.balancer?.release(node, latencyNanos: UInt64(max(0, (now - ex.startedAt).nanoseconds)), now: now.uptimeNanoseconds)
             }
             let pool = ex.upstream?.config.keepalivePool ?? KeepalivePool()
             if ex.requestEndSent && ex.upstreamKeepAlive && conn.requestsServed < pool.requests {
@@ -470,8 +489,6 @@ public final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
     func upstreamClosed(_ conn: UpstreamConnection, error: Error?) {
         guard let context, let ex = exchange, ex.connection === conn else { return }
         ex.connection = nil
-        ex.timer?.cancel()
-        ex.timer = nil
         if ex.responseEnded { return }
         guard !ex.responseStarted else {
             // The response was cut short: the client must see a broken response, not a
@@ -503,30 +520,51 @@ public final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
 
     // MARK: Timeouts
 
-    /// One timer per exchange enforces the send timeout (upstream not taking the request
-    /// body) and the read timeout (no byte from the upstream), rescheduling itself rather
-    /// than being re-armed on every read.
-    private func armExchangeTimer(_ ex: Exchange) {
-        guard let context else { return }
-        let period = TimeAmount(seconds: min(ex.timeouts.read, ex.timeouts.send))
-        ex.timer?.cancel()
-        ex.timer = context.eventLoop.assumeIsolated().scheduleTask(in: period) { [self] in
-            self.exchangeTimerFired(ex)
+    /// Makes sure the connection timer fires no later than `deadline`.
+    private func ensureTimer(by deadline: NIODeadline) {
+        guard let context, timer == nil || deadline < timerDeadline else { return }
+        timer?.cancel()
+        timerDeadline = deadline
+        timer = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [self] in
+            self.timer = nil
+            self.timerDeadline = .distantFuture
+            self.timerFired()
         }
     }
 
-    private func exchangeTimerFired(_ ex: Exchange) {
-        guard let current = exchange, current === ex, !ex.responseEnded, let conn = ex.connection, let context else { return }
+    private func timerFired() {
+        guard let context else { return }
         let now = NIODeadline.now()
-        let readLimit = TimeAmount(seconds: ex.timeouts.read)
-        let sendLimit = TimeAmount(seconds: ex.timeouts.send)
-        var timedOut = false
-        if let blocked = ex.blockedSince, now - blocked >= sendLimit { timedOut = true }
-        if ex.requestEndSent && now - ex.lastUpstreamActivity >= readLimit { timedOut = true }
-        guard timedOut else {
-            armExchangeTimer(ex)
+        guard let ex = exchange else {
+            // Waiting for a request head: the header timeout, or the keep-alive idle timeout.
+            let limit = idleSince + (servedAny ? loop.settings.keepaliveTimeout : loop.settings.clientHeaderTimeout)
+            if now >= limit {
+                context.close(promise: nil)
+            } else {
+                ensureTimer(by: limit)
+            }
             return
         }
+        guard let conn = ex.connection, !ex.responseEnded else {
+            // Connecting (the connect timeout is the bootstrap's) or answering locally.
+            ensureTimer(by: now + loop.settings.clientHeaderTimeout)
+            return
+        }
+        let readLimit = TimeAmount(seconds: ex.timeouts.read)
+        let sendLimit = TimeAmount(seconds: ex.timeouts.send)
+        var next = now + sendLimit
+        if let blocked = ex.blockedSince {
+            if now - blocked >= sendLimit { return upstreamTimedOut(ex, conn, context) }
+            next = min(next, blocked + sendLimit)
+        }
+        if ex.requestEndSent {
+            if now - ex.lastUpstreamActivity >= readLimit { return upstreamTimedOut(ex, conn, context) }
+            next = min(next, ex.lastUpstreamActivity + readLimit)
+        }
+        ensureTimer(by: next)
+    }
+
+    private func upstreamTimedOut(_ ex: Exchange, _ conn: UpstreamConnection, _ context: ChannelHandlerContext) {
         ex.connection = nil
         conn.close()
         if let node = ex.node { ex.balancer?.release(node) }
@@ -538,20 +576,9 @@ public final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
         }
     }
 
-    private func armIdleTimer(_ timeout: TimeAmount) {
-        guard let context else { return }
-        idleTimer?.cancel()
-        idleTimer = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [self] in
-            self.idleTimer = nil
-            if self.exchange == nil { self.context?.close(promise: nil) }
-        }
-    }
-
     // MARK: Responses
 
     private func failBeforeResponse(_ ex: Exchange, timedOut: Bool) {
-        ex.timer?.cancel()
-        ex.timer = nil
         ex.local = true
         ex.pendingBody.removeAll()
         ex.pendingBytes = 0
@@ -594,9 +621,9 @@ public final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
     private func finishExchange(_ ex: Exchange) {
         guard exchange === ex else { return }
         exchange = nil
-        ex.timer?.cancel()
         headGuard?.expectHead()
-        armIdleTimer(loop.settings.keepaliveTimeout)
+        idleSince = .now()
+        ensureTimer(by: idleSince + loop.settings.keepaliveTimeout)
         resumeReadsIfPossible()
     }
 
@@ -604,7 +631,6 @@ public final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
 
     private func startTunnel(_ ex: Exchange, _ head: HTTPResponseHead, _ conn: UpstreamConnection, _ context: ChannelHandlerContext) {
         exchange = nil
-        ex.timer?.cancel()
         ex.connection = nil
         conn.owner = nil
         if let node = ex.node { ex.balancer?.release(node) }

@@ -20,11 +20,11 @@ enum HeaderRules {
                 return .badRequest("invalid header value")
             }
             switch name.utf8.count {
-            case 4 where name.lowercased() == "host":
+            case 4 where name.isASCII(caseInsensitivelyEqualTo: "host"):
                 hosts += 1
-            case 14 where name.lowercased() == "content-length":
+            case 14 where name.isASCII(caseInsensitivelyEqualTo: "content-length"):
                 contentLengths += 1
-            case 17 where name.lowercased() == "transfer-encoding":
+            case 17 where name.isASCII(caseInsensitivelyEqualTo: "transfer-encoding"):
                 if transferEncoding != nil { return .badRequest("duplicate Transfer-Encoding") }
                 transferEncoding = value
             default:
@@ -42,20 +42,50 @@ enum HeaderRules {
         return nil
     }
 
-    /// Connection options: the tokens of all `Connection` headers, lower-cased.
+    /// Connection options other than keep-alive and close: the names of further hop-by-hop
+    /// headers, lower-cased. Empty (no allocation) for the usual `keep-alive` / `close`.
     static func connectionTokens(_ headers: HTTPHeaders) -> [String] {
         var tokens: [String] = []
         for value in headers["connection"] {
-            for t in value.split(separator: ",") { tokens.append(String(t).trimmingSpaces().lowercased()) }
+            if value.isASCII(caseInsensitivelyEqualTo: "keep-alive") || value.isASCII(caseInsensitivelyEqualTo: "close") { continue }
+            for t in value.split(separator: ",") {
+                let token = String(t).trimmingSpaces().lowercased()
+                if token != "keep-alive" && token != "close" { tokens.append(token) }
+            }
         }
         return tokens
     }
 
-    static let hopByHop: Set<String> = [
-        "connection", "keep-alive", "proxy-connection", "te", "trailer", "upgrade", "proxy-authenticate",
-        "proxy-authorization", "expect", "x-forwarded-for", "x-real-ip", "x-forwarded-proto", "x-forwarded-host",
-        "x-forwarded-port", "host",
-    ]
+    /// Request headers not forwarded as received: hop-by-hop ones, and those the gateway sets.
+    static func isDroppedRequestHeader(_ name: String) -> Bool {
+        switch name.utf8.count {
+        case 2: return name.isASCII(caseInsensitivelyEqualTo: "te")
+        case 4: return name.isASCII(caseInsensitivelyEqualTo: "host")
+        case 6: return name.isASCII(caseInsensitivelyEqualTo: "expect")
+        case 7: return name.isASCII(caseInsensitivelyEqualTo: "trailer") || name.isASCII(caseInsensitivelyEqualTo: "upgrade")
+        case 9: return name.isASCII(caseInsensitivelyEqualTo: "x-real-ip")
+        case 10: return name.isASCII(caseInsensitivelyEqualTo: "connection") || name.isASCII(caseInsensitivelyEqualTo: "keep-alive")
+        case 15: return name.isASCII(caseInsensitivelyEqualTo: "x-forwarded-for")
+        case 16:
+            return name.isASCII(caseInsensitivelyEqualTo: "proxy-connection") || name.isASCII(caseInsensitivelyEqualTo: "x-forwarded-host")
+                || name.isASCII(caseInsensitivelyEqualTo: "x-forwarded-port")
+        case 17: return name.isASCII(caseInsensitivelyEqualTo: "x-forwarded-proto")
+        case 18: return name.isASCII(caseInsensitivelyEqualTo: "proxy-authenticate")
+        case 19: return name.isASCII(caseInsensitivelyEqualTo: "proxy-authorization")
+        default: return false
+        }
+    }
+
+    /// Response headers not forwarded: hop-by-hop ones.
+    static func isDroppedResponseHeader(_ name: String) -> Bool {
+        switch name.utf8.count {
+        case 2: return name.isASCII(caseInsensitivelyEqualTo: "te")
+        case 7: return name.isASCII(caseInsensitivelyEqualTo: "trailer") || name.isASCII(caseInsensitivelyEqualTo: "upgrade")
+        case 10: return name.isASCII(caseInsensitivelyEqualTo: "connection") || name.isASCII(caseInsensitivelyEqualTo: "keep-alive")
+        case 16: return name.isASCII(caseInsensitivelyEqualTo: "proxy-connection")
+        default: return false
+        }
+    }
 
     struct ClientInfo {
         var address: String
@@ -75,13 +105,13 @@ enum HeaderRules {
         headers.add(name: "Host", value: host)
         var forwardedFor: String? = nil
         for (name, value) in head.headers {
-            let lower = name.lowercased()
-            if lower == "x-forwarded-for" {
-                forwardedFor = forwardedFor.map { "\($0), \(value)" } ?? value
+            if isDroppedRequestHeader(name) {
+                if name.utf8.count == 15 && name.isASCII(caseInsensitivelyEqualTo: "x-forwarded-for") {
+                    forwardedFor = forwardedFor.map { "\($0), \(value)" } ?? value
+                }
                 continue
             }
-            if hopByHop.contains(lower) { continue }
-            if !tokens.isEmpty && tokens.contains(lower) { continue }
+            if !tokens.isEmpty && tokens.contains(where: { name.isASCII(caseInsensitivelyEqualTo: $0) }) { continue }
             headers.add(name: name, value: value)
         }
         headers.add(name: "X-Forwarded-For", value: forwardedFor.map { "\($0), \(client.address)" } ?? client.address)
@@ -107,14 +137,9 @@ enum HeaderRules {
         var headers = HTTPHeaders()
         headers.reserveCapacity(head.headers.count + 1)
         for (name, value) in head.headers {
-            let lower = name.lowercased()
-            switch lower {
-            case "connection", "keep-alive", "proxy-connection", "te", "trailer", "upgrade":
-                continue
-            default:
-                if !tokens.isEmpty && tokens.contains(lower) { continue }
-                headers.add(name: name, value: value)
-            }
+            if isDroppedResponseHeader(name) { continue }
+            if !tokens.isEmpty && tokens.contains(where: { name.isASCII(caseInsensitivelyEqualTo: $0) }) { continue }
+            headers.add(name: name, value: value)
         }
         if upgrade {
             headers.add(name: "Connection", value: "upgrade")
@@ -127,6 +152,20 @@ enum HeaderRules {
 }
 
 extension String {
+    /// ASCII case-insensitive comparison with a lower-case ASCII string, without allocating.
+    @inline(__always)
+    func isASCII(caseInsensitivelyEqualTo lower: String) -> Bool {
+        let a = self.utf8, b = lower.utf8
+        guard a.count == b.count else { return false }
+        var i = b.startIndex
+        for c in a {
+            let folded = (c >= 0x41 && c <= 0x5A) ? c | 0x20 : c
+            if folded != b[i] { return false }
+            i = b.index(after: i)
+        }
+        return true
+    }
+
     func trimmingSpaces() -> String {
         var s = Substring(self)
         while let f = s.first, f == " " || f == "\t" { s = s.dropFirst() }

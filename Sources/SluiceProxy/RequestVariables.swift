@@ -2,15 +2,16 @@ import NIOHTTP1
 import SluiceCore
 
 /// Request variables for `vars` expressions and hash keys, read from the live request head.
-struct HTTPRequestVariables: RequestVariableSource {
-    let head: HTTPRequestHead
-    let path: RequestPath
-    let host: String?
-    let remoteAddress: String
-    let remotePort: Int
-    let serverAddress: String
-    let serverPort: Int
-    let scheme: String
+/// One per client connection, updated at each request head: routing a request allocates none.
+final class HTTPRequestVariables: RequestVariableSource {
+    var head = HTTPRequestHead(version: .http1_1, method: .GET, uri: "/")
+    var path = RequestPath(path: "/", query: nil, authority: nil)
+    var host: String?
+    var remoteAddress = ""
+    var remotePort = 0
+    var serverAddress = ""
+    var serverPort = 0
+    var scheme = "http"
 
     func value(of variable: RequestVariable) -> String? {
         switch variable {

@@ -37,14 +37,14 @@ public struct MethodSet: Sendable, Hashable {
 
 /// What the router needs from a request. `path` is already normalized, `host` lower-cased
 /// without a port.
-public struct RouteRequest<Variables: RequestVariableSource> {
+public struct RouteRequest {
     public var path: String
     public var host: String?
     public var method: String
     public var remoteAddress: IPAddress?
-    public var variables: Variables
+    public var variables: any RequestVariableSource
 
-    public init(path: String, host: String?, method: String, remoteAddress: IPAddress?, variables: Variables) {
+    public init(path: String, host: String?, method: String, remoteAddress: IPAddress?, variables: any RequestVariableSource) {
         self.path = path
         self.host = host
         self.method = method
@@ -123,7 +123,7 @@ public final class Router<Target: Sendable>: Sendable {
     public var isEmpty: Bool { entries.isEmpty }
 
     /// The first route that takes the request, or nil.
-    public func match<V>(_ request: RouteRequest<V>) -> Entry? {
+    public func match(_ request: RouteRequest) -> Entry? {
         let methodBit = MethodSet.bit(for: request.method)
         var path = request.path
         return path.withUTF8 { bytes -> Entry? in
@@ -141,8 +141,8 @@ public final class Router<Target: Sendable>: Sendable {
         }
     }
 
-    private func find<V>(
-        _ trie: PathTrie, _ path: UnsafeBufferPointer<UInt8>, _ methodBit: UInt16, _ request: RouteRequest<V>
+    private func find(
+        _ trie: PathTrie, _ path: UnsafeBufferPointer<UInt8>, _ methodBit: UInt16, _ request: RouteRequest
     ) -> Entry? {
         withUnsafeTemporaryAllocation(of: Candidate.self, capacity: 16) { storage -> Entry? in
             var buffer = CandidateBuffer(storage: storage)
@@ -186,13 +186,13 @@ public final class Router<Target: Sendable>: Sendable {
     }
 
     @inline(__always)
-    private func check<V>(_ c: Candidate, _ methodBit: UInt16, _ request: RouteRequest<V>) -> Entry? {
-        let entry = entries[Int(c.entry)]
-        guard entry.methods.allows(methodBit) else { return nil }
-        if !entry.remoteAddrs.isEmpty {
-            guard let addr = request.remoteAddress, entry.remoteAddrs.contains(where: { $0.contains(addr) }) else { return nil }
+    private func check(_ c: Candidate, _ methodBit: UInt16, _ request: RouteRequest) -> Entry? {
+        let i = Int(c.entry)
+        guard entries[i].methods.allows(methodBit) else { return nil }
+        if !entries[i].remoteAddrs.isEmpty {
+            guard let addr = request.remoteAddress, entries[i].remoteAddrs.contains(where: { $0.contains(addr) }) else { return nil }
         }
-        if let vars = entry.vars, !vars.evaluate(request.variables) { return nil }
-        return entry
+        if let vars = entries[i].vars, !vars.evaluate(request.variables) { return nil }
+        return entries[i]
     }
 }

@@ -190,3 +190,61 @@ public enum RawHTTP {
         }
     }
 }
+
+/// Downloads a response while reading slowly (one read per `interval`), discarding the body,
+/// to check that a proxy in between slows its upstream instead of buffering the difference.
+public enum SlowReader {
+    public static func download(
+        port: Int, group: EventLoopGroup, path: String, interval: TimeAmount, timeout: TimeAmount = .seconds(120)
+    ) async throws -> Int {
+        let done = group.next().makePromise(of: Int.self)
+        let channel = try await ClientBootstrap(group: group)
+            .channelOption(.autoRead, value: false)
+            .channelOption(.socketOption(.so_rcvbuf), value: 64 * 1024)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHTTPClientHandlers()
+                    try channel.pipeline.syncOperations.addHandler(SlowBodyCounter(done: done, interval: interval))
+                }
+            }
+            .connect(host: "127.0.0.1", port: port).get()
+        let head = HTTPRequestHead(version: .http1_1, method: .GET, uri: path, headers: HTTPHeaders([("Host", "test.local")]))
+        channel.write(HTTPClientRequestPart.head(head), promise: nil)
+        try await channel.writeAndFlush(HTTPClientRequestPart.end(nil))
+        channel.read()
+        let timer = channel.eventLoop.scheduleTask(in: timeout) { done.fail(TestClientError(description: "slow download timed out")) }
+        defer { timer.cancel() }
+        let n = try await done.futureResult.get()
+        try? await channel.close()
+        return n
+    }
+
+    final class SlowBodyCounter: ChannelInboundHandler {
+        typealias InboundIn = HTTPClientResponsePart
+        let done: EventLoopPromise<Int>
+        let interval: TimeAmount
+        var bytes = 0
+
+        init(done: EventLoopPromise<Int>, interval: TimeAmount) {
+            self.done = done
+            self.interval = interval
+        }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            switch unwrapInboundIn(data) {
+            case .head: break
+            case .body(let b): bytes += b.readableBytes
+            case .end: done.succeed(bytes)
+            }
+        }
+
+        func channelReadComplete(context: ChannelHandlerContext) {
+            let channel = context.channel
+            context.eventLoop.scheduleTask(in: interval) { channel.read() }
+        }
+
+        func channelInactive(context: ChannelHandlerContext) {
+            done.fail(TestClientError(description: "closed after \(bytes) bytes"))
+        }
+    }
+}

@@ -1,8 +1,9 @@
 import SluiceCore
 import Testing
 
-struct DictionaryVariables: RequestVariableSource {
-    var values: [RequestVariable: String]
+final class DictionaryVariables: RequestVariableSource {
+    let values: [RequestVariable: String]
+    init(values: [RequestVariable: String]) { self.values = values }
     func value(of variable: RequestVariable) -> String? { values[variable] }
 }
 

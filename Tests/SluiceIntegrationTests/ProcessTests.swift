@@ -149,3 +149,39 @@ func waitUntilListening(_ port: Int) async throws -> Bool {
         _ = await p.waitForExit()
     }
 }
+
+/// Peak resident memory of a process, from /proc (VmHWM), in bytes.
+func peakResidentBytes(_ pid: Int32) -> Int? {
+    guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return nil }
+    for line in status.split(separator: "\n") where line.hasPrefix("VmHWM:") {
+        let kb = line.split(separator: " ").compactMap { Int($0) }.first
+        return kb.map { $0 * 1024 }
+    }
+    return nil
+}
+
+@Suite struct BackPressureTests {
+    /// 256 MiB from a fast upstream to a slow client through a gateway process: the gateway
+    /// must slow the upstream down rather than buffer the difference.
+    @Test func aSlowClientDoesNotMakeTheGatewayBufferTheBody() async throws {
+        let dir = makeTemporaryDirectory()
+        let up = try await startUpstream("fast")
+        try #"routes: [{id: "1", uri: "/*", upstream: {nodes: {"\#(up.address)": 1}}}]\#n"#.write(toFile: "\(dir)/c.yaml", atomically: true, encoding: .utf8)
+        let proxy = try await freePort()
+        let p = try GatewayProcess(
+            ["serve", "--standalone", "c.yaml", "--proxy-listen", "127.0.0.1:\(proxy)", "--admin-listen", "127.0.0.1:\(try await freePort())",
+             "--control-listen", "127.0.0.1:\(try await freePort())", "--data-dir", "data", "--workers", "1"], directory: dir)
+        #expect(try await waitUntilListening(proxy))
+        // Warm up, then take the baseline.
+        _ = try await SlowReader.download(port: proxy, group: Gateway.group, path: "/bytes/1048576", interval: .milliseconds(1))
+        let baseline = try #require(peakResidentBytes(p.process.processIdentifier))
+        let size = 256 * 1024 * 1024
+        let received = try await SlowReader.download(port: proxy, group: Gateway.group, path: "/bytes/\(size)", interval: .microseconds(500))
+        #expect(received == size)
+        let peak = try #require(peakResidentBytes(p.process.processIdentifier))
+        #expect(peak - baseline < 64 * 1024 * 1024, "gateway peak RSS grew by \((peak - baseline) >> 20) MiB" as Comment)
+        p.kill(SIGTERM)
+        _ = await p.waitForExit()
+        await up.stop()
+    }
+}

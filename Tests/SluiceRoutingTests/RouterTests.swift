@@ -2,8 +2,9 @@ import SluiceCore
 import SluiceRouting
 import Testing
 
-struct Vars: RequestVariableSource {
-    var values: [RequestVariable: String] = [:]
+final class Vars: RequestVariableSource {
+    let values: [RequestVariable: String]
+    init(values: [RequestVariable: String] = [:]) { self.values = values }
     func value(of variable: RequestVariable) -> String? { values[variable] }
 }
 
