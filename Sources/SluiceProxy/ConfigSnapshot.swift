@@ -40,17 +40,20 @@ public struct RouteTarget: Sendable {
 /// loop once, at its head, and keeps it to the end.
 public final class ConfigSnapshot: Sendable {
     public let version: UInt64
-    public let router: Router<RouteTarget>
+    public let router: Router
+    /// What each router entry leads to, by the entry's `target` index.
+    public let targets: [RouteTarget]
     /// Every compiled upstream by key, inline ones included.
     public let upstreams: [String: CompiledUpstream]
 
-    public init(version: UInt64, router: Router<RouteTarget>, upstreams: [String: CompiledUpstream]) {
+    public init(version: UInt64, router: Router, targets: [RouteTarget], upstreams: [String: CompiledUpstream]) {
         self.version = version
         self.router = router
+        self.targets = targets
         self.upstreams = upstreams
     }
 
-    public static let empty = ConfigSnapshot(version: 0, router: Router(entries: []), upstreams: [:])
+    public static let empty = ConfigSnapshot(version: 0, router: Router(entries: []), targets: [], upstreams: [:])
 }
 
 /// Turns a validated `ConfigState` into a `ConfigSnapshot`. Keeps the compiled upstreams of
@@ -81,8 +84,10 @@ public final class SnapshotCompiler {
             _ = compiled("upstreams/\(id)", upstream)
         }
 
-        var entries: [Router<RouteTarget>.Entry] = []
+        var entries: [Router.Entry] = []
+        var targets: [RouteTarget] = []
         entries.reserveCapacity(state.routes.count)
+        targets.reserveCapacity(state.routes.count)
         // Sorting by id makes the final tie-break (entry order) stable across compiles.
         for id in state.routes.keys.sorted() {
             let route = state.routes[id]!
@@ -108,9 +113,10 @@ public final class SnapshotCompiler {
             entries.append(
                 .init(
                     id: id, paths: route.uris, hosts: hosts, methods: MethodSet(route.methods),
-                    remoteAddrs: route.remoteAddrs, vars: route.vars, priority: route.priority, target: target))
+                    remoteAddrs: route.remoteAddrs, vars: route.vars, priority: route.priority, target: targets.count))
+            targets.append(target)
         }
         previous = upstreams
-        return ConfigSnapshot(version: version, router: Router(entries: entries), upstreams: upstreams)
+        return ConfigSnapshot(version: version, router: Router(entries: entries), targets: targets, upstreams: upstreams)
     }
 }

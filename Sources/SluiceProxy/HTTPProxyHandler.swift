@@ -27,6 +27,11 @@ public final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
     private var idleSince = NIODeadline.now()
     private var servedAny = false
     private var inReadBurst = false
+    /// Pipelined request parts that arrived while an exchange was in flight.
+    private var queued = CircularBuffer<HTTPServerRequestPart>()
+    /// Graceful shutdown asked this connection to close after its current exchange.
+    private var quiescing = false
+    static let maxQueuedParts = 64
     private var clientAddress = "0.0.0.0"
     private var clientIP: IPAddress?
     private var serverPort = 0
@@ -89,10 +94,48 @@ public final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
 
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         inReadBurst = true
-        switch unwrapInboundIn(data) {
+        let part = unwrapInboundIn(data)
+        // One exchange at a time: a pipelined request waits until the current one is done.
+        if !queued.isEmpty || (exchange != nil && Self.isHead(part)) {
+            queued.append(part)
+            return
+        }
+        process(part, context)
+    }
+
+    private static func isHead(_ part: HTTPServerRequestPart) -> Bool {
+        if case .head = part { return true }
+        return false
+    }
+
+    private func process(_ part: HTTPServerRequestPart, _ context: ChannelHandlerContext) {
+        switch part {
         case .head(let head): requestHead(head, context)
         case .body(let buffer): requestBody(buffer)
         case .end: requestEnd()
+        }
+    }
+
+    /// Runs queued pipelined requests once the connection is free again.
+    private func drainQueue() {
+        guard let context else { return }
+        while let part = queued.first {
+            if exchange != nil && Self.isHead(part) { break }
+            queued.removeFirst()
+            process(part, context)
+        }
+    }
+
+    public func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        guard event is ChannelShouldQuiesceEvent else {
+            context.fireUserInboundEventTriggered(event)
+            return
+        }
+        quiescing = true
+        if let ex = exchange {
+            ex.keepAlive = false  // answered with Connection: close, then closed
+        } else if queued.isEmpty {
+            context.close(promise: nil)
         }
     }
 
@@ -120,6 +163,7 @@ public final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
     }
 
     private var shouldPauseReads: Bool {
+        if queued.count >= Self.maxQueuedParts { return true }
         guard let ex = exchange, !ex.local else { return false }
         if let conn = ex.connection { return !conn.isWritable }
         return ex.pendingBytes >= loop.settings.connectBufferBytes
@@ -149,6 +193,12 @@ public final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
             context.close(promise: nil)
             return
         }
+        if let ex = exchange, ex.requestEnded, !ex.responseEnded {
+            // The error is in a later, pipelined request: finish this response, then close.
+            ex.keepAlive = false
+            queued.removeAll()
+            return
+        }
         if let ex = exchange, ex.responseStarted {
             // A response is already on the wire; nothing sensible can be added to it.
             context.close(promise: nil)
@@ -165,7 +215,7 @@ public final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
         headGuard?.headReceived()
         servedAny = true
         let snapshot = loop.snapshot
-        var keepAlive = head.isKeepAlive
+        var keepAlive = head.isKeepAlive && !quiescing
 
         if let rejection = HeaderRules.check(head, maxURIBytes: loop.settings.maxURIBytes) {
             exchange = .local(head: head, keepAlive: false)
@@ -210,14 +260,15 @@ public final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
         variables.host = host
         let request = RouteRequest(
             path: target.path, host: host, method: head.method.rawValue, remoteAddress: clientIP, variables: variables)
-        guard let route = snapshot.router.match(request) else {
+        guard let entry = snapshot.router.match(request) else {
             exchange = .local(head: head, keepAlive: keepAlive)
             respondLocally(.notFound, "404 Route Not Found", close: false)
             return
         }
-        guard let upstream = route.target.upstream, !upstream.plan.isEmpty else {
+        let route = snapshot.targets[entry.target]
+        guard let upstream = route.upstream, !upstream.plan.isEmpty else {
             exchange = .local(head: head, keepAlive: keepAlive)
-            if route.target.upstream == nil {
+            if route.upstream == nil {
                 respondLocally(.serviceUnavailable, "missing upstream configuration in Route or Service", close: false)
             } else {
                 respondLocally(.badGateway, "no valid upstream node", close: false)
@@ -225,7 +276,7 @@ public final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
             return
         }
         var forwardUpgrade: String? = nil
-        if wantsUpgrade, route.target.enableWebsocket, let u = upgradeValue, u.lowercased() == "websocket" {
+        if wantsUpgrade, route.enableWebsocket, let u = upgradeValue, u.lowercased() == "websocket" {
             forwardUpgrade = u
         }
         var hashKey: UInt64 = 0
@@ -245,7 +296,7 @@ public final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
             host: upstreamHost, upgrade: forwardUpgrade)
         let ex = Exchange(
             head: head, keepAlive: keepAlive, upgrade: forwardUpgrade, upstream: upstream,
-            balancer: loop.balancer(for: upstream), timeouts: route.target.timeouts, upstreamHead: upstreamHead,
+            balancer: loop.balancer(for: upstream), timeouts: route.timeouts, upstreamHead: upstreamHead,
             hashKey: hashKey)
         exchange = ex
         acquireUpstream(ex, fresh: false)
@@ -462,12 +513,14 @@ public final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
                 conn.close()
             }
             if !ex.requestEnded { ex.local = true }  // discard the rest of the request body
-            let written = context.writeAndFlush(wrapOutboundOut(.end(trailers)))
             if !ex.keepAlive {
                 exchange = nil
-                written.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
-            } else if ex.requestEnded {
-                finishExchange(ex)
+                context.writeAndFlush(wrapOutboundOut(.end(trailers))).assumeIsolated().whenComplete { _ in
+                    context.close(promise: nil)
+                }
+            } else {
+                context.writeAndFlush(wrapOutboundOut(.end(trailers)), promise: nil)
+                if ex.requestEnded { finishExchange(ex) }
             }
         }
     }
@@ -612,18 +665,24 @@ public final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
         let head = LocalResponse.head(status: status, bodyLength: body.readableBytes, close: close, version: version)
         context.write(wrapOutboundOut(.head(head)), promise: nil)
         context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
-        let done = context.writeAndFlush(wrapOutboundOut(.end(nil)))
         if close {
-            done.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+            context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+        } else {
+            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
         }
     }
 
     private func finishExchange(_ ex: Exchange) {
         guard exchange === ex else { return }
         exchange = nil
+        if quiescing && queued.isEmpty {
+            context?.close(promise: nil)
+            return
+        }
         headGuard?.expectHead()
         idleSince = .now()
         ensureTimer(by: idleSince + loop.settings.keepaliveTimeout)
+        drainQueue()
         resumeReadsIfPossible()
     }
 
@@ -645,7 +704,6 @@ public final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
             // Client side: the tunnel handler goes last, then the HTTP handlers leave.
             let down = context.pipeline.syncOperations
             try down.addHandler(clientSide)
-            Self.remove(HTTPServerPipelineHandler.self, from: down)
             Self.remove(ByteToMessageHandler<HTTPRequestDecoder>.self, from: down)
             Self.remove(HTTPResponseEncoder.self, from: down)
             Self.remove(HeadSizeGuard.self, from: down)

@@ -56,11 +56,11 @@ enum HeaderRules {
         return tokens
     }
 
-    /// Request headers not forwarded as received: hop-by-hop ones, and those the gateway sets.
+    /// Request headers not forwarded as received: hop-by-hop ones, and those the gateway sets
+    /// (`Host` is replaced separately).
     static func isDroppedRequestHeader(_ name: String) -> Bool {
         switch name.utf8.count {
         case 2: return name.isASCII(caseInsensitivelyEqualTo: "te")
-        case 4: return name.isASCII(caseInsensitivelyEqualTo: "host")
         case 6: return name.isASCII(caseInsensitivelyEqualTo: "expect")
         case 7: return name.isASCII(caseInsensitivelyEqualTo: "trailer") || name.isASCII(caseInsensitivelyEqualTo: "upgrade")
         case 9: return name.isASCII(caseInsensitivelyEqualTo: "x-real-ip")
@@ -100,20 +100,26 @@ enum HeaderRules {
         _ head: HTTPRequestHead, target: RequestPath, client: ClientInfo, host: String, upgrade: String?
     ) -> HTTPRequestHead {
         let tokens = connectionTokens(head.headers)
-        var headers = HTTPHeaders()
-        headers.reserveCapacity(head.headers.count + 6)
-        headers.add(name: "Host", value: host)
+        var headers = head.headers
         var forwardedFor: String? = nil
-        for (name, value) in head.headers {
-            if isDroppedRequestHeader(name) {
-                if name.utf8.count == 15 && name.isASCII(caseInsensitivelyEqualTo: "x-forwarded-for") {
-                    forwardedFor = forwardedFor.map { "\($0), \(value)" } ?? value
-                }
-                continue
+        // Usually only Host is among the dropped ones: look first, rebuild only when needed.
+        var dropCount = 0
+        for (name, value) in head.headers where isDroppedRequestHeader(name) || (!tokens.isEmpty && tokens.contains(where: { name.isASCII(caseInsensitivelyEqualTo: $0) })) {
+            dropCount += 1
+            if name.utf8.count == 15 && name.isASCII(caseInsensitivelyEqualTo: "x-forwarded-for") {
+                forwardedFor = forwardedFor.map { "\($0), \(value)" } ?? value
             }
-            if !tokens.isEmpty && tokens.contains(where: { name.isASCII(caseInsensitivelyEqualTo: $0) }) { continue }
-            headers.add(name: name, value: value)
         }
+        if dropCount > 0 {
+            headers = HTTPHeaders()
+            headers.reserveCapacity(head.headers.count - dropCount + 6)
+            for (name, value) in head.headers {
+                if isDroppedRequestHeader(name) { continue }
+                if !tokens.isEmpty && tokens.contains(where: { name.isASCII(caseInsensitivelyEqualTo: $0) }) { continue }
+                headers.add(name: name, value: value)
+            }
+        }
+        headers.replaceOrAdd(name: "Host", value: host)
         headers.add(name: "X-Forwarded-For", value: forwardedFor.map { "\($0), \(client.address)" } ?? client.address)
         headers.add(name: "X-Real-IP", value: client.address)
         headers.add(name: "X-Forwarded-Proto", value: client.scheme)
@@ -134,12 +140,20 @@ enum HeaderRules {
     /// The response head sent downstream: hop-by-hop headers removed.
     static func downstreamHead(_ head: HTTPResponseHead, close: Bool, upgrade: Bool) -> HTTPResponseHead {
         let tokens = connectionTokens(head.headers)
-        var headers = HTTPHeaders()
-        headers.reserveCapacity(head.headers.count + 1)
-        for (name, value) in head.headers {
-            if isDroppedResponseHeader(name) { continue }
-            if !tokens.isEmpty && tokens.contains(where: { name.isASCII(caseInsensitivelyEqualTo: $0) }) { continue }
-            headers.add(name: name, value: value)
+        var headers = head.headers
+        var needsRebuild = false
+        for (name, _) in head.headers where isDroppedResponseHeader(name) || (!tokens.isEmpty && tokens.contains(where: { name.isASCII(caseInsensitivelyEqualTo: $0) })) {
+            needsRebuild = true
+            break
+        }
+        if needsRebuild {
+            headers = HTTPHeaders()
+            headers.reserveCapacity(head.headers.count + 1)
+            for (name, value) in head.headers {
+                if isDroppedResponseHeader(name) { continue }
+                if !tokens.isEmpty && tokens.contains(where: { name.isASCII(caseInsensitivelyEqualTo: $0) }) { continue }
+                headers.add(name: name, value: value)
+            }
         }
         if upgrade {
             headers.add(name: "Connection", value: "upgrade")

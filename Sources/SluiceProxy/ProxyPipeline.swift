@@ -2,7 +2,11 @@ import NIOCore
 import NIOHTTP1
 
 /// Sets up a client connection's pipeline:
-/// size guard → HTTP/1.1 decoder/encoder → pipelining → `HTTPProxyHandler`.
+/// size guard → HTTP/1.1 decoder/encoder → `HTTPProxyHandler`.
+///
+/// NIO's `HTTPServerPipelineHandler` is not used: it stops reading from the socket while
+/// each response is in flight, which costs two `epoll_ctl` calls per request. The proxy
+/// handler queues pipelined requests itself and stops reading only when that queue is long.
 public enum ProxyPipeline {
     public static func configure(_ channel: Channel, loop: LoopContext) throws {
         let settings = loop.settings
@@ -13,7 +17,7 @@ public enum ProxyPipeline {
         limits.maxHeaderListSize = settings.maxHeaderBytes
         limits.maxHeaderFieldSize = settings.maxHeaderBytes
         try sync.configureHTTPServerPipeline(
-            withPipeliningAssistance: true, withServerUpgrade: nil, withErrorHandling: false,
+            withPipeliningAssistance: false, withServerUpgrade: nil, withErrorHandling: false,
             withOutboundHeaderValidation: false, withEncoderConfiguration: .init(),
             withDecoderLimitConfiguration: limits)
         try sync.addHandler(HTTPProxyHandler(loop: loop, headGuard: headGuard))

@@ -21,6 +21,7 @@ final class UpstreamConnection: ChannelDuplexHandler, RemovableChannelHandler {
     weak var pool: ConnectionPool?
     var requestsServed = 0
     var idleSince = NIODeadline.now()
+    var idleTimeout = TimeAmount.seconds(60)
     private var readPending = false
     private(set) var isClosed = false
 
@@ -99,7 +100,6 @@ final class UpstreamConnection: ChannelDuplexHandler, RemovableChannelHandler {
 /// Most recently used first, so a small working set stays warm and the rest time out.
 final class ConnectionPool {
     private var idle: [PeerKey: [UpstreamConnection]] = [:]
-    private var idleTimeouts: [ObjectIdentifier: TimeAmount] = [:]
     private let eventLoop: EventLoop
     private var sweeper: Scheduled<Void>?
     private(set) var connectionsOpened = 0
@@ -110,41 +110,31 @@ final class ConnectionPool {
 
     func noteOpened() { connectionsOpened += 1 }
 
-    /// An idle, open connection to `peer`, or nil.
+    /// An idle, open connection to `peer`, or nil. The stack is mutated in place: no copy.
     func take(_ peer: PeerKey) -> UpstreamConnection? {
-        while var list = idle[peer], let conn = list.popLast() {
-            idle[peer] = list.isEmpty ? nil : list
-            idleTimeouts.removeValue(forKey: ObjectIdentifier(conn))
-            if !conn.isClosed && conn.channel?.isActive == true { return conn }
+        while let conn = idle[peer]?.popLast() {
+            if !conn.isClosed { return conn }
         }
         return nil
     }
 
     /// Keeps `conn` for reuse, or closes it when the pool for its peer is full.
     func put(_ conn: UpstreamConnection, maxIdle: Int, idleTimeout: TimeAmount) {
-        guard !conn.isClosed, idleTimeout > .zero else {
-            conn.close()
-            return
-        }
-        var list = idle[conn.peer] ?? []
-        guard list.count < maxIdle else {
+        guard !conn.isClosed, idleTimeout > .zero, (idle[conn.peer]?.count ?? 0) < maxIdle else {
             conn.close()
             return
         }
         conn.owner = nil
         conn.pool = self
         conn.idleSince = .now()
-        list.append(conn)
-        idle[conn.peer] = list
-        idleTimeouts[ObjectIdentifier(conn)] = idleTimeout
+        conn.idleTimeout = idleTimeout
+        idle[conn.peer, default: []].append(conn)
         scheduleSweep()
     }
 
     func remove(_ conn: UpstreamConnection) {
-        guard var list = idle[conn.peer], let i = list.firstIndex(where: { $0 === conn }) else { return }
-        list.remove(at: i)
-        idle[conn.peer] = list.isEmpty ? nil : list
-        idleTimeouts.removeValue(forKey: ObjectIdentifier(conn))
+        guard let i = idle[conn.peer]?.firstIndex(where: { $0 === conn }) else { return }
+        idle[conn.peer]?.remove(at: i)
     }
 
     /// One timer per loop closes connections idle past their upstream's `idle_timeout`,
@@ -159,18 +149,16 @@ final class ConnectionPool {
 
     private func sweep() {
         let now = NIODeadline.now()
-        for (peer, list) in idle {
-            var keep: [UpstreamConnection] = []
-            for conn in list {
-                let timeout = idleTimeouts[ObjectIdentifier(conn)] ?? .seconds(60)
-                if now - conn.idleSince >= timeout || conn.isClosed {
-                    idleTimeouts.removeValue(forKey: ObjectIdentifier(conn))
+        for peer in Array(idle.keys) {
+            idle[peer]?.removeAll { conn in
+                if conn.isClosed { return true }
+                if now - conn.idleSince >= conn.idleTimeout {
                     conn.close()
-                } else {
-                    keep.append(conn)
+                    return true
                 }
+                return false
             }
-            idle[peer] = keep.isEmpty ? nil : keep
+            if idle[peer]?.isEmpty == true { idle[peer] = nil }
         }
         if !idle.isEmpty { scheduleSweep() }
     }
@@ -178,7 +166,6 @@ final class ConnectionPool {
     func closeAll() {
         for list in idle.values { for c in list { c.close() } }
         idle.removeAll()
-        idleTimeouts.removeAll()
         sweeper?.cancel()
         sweeper = nil
     }

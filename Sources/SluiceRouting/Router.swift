@@ -53,13 +53,15 @@ public struct RouteRequest {
     }
 }
 
-/// A compiled, immutable route table.
+/// A compiled, immutable route table. Entries carry an integer `target` (the caller's index
+/// for what the route leads to), which keeps the router non-generic: a generic class used
+/// from another module would look its metadata up at run time on every request.
 ///
 /// Order of precedence, as APISIX users expect it: routes with a matching exact host, then
 /// routes with a matching wildcard host (longest suffix first), then routes with no host;
 /// within each, the longest path pattern first, then the highest `priority`, then an exact
 /// pattern before a prefix one, then the order of `entries`.
-public final class Router<Target: Sendable>: Sendable {
+public final class Router: Sendable {
     public struct Entry: Sendable {
         public var id: String
         public var paths: [String]
@@ -68,11 +70,11 @@ public final class Router<Target: Sendable>: Sendable {
         public var remoteAddrs: [CIDR]
         public var vars: VarsExpression?
         public var priority: Int
-        public var target: Target
+        public var target: Int
 
         public init(
             id: String, paths: [String], hosts: [String] = [], methods: MethodSet = .any, remoteAddrs: [CIDR] = [],
-            vars: VarsExpression? = nil, priority: Int = 0, target: Target
+            vars: VarsExpression? = nil, priority: Int = 0, target: Int
         ) {
             self.id = id
             self.paths = paths

@@ -9,8 +9,8 @@ final class NoVariables: RequestVariableSource {
 }
 
 /// Routes like an API gateway holds them: a prefix per service, some with hosts.
-func makeRouter(_ count: Int) -> (Router<Int>, [String]) {
-    var entries: [Router<Int>.Entry] = []
+func makeRouter(_ count: Int) -> (Router, [String]) {
+    var entries: [Router.Entry] = []
     entries.reserveCapacity(count)
     for i in 0..<count {
         entries.append(
