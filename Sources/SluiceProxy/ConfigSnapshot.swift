@@ -28,12 +28,19 @@ public final class CompiledUpstream: Sendable {
     }
 }
 
-/// What a matched route leads to.
-public struct RouteTarget: Sendable {
+/// What a matched route leads to. A class, so a request takes it with one retain.
+public final class RouteTarget: Sendable {
     public let routeID: String
     public let upstream: CompiledUpstream?
     public let timeouts: Timeouts
     public let enableWebsocket: Bool
+
+    init(routeID: String, upstream: CompiledUpstream?, timeouts: Timeouts, enableWebsocket: Bool) {
+        self.routeID = routeID
+        self.upstream = upstream
+        self.timeouts = timeouts
+        self.enableWebsocket = enableWebsocket
+    }
 }
 
 /// One immutable, fully compiled configuration. A request reads the snapshot of its event
@@ -41,7 +48,8 @@ public struct RouteTarget: Sendable {
 public final class ConfigSnapshot: Sendable {
     public let version: UInt64
     public let router: Router
-    /// What each router entry leads to, by the entry's `target` index.
+    /// What each router entry leads to, by the entry's `target` index (which is also its
+    /// index in `router.entries`).
     public let targets: [RouteTarget]
     /// Every compiled upstream by key, inline ones included.
     public let upstreams: [String: CompiledUpstream]

@@ -63,7 +63,9 @@ final class Exchange {
         self.keepAlive = keepAlive
         self.upgrade = upgrade
         var expect = false
-        for v in head.headers["expect"] where v.lowercased() == "100-continue" { expect = true }
+        if head.headers.contains(name: "expect") {
+            for v in head.headers["expect"] where v.lowercased() == "100-continue" { expect = true }
+        }
         expectContinue = expect
         let now = NIODeadline.now()
         startedAt = now

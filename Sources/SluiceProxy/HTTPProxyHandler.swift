@@ -35,6 +35,7 @@ public final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
     private var clientAddress = "0.0.0.0"
     private var clientIP: IPAddress?
     private var serverPort = 0
+    private var serverPortText = "0"
     private let variables = HTTPRequestVariables()
 
     init(loop: LoopContext, headGuard: HeadSizeGuard?) {
@@ -71,6 +72,7 @@ public final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
         variables.remoteAddress = clientAddress
         variables.serverAddress = context.channel.localAddress?.ipAddress ?? ""
         serverPort = context.channel.localAddress?.port ?? 0
+        serverPortText = String(serverPort)
         variables.serverPort = serverPort
         variables.scheme = loop.settings.scheme
         idleSince = .now()
@@ -250,9 +252,8 @@ public final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
 
         // An Upgrade request stops NIO's decoder after its head: unless the upgrade happens,
         // this connection carries no further request.
-        let connectionTokens = HeaderRules.connectionTokens(head.headers)
         let upgradeValue = head.headers.first(name: "upgrade")
-        let wantsUpgrade = upgradeValue != nil && connectionTokens.contains("upgrade")
+        let wantsUpgrade = upgradeValue != nil && HeaderRules.connectionTokens(head.headers).contains("upgrade")
         if wantsUpgrade { keepAlive = false }
 
         variables.head = head
@@ -260,12 +261,12 @@ public final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
         variables.host = host
         let request = RouteRequest(
             path: target.path, host: host, method: head.method.rawValue, remoteAddress: clientIP, variables: variables)
-        guard let entry = snapshot.router.match(request) else {
+        guard let index = snapshot.router.matchIndex(request) else {
             exchange = .local(head: head, keepAlive: keepAlive)
             respondLocally(.notFound, "404 Route Not Found", close: false)
             return
         }
-        let route = snapshot.targets[entry.target]
+        let route = snapshot.targets[index]
         guard let upstream = route.upstream, !upstream.plan.isEmpty else {
             exchange = .local(head: head, keepAlive: keepAlive)
             if route.upstream == nil {
@@ -292,7 +293,7 @@ public final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
         }
         let upstreamHead = HeaderRules.upstreamHead(
             head, target: target,
-            client: .init(address: clientAddress, hostHeader: hostHeader, scheme: loop.settings.scheme, serverPort: serverPort),
+            client: .init(address: clientAddress, hostHeader: hostHeader, scheme: loop.settings.scheme, serverPort: serverPortText),
             host: upstreamHost, upgrade: forwardUpgrade)
         let ex = Exchange(
             head: head, keepAlive: keepAlive, upgrade: forwardUpgrade, upstream: upstream,

@@ -45,6 +45,7 @@ enum HeaderRules {
     /// Connection options other than keep-alive and close: the names of further hop-by-hop
     /// headers, lower-cased. Empty (no allocation) for the usual `keep-alive` / `close`.
     static func connectionTokens(_ headers: HTTPHeaders) -> [String] {
+        guard headers.contains(name: "connection") else { return [] }
         var tokens: [String] = []
         for value in headers["connection"] {
             if value.isASCII(caseInsensitivelyEqualTo: "keep-alive") || value.isASCII(caseInsensitivelyEqualTo: "close") { continue }
@@ -91,7 +92,7 @@ enum HeaderRules {
         var address: String
         var hostHeader: String?
         var scheme: String
-        var serverPort: Int
+        var serverPort: String
     }
 
     /// The head sent upstream: hop-by-hop headers removed, forwarding headers set, the
@@ -124,7 +125,7 @@ enum HeaderRules {
         headers.add(name: "X-Real-IP", value: client.address)
         headers.add(name: "X-Forwarded-Proto", value: client.scheme)
         if let h = client.hostHeader { headers.add(name: "X-Forwarded-Host", value: h) }
-        headers.add(name: "X-Forwarded-Port", value: String(client.serverPort))
+        headers.add(name: "X-Forwarded-Port", value: client.serverPort)
         if let upgrade {
             headers.add(name: "Connection", value: "upgrade")
             headers.add(name: "Upgrade", value: upgrade)

@@ -9,7 +9,10 @@ public final class LoopContext {
     public let settings: ProxySettings
     public private(set) var snapshot: ConfigSnapshot
     let pool: ConnectionPool
+    /// Balancer state by upstream key. Lookups go through `byInstance` first: hashing an
+    /// object identity is cheaper than hashing the key string on every request.
     private var balancers: [String: (upstream: CompiledUpstream, balancer: Balancer)] = [:]
+    private var byInstance: [ObjectIdentifier: Balancer] = [:]
     private var connections: [ObjectIdentifier: Channel] = [:]
     private var seed: UInt64
 
@@ -29,13 +32,20 @@ public final class LoopContext {
         guard snapshot.version > self.snapshot.version else { return }
         self.snapshot = snapshot
         balancers = balancers.filter { key, value in snapshot.upstreams[key] === value.upstream }
+        byInstance = [:]
+        for (_, value) in balancers { byInstance[ObjectIdentifier(value.upstream)] = value.balancer }
     }
 
     func balancer(for upstream: CompiledUpstream) -> Balancer {
-        if let entry = balancers[upstream.key], entry.upstream === upstream { return entry.balancer }
+        if let b = byInstance[ObjectIdentifier(upstream)] { return b }
+        if let entry = balancers[upstream.key], entry.upstream === upstream {
+            byInstance[ObjectIdentifier(upstream)] = entry.balancer
+            return entry.balancer
+        }
         seed = StableHash.mix(seed)
         let b = Balancer(plan: upstream.plan, seed: seed)
         balancers[upstream.key] = (upstream, b)
+        byInstance[ObjectIdentifier(upstream)] = b
         return b
     }
 

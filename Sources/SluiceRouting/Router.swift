@@ -126,9 +126,15 @@ public final class Router: Sendable {
 
     /// The first route that takes the request, or nil.
     public func match(_ request: RouteRequest) -> Entry? {
+        matchIndex(request).map { entries[$0] }
+    }
+
+    /// The index in `entries` of the first route that takes the request, or nil. The proxy
+    /// uses this form: returning an `Entry` copies (and retains) all its fields.
+    public func matchIndex(_ request: RouteRequest) -> Int? {
         let methodBit = MethodSet.bit(for: request.method)
         var path = request.path
-        return path.withUTF8 { bytes -> Entry? in
+        return path.withUTF8 { bytes -> Int? in
             if let host = request.host, !host.isEmpty {
                 if let trie = exactHosts[host], let e = find(trie, bytes, methodBit, request) { return e }
                 if !wildcardSuffixLengths.isEmpty {
@@ -145,8 +151,8 @@ public final class Router: Sendable {
 
     private func find(
         _ trie: PathTrie, _ path: UnsafeBufferPointer<UInt8>, _ methodBit: UInt16, _ request: RouteRequest
-    ) -> Entry? {
-        withUnsafeTemporaryAllocation(of: Candidate.self, capacity: 16) { storage -> Entry? in
+    ) -> Int? {
+        withUnsafeTemporaryAllocation(of: Candidate.self, capacity: 16) { storage -> Int? in
             var buffer = CandidateBuffer(storage: storage)
             trie.collect(path, into: &buffer)
             if buffer.count == 0 { return nil }
@@ -188,13 +194,13 @@ public final class Router: Sendable {
     }
 
     @inline(__always)
-    private func check(_ c: Candidate, _ methodBit: UInt16, _ request: RouteRequest) -> Entry? {
+    private func check(_ c: Candidate, _ methodBit: UInt16, _ request: RouteRequest) -> Int? {
         let i = Int(c.entry)
         guard entries[i].methods.allows(methodBit) else { return nil }
         if !entries[i].remoteAddrs.isEmpty {
             guard let addr = request.remoteAddress, entries[i].remoteAddrs.contains(where: { $0.contains(addr) }) else { return nil }
         }
         if let vars = entries[i].vars, !vars.evaluate(request.variables) { return nil }
-        return entries[i]
+        return i
     }
 }

@@ -140,15 +140,17 @@ import Testing
 
     @Test func answers504OnUpstreamReadTimeout() async throws {
         let up = try await startUpstream("slow")
+        // Host slow.test has a 0.3 s read timeout; other hosts the default 60 s.
         let gw = try await Gateway.start(
-            routeJSON(nodes: [up.address], extra: #","timeout":{"connect":1,"send":1,"read":0.3}"#))
+            #"{"routes":[{"id":"slow","uri":"/*","host":"slow.test","timeout":{"connect":1,"send":1,"read":0.3},"upstream":{"nodes":{"\#(up.address)":1}}},{"id":"any","uri":"/*","upstream":{"nodes":{"\#(up.address)":1}}}]}"#)
         let client = try await gw.client()
         // The upstream would answer 200 after 20 s; the gateway gives up after 0.3 s.
         let start = ContinuousClock.now
-        let r = try await client.request(.GET, "/delay/20000")
+        let r = try await client.request(.GET, "/delay/20000", host: "slow.test")
         #expect(r.status == .gatewayTimeout)
         #expect(ContinuousClock.now - start < .seconds(15))
-        let fast = try await client.request(.GET, "/delay/10")
+        // The client connection is still usable.
+        let fast = try await client.request(.GET, "/delay/10", host: "other.test")
         #expect(fast.status == .ok)
         await client.close()
         await gw.stop()
@@ -177,6 +179,21 @@ import Testing
             "POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
             until: { $0.contains("100 Continue") })
         #expect(response.hasPrefix("HTTP/1.1 100 Continue\r\n"))
+        await gw.stop()
+        await up.stop()
+    }
+
+    @Test func pipelinedRequestsAreAnsweredInOrder() async throws {
+        let up = try await startUpstream("a")
+        let gw = try await Gateway.start(routeJSON(nodes: [up.address]))
+        let request = "GET /delay/50 HTTP/1.1\r\nHost: a\r\n\r\nGET /bytes/3 HTTP/1.1\r\nHost: a\r\n\r\nGET /status/201 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+        let (response, closed) = try await RawHTTP.exchange(port: gw.port, group: Gateway.group, request, timeout: .seconds(20))
+        #expect(closed)
+        // Bodies are not followed by CRLF: split on the status lines themselves.
+        let statuses = response.split(separator: "HTTP/1.1 ").map { String($0.prefix(3)) }
+        #expect(response.hasPrefix("HTTP/1.1 "))
+        #expect(statuses == ["200", "200", "201"])
+        #expect(response.contains("delayed 50ms"))
         await gw.stop()
         await up.stop()
     }
