@@ -127,13 +127,17 @@ public actor ConfigService {
         object["create_time"] = existing?.value["create_time"] ?? .int(now)
         object["update_time"] = .int(now)
         let value = JSONValue.object(object)
-        var next = state
+        // Decode the one object on its own, and check its references against the live config:
+        // neither step copies the whole config, so a write costs the same at 10 or 10,000 routes.
+        var scratch = ConfigState()
         do throws(ConfigError) {
-            try next.set(kind, id: resolvedID, value: value)
+            try scratch.set(kind, id: resolvedID, value: value)
         } catch {
             throw AdminError(400, "invalid configuration: \(error)")
         }
-        if let broken = referenceError(next, kind: kind, id: resolvedID) { throw AdminError(400, broken) }
+        for ref in scratch.references(of: kind, id: resolvedID) where !state.contains(ref.kind, ref.id) {
+            throw AdminError(400, "invalid configuration: \(ref.field): \(Self.singular(ref.kind)) \"\(ref.id)\" not found")
+        }
         let entry: StoreEntry
         do {
             entry = try await store.put(kind: kind, id: resolvedID, value: value, expectedModifiedIndex: existing?.modifiedIndex ?? 0)
@@ -141,7 +145,7 @@ public actor ConfigService {
             throw storeFailure(error)
         }
         entries[kind, default: [:]][resolvedID] = entry
-        state = next
+        try? state.set(kind, id: resolvedID, value: value)  // validated above
         try await publish()
         return (entry, existing == nil)
     }
@@ -197,15 +201,13 @@ public actor ConfigService {
         if !users.isEmpty && !force {
             throw AdminError(400, "can not delete this \(Self.singular(kind)), \(users.joined(separator: ", ")) \(users.count == 1 ? "is" : "are") still using it now")
         }
-        var next = state
-        try? next.set(kind, id: id, value: nil)
         do {
             _ = try await store.delete(kind: kind, id: id)
         } catch {
             throw storeFailure(error)
         }
         entries[kind]?[id] = nil
-        state = next
+        try? state.set(kind, id: id, value: nil)
         try await publish()
     }
 
@@ -243,19 +245,6 @@ public actor ConfigService {
             }
         }
         return AdminError(503, "config store unavailable: \(error)")
-    }
-
-    private func referenceError(_ next: ConfigState, kind: ResourceKind, id: String) -> String? {
-        let prefix: String
-        switch kind {
-        case .routes: prefix = "routes[\(id)]."
-        case .services: prefix = "services[\(id)]."
-        default: return nil
-        }
-        for e in next.referenceErrors() where e.path.hasPrefix(prefix) {
-            return "invalid configuration: \(e.path.dropFirst(prefix.count)): \(e.message)"
-        }
-        return nil
     }
 
     static func singular(_ kind: ResourceKind) -> String {

@@ -61,6 +61,35 @@ public struct ConfigState: Sendable {
         return result.sorted()
     }
 
+    /// The objects `kind`/`id` refers to, as (field, kind, id).
+    public func references(of kind: ResourceKind, id: String) -> [(field: String, kind: ResourceKind, id: String)] {
+        var refs: [(field: String, kind: ResourceKind, id: String)] = []
+        switch kind {
+        case .routes:
+            guard let r = routes[id] else { return [] }
+            if let u = r.upstreamID { refs.append(("upstream_id", .upstreams, u)) }
+            if let s = r.serviceID { refs.append(("service_id", .services, s)) }
+            if let p = r.pluginConfigID { refs.append(("plugin_config_id", .pluginConfigs, p)) }
+        case .services:
+            if let u = services[id]?.upstreamID { refs.append(("upstream_id", .upstreams, u)) }
+        default:
+            break
+        }
+        return refs
+    }
+
+    public func contains(_ kind: ResourceKind, _ id: String) -> Bool {
+        switch kind {
+        case .routes: return routes[id] != nil
+        case .services: return services[id] != nil
+        case .upstreams: return upstreams[id] != nil
+        case .consumers: return consumers[id] != nil
+        case .pluginConfigs: return pluginConfigs[id] != nil
+        case .globalRules: return globalRules[id] != nil
+        case .ssls, .streamRoutes: return false
+        }
+    }
+
     /// References that point at nothing: `upstream_id`, `service_id`, `plugin_config_id`.
     public func referenceErrors() -> [ConfigError] {
         var errors: [ConfigError] = []

@@ -85,6 +85,13 @@ let benchmarks: @Sendable () -> Void = {
         }
     }
 
+    let routerEntries = makeRouter(10_000).0.entries
+    Benchmark(
+        "Router build, 10k routes", configuration: .init(metrics: [.wallClock, .mallocCountTotal], maxIterations: 50)
+    ) { benchmark in
+        for _ in benchmark.scaledIterations { blackHole(Router(entries: routerEntries)) }
+    }
+
     let state = makeState(routes: 10_000)
     Benchmark(
         "Snapshot compile, 10k routes", configuration: .init(metrics: [.wallClock, .mallocCountTotal, .peakMemoryResident], maxIterations: 50)
