@@ -31,24 +31,7 @@ public struct APIRequest: Sendable {
         self.remoteAddress = remoteAddress
     }
 
-    static func decode(_ s: Substring) -> String {
-        guard s.contains("%") || s.contains("+") else { return String(s) }
-        var out: [UInt8] = []
-        var bytes = Array(s.utf8)[...]
-        while let c = bytes.popFirst() {
-            if c == UInt8(ascii: "+") {
-                out.append(UInt8(ascii: " "))
-            } else if c == UInt8(ascii: "%"), bytes.count >= 2,
-                let v = UInt8(String(decoding: bytes.prefix(2), as: UTF8.self), radix: 16)
-            {
-                out.append(v)
-                bytes = bytes.dropFirst(2)
-            } else {
-                out.append(c)
-            }
-        }
-        return String(decoding: out, as: UTF8.self)
-    }
+    static func decode(_ s: Substring) -> String { PercentDecoding.decode(s) }
 }
 
 /// A JSON answer.

@@ -73,15 +73,6 @@ public struct RequestPath: Sendable, Hashable {
         return false
     }
 
-    static func hexValue(_ c: UInt8) -> UInt8? {
-        switch c {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): return c - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): return c - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): return c - UInt8(ascii: "A") + 10
-        default: return nil
-        }
-    }
-
     static func isUnreserved(_ c: UInt8) -> Bool {
         (c >= UInt8(ascii: "a") && c <= UInt8(ascii: "z")) || (c >= UInt8(ascii: "A") && c <= UInt8(ascii: "Z"))
             || (c >= UInt8(ascii: "0") && c <= UInt8(ascii: "9")) || c == UInt8(ascii: "-") || c == UInt8(ascii: ".")
@@ -96,7 +87,7 @@ public struct RequestPath: Sendable, Hashable {
         while i < input.count {
             let c = input[i]
             if c == UInt8(ascii: "%") {
-                guard i + 2 < input.count, let hi = hexValue(input[i + 1]), let lo = hexValue(input[i + 2]) else {
+                guard i + 2 < input.count, let hi = PercentDecoding.hexValue(input[i + 1]), let lo = PercentDecoding.hexValue(input[i + 2]) else {
                     return .failure(.badPercentEncoding)
                 }
                 let v = hi << 4 | lo

@@ -61,32 +61,5 @@ final class HTTPRequestVariables: RequestVariableSource {
         return nil
     }
 
-    static func percentDecode(_ s: Substring) -> String {
-        if !s.contains("%") && !s.contains("+") { return String(s) }
-        var out: [UInt8] = []
-        out.reserveCapacity(s.utf8.count)
-        var it = Array(s.utf8)[...]
-        while let c = it.popFirst() {
-            if c == UInt8(ascii: "+") {
-                out.append(UInt8(ascii: " "))
-            } else if c == UInt8(ascii: "%"), it.count >= 2,
-                let hi = hex(it[it.startIndex]), let lo = hex(it[it.startIndex + 1])
-            {
-                out.append(hi << 4 | lo)
-                it = it.dropFirst(2)
-            } else {
-                out.append(c)
-            }
-        }
-        return String(decoding: out, as: UTF8.self)
-    }
-
-    static func hex(_ c: UInt8) -> UInt8? {
-        switch c {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): return c - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): return c - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): return c - UInt8(ascii: "A") + 10
-        default: return nil
-        }
-    }
+    static func percentDecode(_ s: Substring) -> String { PercentDecoding.decode(s) }
 }

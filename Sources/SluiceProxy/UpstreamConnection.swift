@@ -149,23 +149,28 @@ final class ConnectionPool {
 
     private func sweep() {
         let now = NIODeadline.now()
+        var expired: [UpstreamConnection] = []
         for peer in Array(idle.keys) {
             idle[peer]?.removeAll { conn in
                 if conn.isClosed { return true }
                 if now - conn.idleSince >= conn.idleTimeout {
-                    conn.close()
+                    expired.append(conn)
                     return true
                 }
                 return false
             }
             if idle[peer]?.isEmpty == true { idle[peer] = nil }
         }
+        // Closed only after the pool is updated: closing fires channelInactive, which calls
+        // back into `remove`, and must not do so while `idle` is being mutated.
+        for conn in expired { conn.close() }
         if !idle.isEmpty { scheduleSweep() }
     }
 
     func closeAll() {
-        for list in idle.values { for c in list { c.close() } }
+        let all = idle.values.flatMap { $0 }
         idle.removeAll()
+        for c in all { c.close() }
         sweeper?.cancel()
         sweeper = nil
     }

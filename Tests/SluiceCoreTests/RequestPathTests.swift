@@ -66,3 +66,15 @@ import Testing
         #expect(!(try #require(CIDR("::/0"))).contains(try #require(IPAddress("1.2.3.4"))))
     }
 }
+
+@Suite struct PercentDecodingTests {
+    @Test func decodesEscapesAndPlus() {
+        #expect(PercentDecoding.decode("a%20b+c") == "a b c")
+        #expect(PercentDecoding.decode("a+b", plusAsSpace: false) == "a+b")
+        #expect(PercentDecoding.decode("%E2%9C%93") == "✓")
+        // Malformed escapes are kept as written.
+        #expect(PercentDecoding.decode("100%") == "100%")
+        #expect(PercentDecoding.decode("%zz%4") == "%zz%4")
+        #expect(PercentDecoding.decode("plain") == "plain")
+    }
+}

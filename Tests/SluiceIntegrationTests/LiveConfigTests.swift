@@ -115,6 +115,22 @@ import Testing
         await up.stop()
     }
 
+    @Test func idleUpstreamConnectionsCloseAfterTheirIdleTimeout() async throws {
+        let up = try await startUpstream("a")
+        let gw = try await Gateway.start(
+            routeJSON(nodes: [up.address], upstreamExtra: #","keepalive_pool":{"size":4,"idle_timeout":0.3,"requests":100}"#))
+        let clients = [try await gw.client(), try await gw.client(), try await gw.client()]
+        for c in clients { #expect(try await c.request(.GET, "/x").status == .ok) }
+        #expect(try await gw.server.inspectLoops { $0.idleUpstreamConnections }.reduce(0, +) > 0)
+        // The sweep closes them once idle_timeout has passed.
+        #expect(try await eventually { try await gw.server.inspectLoops { $0.idleUpstreamConnections }.reduce(0, +) == 0 })
+        // And new requests open fresh connections without trouble.
+        for c in clients { #expect(try await c.request(.GET, "/x").status == .ok) }
+        for c in clients { await c.close() }
+        await gw.stop()
+        await up.stop()
+    }
+
     @Test func gracefulShutdownFinishesInFlightRequests() async throws {
         let up = try await startUpstream("slow")
         let gw = try await Gateway.start(routeJSON(nodes: [up.address]))
