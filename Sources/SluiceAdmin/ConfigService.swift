@@ -16,7 +16,9 @@ public struct AdminError: Error, Sendable, CustomStringConvertible {
 /// current config, stores it, compiles the result and publishes it to the data plane, and
 /// only then returns. Being an actor, it applies writes one at a time, in order.
 public actor ConfigService {
-    public typealias Publisher = @Sendable (ConfigState) async throws -> Void
+    /// Compiles and publishes a config; `changes` names the objects written since the last
+    /// call (nil: everything may have changed).
+    public typealias Publisher = @Sendable (ConfigState, [ConfigChange]?) async throws -> Void
 
     private let store: (any ConfigStore)?
     private let publisher: Publisher
@@ -70,7 +72,7 @@ public actor ConfigService {
         for err in state.referenceErrors() { errors.append(err) }
         self.state = state
         self.entries = entries
-        try await publisher(state)
+        try await publisher(state, nil)
         return errors
     }
 
@@ -81,7 +83,7 @@ public actor ConfigService {
         for o in objects {
             entries[o.kind, default: [:]][o.id] = StoreEntry(kind: o.kind, id: o.id, value: o.value, createdIndex: localRevision, modifiedIndex: localRevision)
         }
-        try await publisher(state)
+        try await publisher(state, nil)
         self.entries = entries
         self.state = state
     }
@@ -146,7 +148,7 @@ public actor ConfigService {
         }
         entries[kind, default: [:]][resolvedID] = entry
         try? state.set(kind, id: resolvedID, value: value)  // validated above
-        try await publish()
+        try await publish([ConfigChange(kind, resolvedID)])
         return (entry, existing == nil)
     }
 
@@ -208,7 +210,7 @@ public actor ConfigService {
         }
         entries[kind]?[id] = nil
         try? state.set(kind, id: id, value: nil)
-        try await publish()
+        try await publish([ConfigChange(kind, id)])
     }
 
     /// Validates a body without storing it (`/schema/validate`).
@@ -228,9 +230,9 @@ public actor ConfigService {
         return store
     }
 
-    private func publish() async throws(AdminError) {
+    private func publish(_ changes: [ConfigChange]) async throws(AdminError) {
         do {
-            try await publisher(state)
+            try await publisher(state, changes)
         } catch {
             throw AdminError(503, "stored, but publishing to the data plane failed: \(error)")
         }

@@ -15,6 +15,17 @@ public enum ResourceKind: String, Sendable, CaseIterable, Hashable {
     }
 }
 
+/// What changed since the last compile, when the caller knows: lets the compiler touch only
+/// the routes concerned instead of rebuilding the table.
+public struct ConfigChange: Sendable, Hashable {
+    public var kind: ResourceKind
+    public var id: String
+    public init(_ kind: ResourceKind, _ id: String) {
+        self.kind = kind
+        self.id = id
+    }
+}
+
 /// Every configured object, typed and validated: what the compiler turns into a snapshot.
 public struct ConfigState: Sendable {
     public var routes: [String: Route] = [:]

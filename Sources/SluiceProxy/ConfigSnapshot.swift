@@ -65,66 +65,141 @@ public final class ConfigSnapshot: Sendable {
 }
 
 /// Turns a validated `ConfigState` into a `ConfigSnapshot`. Keeps the compiled upstreams of
-/// the previous run and reuses those whose config did not change.
+/// the previous run and reuses those whose config did not change, and, when told what
+/// changed, updates the previous route table in place of rebuilding it: a route write then
+/// costs O(that route), not O(all routes).
 public final class SnapshotCompiler {
     private var previous: [String: CompiledUpstream] = [:]
     private var version: UInt64 = 0
+    private var router: Router?
+    private var targets: [RouteTarget] = []
+    /// Route id → index in the router's entries.
+    private var routeIndex: [String: Int] = [:]
 
     public init() {}
 
-    public func compile(_ state: ConfigState) -> ConfigSnapshot {
+    /// Compiles `state`. With `changes` (the objects written since the previous compile),
+    /// only the affected routes are recompiled; without, everything is.
+    public func compile(_ state: ConfigState, changes: [ConfigChange]? = nil) -> ConfigSnapshot {
         version += 1
-        var upstreams: [String: CompiledUpstream] = [:]
+        if let changes, let router, let snapshot = incremental(state, changes, router) {
+            return snapshot
+        }
+        return full(state)
+    }
 
-        func compiled(_ key: String, _ config: Upstream) -> CompiledUpstream {
-            if let u = upstreams[key] { return u }
-            let u: CompiledUpstream
-            if let old = previous[key], old.config == config {
-                u = old
-            } else {
-                u = CompiledUpstream(key: key, config: config)
+    private func compiledUpstream(
+        _ key: String, _ config: Upstream, into upstreams: inout [String: CompiledUpstream]
+    ) -> CompiledUpstream {
+        if let u = upstreams[key], u.config == config { return u }
+        let u: CompiledUpstream
+        if let old = previous[key], old.config == config {
+            u = old
+        } else {
+            u = CompiledUpstream(key: key, config: config)
+        }
+        upstreams[key] = u
+        return u
+    }
+
+    /// The router entry and target of one route, or nil when it is disabled.
+    private func compileRoute(
+        _ id: String, _ state: ConfigState, _ index: Int, _ upstreams: inout [String: CompiledUpstream]
+    ) -> (Router.Entry, RouteTarget)? {
+        guard let route = state.routes[id], route.status == 1 else { return nil }
+        let service = route.serviceID.flatMap { state.services[$0] }
+        var upstream: CompiledUpstream? = nil
+        if let inline = route.upstream {
+            upstream = compiledUpstream("routes/\(id)", inline, into: &upstreams)
+        } else if let uid = route.upstreamID, let u = state.upstreams[uid] {
+            upstream = compiledUpstream("upstreams/\(uid)", u, into: &upstreams)
+        } else if let service, let sid = route.serviceID {
+            if let inline = service.upstream {
+                upstream = compiledUpstream("services/\(sid)", inline, into: &upstreams)
+            } else if let uid = service.upstreamID, let u = state.upstreams[uid] {
+                upstream = compiledUpstream("upstreams/\(uid)", u, into: &upstreams)
             }
-            upstreams[key] = u
-            return u
         }
+        let timeouts = route.timeout ?? upstream?.config.timeout ?? .default
+        let target = RouteTarget(
+            routeID: id, upstream: upstream, timeouts: timeouts,
+            enableWebsocket: route.enableWebsocket ?? service?.enableWebsocket ?? false)
+        let hosts = route.hosts.isEmpty ? (service?.hosts ?? []) : route.hosts
+        let entry = Router.Entry(
+            id: id, paths: route.uris, hosts: hosts, methods: MethodSet(route.methods),
+            remoteAddrs: route.remoteAddrs, vars: route.vars, priority: route.priority, target: index)
+        return (entry, target)
+    }
 
+    private func full(_ state: ConfigState) -> ConfigSnapshot {
+        var upstreams: [String: CompiledUpstream] = [:]
         for (id, upstream) in state.upstreams {
-            _ = compiled("upstreams/\(id)", upstream)
+            _ = compiledUpstream("upstreams/\(id)", upstream, into: &upstreams)
         }
-
         var entries: [Router.Entry] = []
         var targets: [RouteTarget] = []
+        var routeIndex: [String: Int] = [:]
         entries.reserveCapacity(state.routes.count)
         targets.reserveCapacity(state.routes.count)
-        // Sorting by id makes the final tie-break (entry order) stable across compiles.
-        for id in state.routes.keys.sorted() {
-            let route = state.routes[id]!
-            guard route.status == 1 else { continue }
-            let service = route.serviceID.flatMap { state.services[$0] }
-            var upstream: CompiledUpstream? = nil
-            if let inline = route.upstream {
-                upstream = compiled("routes/\(id)", inline)
-            } else if let uid = route.upstreamID, let u = state.upstreams[uid] {
-                upstream = compiled("upstreams/\(uid)", u)
-            } else if let service, let sid = route.serviceID {
-                if let inline = service.upstream {
-                    upstream = compiled("services/\(sid)", inline)
-                } else if let uid = service.upstreamID, let u = state.upstreams[uid] {
-                    upstream = compiled("upstreams/\(uid)", u)
-                }
-            }
-            let timeouts = route.timeout ?? upstream?.config.timeout ?? .default
-            let target = RouteTarget(
-                routeID: id, upstream: upstream, timeouts: timeouts,
-                enableWebsocket: route.enableWebsocket ?? service?.enableWebsocket ?? false)
-            let hosts = route.hosts.isEmpty ? (service?.hosts ?? []) : route.hosts
-            entries.append(
-                .init(
-                    id: id, paths: route.uris, hosts: hosts, methods: MethodSet(route.methods),
-                    remoteAddrs: route.remoteAddrs, vars: route.vars, priority: route.priority, target: targets.count))
+        for id in state.routes.keys {
+            guard let (entry, target) = compileRoute(id, state, targets.count, &upstreams) else { continue }
+            routeIndex[id] = targets.count
+            entries.append(entry)
             targets.append(target)
         }
+        let router = Router(entries: entries)
+        return remember(router, targets, routeIndex, upstreams)
+    }
+
+    private func incremental(_ state: ConfigState, _ changes: [ConfigChange], _ router: Router) -> ConfigSnapshot? {
+        // Services change hosts and upstreams of many routes: rebuild. So does a table whose
+        // holes outnumber its routes.
+        if changes.contains(where: { $0.kind == .services }) || router.removedCount > max(1024, routeIndex.count) {
+            return nil
+        }
+        var upstreams = previous
+        var targets = self.targets
+        var routeIndex = self.routeIndex
+        var changedUpstreams = Set<String>()
+        for change in changes where change.kind == .upstreams {
+            let key = "upstreams/\(change.id)"
+            if let config = state.upstreams[change.id] {
+                _ = compiledUpstream(key, config, into: &upstreams)
+            } else {
+                upstreams[key] = nil
+            }
+            changedUpstreams.insert(key)
+        }
+        var removing: [Int] = []
+        var adding: [Router.Entry] = []
+        var next = router.entries.count
+        for change in changes where change.kind == .routes {
+            if let old = routeIndex.removeValue(forKey: change.id) { removing.append(old) }
+            upstreams["routes/\(change.id)"] = state.routes[change.id]?.upstream == nil ? nil : upstreams["routes/\(change.id)"]
+            guard let (entry, target) = compileRoute(change.id, state, next, &upstreams) else { continue }
+            routeIndex[change.id] = next
+            adding.append(entry)
+            targets.append(target)
+            next += 1
+        }
+        // Routes that reach a changed upstream keep their entry; their target is renewed.
+        if !changedUpstreams.isEmpty {
+            for (id, index) in routeIndex {
+                guard let key = targets[index].upstream?.key, changedUpstreams.contains(key) else { continue }
+                if let (_, target) = compileRoute(id, state, index, &upstreams) { targets[index] = target }
+            }
+        }
+        let updated = removing.isEmpty && adding.isEmpty ? router : router.updating(removing: removing, adding: adding)
+        return remember(updated, targets, routeIndex, upstreams)
+    }
+
+    private func remember(
+        _ router: Router, _ targets: [RouteTarget], _ routeIndex: [String: Int], _ upstreams: [String: CompiledUpstream]
+    ) -> ConfigSnapshot {
+        self.router = router
+        self.targets = targets
+        self.routeIndex = routeIndex
         previous = upstreams
-        return ConfigSnapshot(version: version, router: Router(entries: entries), targets: targets, upstreams: upstreams)
+        return ConfigSnapshot(version: version, router: router, targets: targets, upstreams: upstreams)
     }
 }

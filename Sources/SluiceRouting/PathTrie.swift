@@ -13,6 +13,18 @@ final class TrieNode {
 
     init(label: [UInt8]) { self.label = label }
 
+    /// A shallow copy: the same children, entries and label, in a node that may be changed
+    /// without touching tries that share the original.
+    func copy() -> TrieNode {
+        let n = TrieNode(label: label)
+        n.children = children
+        n.firstBytes = firstBytes
+        n.paramChild = paramChild
+        n.exact = exact
+        n.prefix = prefix
+        return n
+    }
+
     func child(startingWith byte: UInt8) -> Int? {
         // Children are few per node; a linear scan over a byte array is cache-friendly.
         for i in 0..<firstBytes.count where firstBytes[i] == byte { return i }
@@ -20,15 +32,21 @@ final class TrieNode {
     }
 
     /// Returns the node for `bytes` below this one, creating and splitting nodes as needed.
-    func descend(_ bytes: ArraySlice<UInt8>) -> TrieNode {
-        if bytes.isEmpty { return self }
-        guard let idx = child(startingWith: bytes.first!) else {
+    /// With `copying`, every existing node entered is replaced by a copy first (path copying),
+    /// so a trie shared with a live snapshot is never changed; `self` must already be a copy.
+    func descend(_ bytes: ArraySlice<UInt8>, copying: Bool) -> TrieNode {
+        guard let first = bytes.first else { return self }
+        guard let idx = child(startingWith: first) else {
             let node = TrieNode(label: Array(bytes))
             children.append(node)
-            firstBytes.append(bytes.first!)
+            firstBytes.append(first)
             return node
         }
-        let c = children[idx]
+        var c = children[idx]
+        if copying {
+            c = c.copy()
+            children[idx] = c
+        }
         var common = 0
         let maxCommon = min(c.label.count, bytes.count)
         while common < maxCommon && c.label[common] == bytes[bytes.startIndex + common] { common += 1 }
@@ -39,9 +57,9 @@ final class TrieNode {
             mid.children = [c]
             mid.firstBytes = [c.label[0]]
             children[idx] = mid
-            return mid.descend(bytes.dropFirst(common))
+            return mid.descend(bytes.dropFirst(common), copying: copying)
         }
-        return c.descend(bytes.dropFirst(common))
+        return c.descend(bytes.dropFirst(common), copying: copying)
     }
 }
 
@@ -72,12 +90,28 @@ struct CandidateBuffer: ~Copyable {
 }
 
 struct PathTrie {
-    let root = TrieNode(label: [])
-    /// Length of each entry's pattern, for ordering candidates.
-    var patternLengths: [Int: Int] = [:]
+    let root: TrieNode
+
+    init(root: TrieNode = TrieNode(label: [])) { self.root = root }
+
+    /// A trie that shares every node with this one but its root, ready for path-copying
+    /// changes.
+    func copyForUpdate() -> PathTrie { PathTrie(root: root.copy()) }
 
     /// Inserts `pattern` for entry `entry`. The pattern has been validated by SluiceCore.
-    func insert(_ pattern: String, entry: Int32) {
+    func insert(_ pattern: String, entry: Int32, copying: Bool = false) {
+        let (node, isPrefix) = locate(pattern, copying: copying)
+        if isPrefix { node.prefix.append(entry) } else { node.exact.append(entry) }
+    }
+
+    /// Removes entry `entry` from `pattern`'s node (path-copying).
+    func remove(_ pattern: String, entry: Int32) {
+        let (node, isPrefix) = locate(pattern, copying: true)
+        if isPrefix { node.prefix.removeAll { $0 == entry } } else { node.exact.removeAll { $0 == entry } }
+    }
+
+    /// The node where `pattern` ends, and whether it ends in `*`.
+    private func locate(_ pattern: String, copying: Bool) -> (TrieNode, Bool) {
         let bytes = Array(pattern.utf8)
         var node = root
         var start = 0
@@ -85,14 +119,23 @@ struct PathTrie {
         while i < bytes.count {
             let c = bytes[i]
             if c == UInt8(ascii: "*") {
-                node = node.descend(bytes[start..<i])
-                node.prefix.append(entry)
-                return
+                return (node.descend(bytes[start..<i], copying: copying), true)
             }
             if c == UInt8(ascii: ":") && i > 0 && bytes[i - 1] == UInt8(ascii: "/") {
-                node = node.descend(bytes[start..<i])
-                if node.paramChild == nil { node.paramChild = TrieNode(label: []) }
-                node = node.paramChild!
+                node = node.descend(bytes[start..<i], copying: copying)
+                if let p = node.paramChild {
+                    if copying {
+                        let fresh = p.copy()
+                        node.paramChild = fresh
+                        node = fresh
+                    } else {
+                        node = p
+                    }
+                } else {
+                    let fresh = TrieNode(label: [])
+                    node.paramChild = fresh
+                    node = fresh
+                }
                 var j = i + 1
                 while j < bytes.count && bytes[j] != UInt8(ascii: "/") { j += 1 }
                 i = j
@@ -101,8 +144,7 @@ struct PathTrie {
             }
             i += 1
         }
-        node = node.descend(bytes[start..<bytes.count])
-        node.exact.append(entry)
+        return (node.descend(bytes[start..<bytes.count], copying: copying), false)
     }
 
     func collect(_ path: UnsafeBufferPointer<UInt8>, into buffer: inout CandidateBuffer) {

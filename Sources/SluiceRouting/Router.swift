@@ -60,7 +60,7 @@ public struct RouteRequest {
 /// Order of precedence, as APISIX users expect it: routes with a matching exact host, then
 /// routes with a matching wildcard host (longest suffix first), then routes with no host;
 /// within each, the longest path pattern first, then the highest `priority`, then an exact
-/// pattern before a prefix one, then the order of `entries`.
+/// pattern before a prefix one, then the route id.
 public final class Router: Sendable {
     public struct Entry: Sendable {
         public var id: String
@@ -94,8 +94,76 @@ public final class Router: Sendable {
     nonisolated(unsafe) private let wildcardHosts: [String: PathTrie]
     private let wildcardSuffixLengths: [Int]
 
+    /// Entries removed by `updating` that are still in `entries` (no trie refers to them).
+    public let removedCount: Int
+
+    private init(
+        entries: [Entry], removedCount: Int, anyHost: PathTrie, exactHosts: [String: PathTrie],
+        wildcardHosts: [String: PathTrie]
+    ) {
+        self.entries = entries
+        self.removedCount = removedCount
+        self.anyHost = anyHost
+        self.exactHosts = exactHosts
+        self.wildcardHosts = wildcardHosts
+        self.wildcardSuffixLengths = Set(wildcardHosts.keys.map { $0.utf8.count }).sorted(by: >)
+    }
+
+    /// A new table with the entries at `removing` taken out and `adding` appended (at indices
+    /// `entries.count`, `entries.count + 1`, ...). Only the trie paths of those entries are
+    /// copied; everything else is shared with this table, which stays valid and unchanged, so
+    /// a change costs O(its paths), not O(routes). Removed entries leave a hole in `entries`
+    /// (counted in `removedCount`) until the next full build.
+    public func updating(removing: [Int], adding: [Entry]) -> Router {
+        var entries = self.entries
+        var anyHost: PathTrie? = nil
+        var exactHosts = self.exactHosts
+        var wildcardHosts = self.wildcardHosts
+        var fresh = Set<ObjectIdentifier>()
+
+        func trie(for host: String?) -> PathTrie {
+            guard let host else {
+                if let t = anyHost { return t }
+                let t = self.anyHost.copyForUpdate()
+                anyHost = t
+                return t
+            }
+            let wildcard = host.hasPrefix("*")
+            let key = wildcard ? String(host.dropFirst()) : host
+            let existing = wildcard ? wildcardHosts[key] : exactHosts[key]
+            if let existing, fresh.contains(ObjectIdentifier(existing.root)) { return existing }
+            let t = existing?.copyForUpdate() ?? PathTrie()
+            fresh.insert(ObjectIdentifier(t.root))
+            if wildcard { wildcardHosts[key] = t } else { exactHosts[key] = t }
+            return t
+        }
+
+        var removed = removedCount
+        for index in removing where entries.indices.contains(index) && !entries[index].paths.isEmpty {
+            let old = entries[index]
+            for host in old.hosts.isEmpty ? [nil] : old.hosts.map({ Optional($0) }) {
+                let t = trie(for: host)
+                for path in old.paths { t.remove(path, entry: Int32(index)) }
+            }
+            entries[index] = Entry(id: old.id, paths: [], target: old.target)
+            removed += 1
+        }
+        for entry in adding {
+            let index = Int32(entries.count)
+            entries.append(entry)
+            for host in entry.hosts.isEmpty ? [nil] : entry.hosts.map({ Optional($0) }) {
+                let t = trie(for: host)
+                for path in entry.paths { t.insert(path, entry: index, copying: true) }
+            }
+        }
+        return Router(
+            entries: entries, removedCount: removed, anyHost: anyHost ?? self.anyHost, exactHosts: exactHosts,
+            wildcardHosts: wildcardHosts)
+    }
+
     public init(entries: [Entry]) {
         self.entries = entries
+        self.removedCount = 0
         let anyHost = PathTrie()
         var exactHosts: [String: PathTrie] = [:]
         var wildcardHosts: [String: PathTrie] = [:]
@@ -190,6 +258,10 @@ public final class Router: Sendable {
         let pa = entries[Int(a.entry)].priority, pb = entries[Int(b.entry)].priority
         if pa != pb { return pa > pb }
         if a.exact != b.exact { return a.exact }
+        // Full ties go by route id, not position: a table built at once and one changed
+        // incrementally must choose the same route.
+        let ia = entries[Int(a.entry)].id, ib = entries[Int(b.entry)].id
+        if ia != ib { return ia < ib }
         return a.entry < b.entry
     }
 

@@ -83,8 +83,8 @@ public final class GatewayServer: Sendable {
     /// Compiles `state` and makes it live on every event loop. Returns once every loop has
     /// installed it: the next request read on any loop after this returns sees it.
     @discardableResult
-    public func apply(_ state: ConfigState) async throws -> UInt64 {
-        let snapshot = compiler.withLock { $0.compile(state) }
+    public func apply(_ state: ConfigState, changes: [ConfigChange]? = nil) async throws -> UInt64 {
+        let snapshot = compiler.withLock { $0.compile(state, changes: changes) }
         try await publish(snapshot)
         return snapshot.version
     }

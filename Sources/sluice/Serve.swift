@@ -59,7 +59,7 @@ struct Serve: AsyncParsableCommand {
         config.workers = settings.workers
         let server = try await GatewayServer.make(configuration: config, logger: logger)
 
-        let publisher: ConfigService.Publisher = { state in try await server.apply(state) }
+        let publisher: ConfigService.Publisher = { state, changes in try await server.apply(state, changes: changes) }
         let service: ConfigService
         var watcher: Task<Void, Never>? = nil
         if let file = settings.standalone {

@@ -33,7 +33,7 @@ struct AdminGateway {
         let gateway = try await Gateway.start()
         let dir = directory ?? makeTemporaryDirectory()
         let server = gateway.server
-        let publisher: ConfigService.Publisher = { state in try await server.apply(state) }
+        let publisher: ConfigService.Publisher = { state, changes in try await server.apply(state, changes: changes) }
         let service: ConfigService
         if readOnly {
             service = ConfigService(readOnlyPublisher: publisher)

@@ -17,7 +17,7 @@ import Testing
         func write(_ text: String) throws { try text.write(toFile: file, atomically: true, encoding: .utf8) }
         try write(#"routes: [{id: "1", uri: /one, upstream: {nodes: {"\#(up.address)": 1}}}]\#n"#)
         let server = gw.server
-        let service = ConfigService(readOnlyPublisher: { try await server.apply($0) })
+        let service = ConfigService(readOnlyPublisher: { try await server.apply($0, changes: $1) })
         var logger = Logger(label: "test")
         logger.logLevel = .critical
         let source = StandaloneSource(path: file, service: service, logger: logger, pollInterval: .milliseconds(50))

@@ -37,7 +37,7 @@ config.workers = 2
 let server = try await GatewayServer.make(configuration: config, logger: logger)
 let proxyPort = try await server.start()[0].port!
 let dir = NSTemporaryDirectory() + "sluice-wtl-\(getpid())"
-let service = ConfigService(store: try EmbeddedStore(directory: dir), publisher: { try await server.apply($0) })
+let service = ConfigService(store: try EmbeddedStore(directory: dir), publisher: { try await server.apply($0, changes: $1) })
 try await service.start()
 let key = "bench-key-0123456789"
 let admin = try await APIServer.start(
