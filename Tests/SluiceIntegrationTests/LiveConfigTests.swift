@@ -118,12 +118,12 @@ import Testing
     @Test func idleUpstreamConnectionsCloseAfterTheirIdleTimeout() async throws {
         let up = try await startUpstream("a")
         let gw = try await Gateway.start(
-            routeJSON(nodes: [up.address], upstreamExtra: #","keepalive_pool":{"size":4,"idle_timeout":0.3,"requests":100}"#))
+            routeJSON(nodes: [up.address], upstreamExtra: #","keepalive_pool":{"size":4,"idle_timeout":3,"requests":100}"#))
         let clients = [try await gw.client(), try await gw.client(), try await gw.client()]
         for c in clients { #expect(try await c.request(.GET, "/x").status == .ok) }
         #expect(try await gw.server.inspectLoops { $0.idleUpstreamConnections }.reduce(0, +) > 0)
         // The sweep closes them once idle_timeout has passed.
-        #expect(try await eventually { try await gw.server.inspectLoops { $0.idleUpstreamConnections }.reduce(0, +) == 0 })
+        #expect(try await eventually(timeout: .seconds(20)) { try await gw.server.inspectLoops { $0.idleUpstreamConnections }.reduce(0, +) == 0 })
         // And new requests open fresh connections without trouble.
         for c in clients { #expect(try await c.request(.GET, "/x").status == .ok) }
         for c in clients { await c.close() }
@@ -136,7 +136,8 @@ import Testing
         let gw = try await Gateway.start(routeJSON(nodes: [up.address]))
         let client = try await gw.client()
         async let slow = client.request(.GET, "/delay/500")
-        try await Task.sleep(for: .milliseconds(100))
+        // Shut down only once the request is in flight (the upstream has its head).
+        #expect(try await eventually { up.requestsServed == 1 })
         async let stopped: Void = gw.server.shutdown(gracePeriod: .seconds(5))
         let r = try await slow
         #expect(r.status == .ok)

@@ -89,7 +89,7 @@ func waitUntilListening(_ port: Int) async throws -> Bool {
         #expect(try await waitUntilListening(proxy))
         let client = try await TestHTTPClient.connect(port: proxy, group: Gateway.group)
         async let slow = client.request(.GET, "/delay/700")
-        try await Task.sleep(for: .milliseconds(200))
+        #expect(try await eventually { up.requestsServed == 1 })  // in flight
         p.kill(SIGTERM)
         let r = try await slow
         #expect(r.status == .ok)  // the in-flight request finished
