@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import SluiceAdmin
 import SluiceCore
+import Synchronization
 
 /// `--standalone FILE`: the config comes from a file, re-read when it changes. An edit that
 /// does not validate is logged with every error and the previous config stays live.
@@ -10,6 +11,11 @@ public final class StandaloneSource: Sendable {
     private let service: ConfigService
     private let logger: Logger
     private let pollInterval: Duration
+    private let counters = Mutex((applied: 0, rejected: 0))
+
+    /// File versions applied and rejected since start (for the control API and tests).
+    public var appliedEdits: Int { counters.withLock { $0.applied } }
+    public var rejectedEdits: Int { counters.withLock { $0.rejected } }
 
     public init(path: String, service: ConfigService, logger: Logger, pollInterval: Duration = .seconds(1)) {
         self.path = path
@@ -64,11 +70,13 @@ public final class StandaloneSource: Sendable {
             case .success(let loaded):
                 do {
                     try await service.replaceAll(loaded.objects, state: loaded.state)
+                    counters.withLock { $0.applied += 1 }
                     logger.info("standalone config reloaded", metadata: ["file": "\(path)", "routes": "\(loaded.state.routes.count)"])
                 } catch {
                     logger.error("applying standalone config failed", metadata: ["error": "\(error)"])
                 }
             case .failure(let errors):
+                counters.withLock { $0.rejected += 1 }
                 for e in errors.errors {
                     logger.error("standalone config rejected; previous config stays live", metadata: ["file": "\(path)", "error": "\(e)"])
                 }

@@ -32,8 +32,9 @@ import Testing
 
         // An invalid edit: the previous config stays live.
         try write(#"routes: [{id: "3", uri: three, upstream: {nodes: {"\#(up.address)": 1}}}]\#n"#)
-        try await Task.sleep(for: .milliseconds(300))
+        #expect(try await eventually { source.rejectedEdits == 1 })
         #expect(try await client.request(.GET, "/two").status == .ok)
+        #expect(source.appliedEdits == 1)
         // The read-only Admin view shows the file's objects.
         #expect(await service.get(.routes, "2") != nil)
         #expect(await service.get(.routes, "3") == nil)
