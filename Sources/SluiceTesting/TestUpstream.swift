@@ -10,6 +10,8 @@ import NIOWebSocket
 /// - `/bytes/N`: N bytes with Content-Length; `/chunked/N`: N bytes chunked
 /// - `/delay/MS`: answers after MS milliseconds
 /// - `/status/CODE`: answers with that status
+/// - `/sink`: reads the request body slowly (one socket read per millisecond) and answers
+///   `received N`
 /// - `/ws`: a WebSocket that echoes every text and binary message
 /// - anything else: `ok from NAME`
 /// Every response carries `X-Upstream: NAME`.
@@ -75,9 +77,11 @@ public final class TestUpstream: Sendable {
     }
 }
 
-final class OriginHandler: ChannelInboundHandler, RemovableChannelHandler {
+final class OriginHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundIn = HTTPServerResponsePart
     typealias OutboundOut = HTTPServerResponsePart
+    private var slowReading = false
 
     let name: String
     let counters: NIOLockedValueBox<(connections: Int, requests: Int)>
@@ -108,6 +112,7 @@ final class OriginHandler: ChannelInboundHandler, RemovableChannelHandler {
             counters.withLockedValue { $0.requests += 1 }
             head = h
             received = 0
+            slowReading = h.uri == "/sink"
             if h.uri == "/echo" {
                 echoing = true
                 context.write(wrapOutboundOut(.head(responseHead(.ok, [("Transfer-Encoding", "chunked")]))), promise: nil)
@@ -119,6 +124,11 @@ final class OriginHandler: ChannelInboundHandler, RemovableChannelHandler {
         case .end:
             guard let h = head else { return }
             head = nil
+            if slowReading {
+                slowReading = false
+                send(context, .ok, context.channel.allocator.buffer(string: "received \(received)"))
+                return
+            }
             if echoing {
                 echoing = false
                 context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
@@ -126,6 +136,16 @@ final class OriginHandler: ChannelInboundHandler, RemovableChannelHandler {
             }
             respond(to: h, context: context)
         }
+    }
+
+    /// For `/sink`, each socket read is delayed: the sender has to slow down.
+    func read(context: ChannelHandlerContext) {
+        guard slowReading else {
+            context.read()
+            return
+        }
+        let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
+        context.eventLoop.scheduleTask(in: .milliseconds(1)) { bound.value.read() }
     }
 
     private func send(_ context: ChannelHandlerContext, _ status: HTTPResponseStatus, _ body: ByteBuffer, chunked: Bool = false, extra: [(String, String)] = []) {

@@ -180,6 +180,16 @@ func peakResidentBytes(_ pid: Int32) -> Int? {
         #expect(received == size)
         let peak = try #require(peakResidentBytes(p.process.processIdentifier))
         #expect(peak - baseline < 64 * 1024 * 1024, "gateway peak RSS grew by \((peak - baseline) >> 20) MiB" as Comment)
+
+        // The other direction: a fast client uploads to an upstream that reads slowly.
+        let client = try await TestHTTPClient.connect(port: proxy, group: Gateway.group)
+        let upload = 192 * 1024 * 1024
+        let body = TestUpstream.pattern(upload, allocator: ByteBufferAllocator())
+        let r = try await client.request(.POST, "/sink", body: body, chunkSize: 256 * 1024, timeout: .seconds(120))
+        #expect(r.bodyString == "received \(upload)")
+        let peakAfterUpload = try #require(peakResidentBytes(p.process.processIdentifier))
+        #expect(peakAfterUpload - baseline < 64 * 1024 * 1024, "gateway peak RSS grew by \((peakAfterUpload - baseline) >> 20) MiB" as Comment)
+        await client.close()
         p.kill(SIGTERM)
         _ = await p.waitForExit()
         await up.stop()
