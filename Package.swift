@@ -48,6 +48,8 @@ let package = Package(
         ] + nio),
         // Config stores: the store protocol and the embedded durable store. No NIO.
         .target(name: "SluiceStore", dependencies: ["SluiceCore"]),
+        // etcd v3 as the shared store, over its JSON gateway.
+        .target(name: "SluiceEtcd", dependencies: ["SluiceCore", "SluiceStore"] + nio),
         // Admin API v3 and control API over a ConfigService. No NIO.
         .target(name: "SluiceAdmin", dependencies: ["SluiceCore", "SluiceStore"]),
         .executableTarget(name: "sluice", dependencies: [
@@ -61,6 +63,7 @@ let package = Package(
         ] + nio),
         .testTarget(name: "SluiceCoreTests", dependencies: ["SluiceCore"]),
         .testTarget(name: "SluiceStoreTests", dependencies: ["SluiceStore", "SluiceCore"]),
+        .testTarget(name: "SluiceEtcdTests", dependencies: ["SluiceEtcd", "SluiceStore", "SluiceCore", "SluiceTesting"] + nio),
         .testTarget(name: "SluiceRoutingTests", dependencies: ["SluiceRouting", "SluiceCore"]),
         .testTarget(name: "SluiceBalancingTests", dependencies: ["SluiceBalancing", "SluiceCore"]),
         .testTarget(name: "SluiceProxyTests", dependencies: [

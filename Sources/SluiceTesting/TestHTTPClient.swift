@@ -141,13 +141,19 @@ public enum RawHTTP {
     ) async throws -> (response: String, closedByServer: Bool) {
         let box = NIOLockedValueBox((bytes: [UInt8](), closed: false))
         let done = group.next().makePromise(of: Void.self)
-        let channel = try await ClientBootstrap(group: group)
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(RawCollector(box: box, done: done, until: until))
+        let channel: Channel
+        do {
+            channel = try await ClientBootstrap(group: group)
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(RawCollector(box: box, done: done, until: until))
+                    }
                 }
-            }
-            .connect(host: "127.0.0.1", port: port).get()
+                .connect(host: "127.0.0.1", port: port).get()
+        } catch {
+            done.succeed(())  // never leave a promise behind
+            throw error
+        }
         var buffer = channel.allocator.buffer(capacity: request.utf8.count)
         buffer.writeString(request)
         try await channel.writeAndFlush(buffer)
@@ -198,7 +204,7 @@ public enum SlowReader {
         port: Int, group: EventLoopGroup, path: String, interval: TimeAmount, timeout: TimeAmount = .seconds(120)
     ) async throws -> Int {
         let done = group.next().makePromise(of: Int.self)
-        let channel = try await ClientBootstrap(group: group)
+        let bootstrap = ClientBootstrap(group: group)
             .channelOption(.autoRead, value: false)
             .channelOption(.socketOption(.so_rcvbuf), value: 64 * 1024)
             .channelInitializer { channel in
@@ -207,7 +213,13 @@ public enum SlowReader {
                     try channel.pipeline.syncOperations.addHandler(SlowBodyCounter(done: done, interval: interval))
                 }
             }
-            .connect(host: "127.0.0.1", port: port).get()
+        let channel: Channel
+        do {
+            channel = try await bootstrap.connect(host: "127.0.0.1", port: port).get()
+        } catch {
+            done.fail(error)
+            throw error
+        }
         let head = HTTPRequestHead(version: .http1_1, method: .GET, uri: path, headers: HTTPHeaders([("Host", "test.local")]))
         channel.write(HTTPClientRequestPart.head(head), promise: nil)
         try await channel.writeAndFlush(HTTPClientRequestPart.end(nil))

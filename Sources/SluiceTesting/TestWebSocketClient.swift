@@ -18,7 +18,7 @@ public final class TestWebSocketClient: Sendable {
     public static func connect(port: Int, path: String, host: String = "test.local", group: EventLoopGroup) async throws -> TestWebSocketClient {
         let inbox = NIOLockedValueBox(Inbox())
         let upgraded = group.next().makePromise(of: Void.self)
-        let channel = try await ClientBootstrap(group: group)
+        let bootstrap = ClientBootstrap(group: group)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let upgrader = NIOWebSocketClientUpgrader(
@@ -38,7 +38,13 @@ public final class TestWebSocketClient: Sendable {
                     try channel.pipeline.syncOperations.addHandler(UpgradeFailureDetector(upgraded: upgraded))
                 }
             }
-            .connect(host: "127.0.0.1", port: port).get()
+        let channel: Channel
+        do {
+            channel = try await bootstrap.connect(host: "127.0.0.1", port: port).get()
+        } catch {
+            upgraded.fail(error)
+            throw error
+        }
         let head = HTTPRequestHead(version: .http1_1, method: .GET, uri: path, headers: HTTPHeaders([("Host", host), ("Content-Length", "0")]))
         channel.write(HTTPClientRequestPart.head(head), promise: nil)
         try await channel.writeAndFlush(HTTPClientRequestPart.end(nil))

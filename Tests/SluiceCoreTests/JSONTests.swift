@@ -30,3 +30,16 @@ import Testing
         #expect(base.mergePatched(with: patch) == (try JSONValue.parse(#"{"b":{"c":9,"d":3},"e":[2],"f":"new"}"#)))
     }
 }
+
+@Suite struct Base64Tests {
+    @Test(arguments: [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foob", "Zm9vYg=="), ("/apisix/routes/1", "L2FwaXNpeC9yb3V0ZXMvMQ==")])
+    func roundTrips(_ plain: String, _ encoded: String) {
+        #expect(Base64.encode(plain) == encoded)
+        #expect(Base64.decode(encoded).map { String(decoding: $0, as: UTF8.self) } == plain)
+    }
+
+    @Test func refusesMalformedText() {
+        #expect(Base64.decode("Zm9v!") == nil)
+        #expect(Base64.decode("Zg==Zg") == nil)
+    }
+}
