@@ -42,7 +42,7 @@ let package = Package(
         ] + nio),
         // Listeners, snapshot publisher, config sources, lifecycle.
         .target(name: "SluiceServer", dependencies: [
-            "SluiceCore", "SluiceProxy", "SluiceAdmin", "SluiceStore",
+            "SluiceCore", "SluiceProxy", "SluiceAdmin", "SluiceStore", "SluiceEtcd",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Yams", package: "Yams"),
         ] + nio),
@@ -53,7 +53,7 @@ let package = Package(
         // Admin API v3 and control API over a ConfigService. No NIO.
         .target(name: "SluiceAdmin", dependencies: ["SluiceCore", "SluiceStore"]),
         .executableTarget(name: "sluice", dependencies: [
-            "SluiceServer", "SluiceCore",
+            "SluiceServer", "SluiceCore", "SluiceAdmin", "SluiceStore", "SluiceEtcd",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -70,7 +70,7 @@ let package = Package(
             "SluiceProxy", "SluiceCore", "SluiceRouting", .product(name: "NIOEmbedded", package: "swift-nio"),
         ] + nio),
         .testTarget(name: "SluiceIntegrationTests", dependencies: [
-            "SluiceServer", "SluiceAdmin", "SluiceStore", "SluiceTesting", "SluiceCore", "SluiceProxy",
+            "SluiceServer", "SluiceAdmin", "SluiceStore", "SluiceEtcd", "SluiceTesting", "SluiceCore", "SluiceProxy",
             .product(name: "Logging", package: "swift-log"),
         ] + nio),
     ]

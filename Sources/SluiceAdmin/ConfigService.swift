@@ -26,6 +26,8 @@ public actor ConfigService {
     private(set) var state = ConfigState()
     public let readOnly: Bool
     private var localRevision: Int64 = 0
+    /// The store revision this config reflects (from `start`, `reload` and applied changes).
+    public private(set) var revision: Int64 = 0
     private let clock: @Sendable () -> Int64
 
     /// A service backed by a writable store.
@@ -56,7 +58,8 @@ public actor ConfigService {
     @discardableResult
     public func start() async throws -> [ConfigError] {
         guard let store else { return [] }
-        let (all, _) = try await store.load()
+        let (all, revision) = try await store.load()
+        self.revision = revision
         var errors: [ConfigError] = []
         var state = ConfigState()
         var entries: [ResourceKind: [String: StoreEntry]] = [:]
@@ -73,6 +76,54 @@ public actor ConfigService {
         self.state = state
         self.entries = entries
         try await publisher(state, nil)
+        return errors
+    }
+
+    /// Re-reads the whole store (after a watch lost its place, e.g. to compaction) and
+    /// publishes the result as one change.
+    @discardableResult
+    public func reload() async throws -> [ConfigError] {
+        reloads += 1
+        return try await start()
+    }
+
+    /// Full re-reads after `start` (for metrics and tests).
+    public private(set) var reloads = 0
+
+    /// Applies changes someone else wrote to the store (another replica, `etcdctl`), in one
+    /// snapshot. An object that does not validate is skipped, its previous value stays live,
+    /// and the error is returned naming its key. Changes this service wrote itself, or older
+    /// ones, are recognised by revision and skipped.
+    @discardableResult
+    public func applyExternal(_ events: [StoreEvent], revision: Int64) async -> [ConfigError] {
+        var errors: [ConfigError] = []
+        var changes: [ConfigChange] = []
+        for event in events {
+            switch event {
+            case .put(let e):
+                if let current = entries[e.kind]?[e.id], current.modifiedIndex >= e.modifiedIndex { continue }
+                do throws(ConfigError) {
+                    try state.set(e.kind, id: e.id, value: e.value, path: e.key)
+                    entries[e.kind, default: [:]][e.id] = e
+                    changes.append(ConfigChange(e.kind, e.id))
+                } catch {
+                    errors.append(error)
+                }
+            case .delete(let kind, let id, _):
+                guard entries[kind]?[id] != nil else { continue }
+                entries[kind]?[id] = nil
+                try? state.set(kind, id: id, value: nil)
+                changes.append(ConfigChange(kind, id))
+            }
+        }
+        self.revision = max(self.revision, revision)
+        if !changes.isEmpty {
+            do {
+                try await publisher(state, changes)
+            } catch {
+                errors.append(ConfigError(path: "", "publishing the store's changes failed: \(error)"))
+            }
+        }
         return errors
     }
 

@@ -15,7 +15,7 @@ public struct EtcdKeyValue: Sendable, Hashable {
 /// next is tried, so any reachable member serves.
 public actor EtcdClient {
     public let endpoints: [EtcdEndpoint]
-    private let group: EventLoopGroup
+    let group: EventLoopGroup
     private var connection: EtcdConnection?
     private var next = 0
     public var requestTimeout: TimeAmount = .seconds(5)

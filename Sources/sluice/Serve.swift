@@ -5,6 +5,7 @@ import Logging
 import NIOCore
 import SluiceAdmin
 import SluiceCore
+import SluiceEtcd
 import SluiceServer
 import SluiceStore
 
@@ -32,6 +33,12 @@ struct Serve: AsyncParsableCommand {
 
     @Option(name: .customLong("data-dir"), help: "Embedded store directory (default ./sluice-data).")
     var dataDir: String?
+
+    @Option(help: "Use etcd v3 as the store: http://HOST:PORT[,http://HOST:PORT...] (instead of the embedded store).")
+    var etcd: String?
+
+    @Option(name: .customLong("etcd-prefix"), help: "Key prefix in etcd (default /apisix).")
+    var etcdPrefix: String?
 
     @Option(help: "Event-loop threads (default: number of cores).")
     var workers: Int?
@@ -73,6 +80,22 @@ struct Serve: AsyncParsableCommand {
                 await server.shutdown(gracePeriod: .zero)
                 throw ExitCode(2)
             }
+        } else if let endpoints = settings.etcd {
+            let store = EtcdStore(client: EtcdClient(endpoints: endpoints, group: server.group), prefix: settings.etcdPrefix)
+            service = ConfigService(store: store, publisher: publisher)
+            do {
+                let (_, skipped, _) = try await store.loadAll()
+                for s in skipped { logger.error("etcd value is not JSON; skipped", metadata: ["key": "\(s.key)", "error": "\(s.reason)"]) }
+                for e in try await service.start() {
+                    logger.error("stored object skipped: it does not validate", metadata: ["error": "\(e)"])
+                }
+            } catch {
+                FileHandle.standardError.write(Data("sluice: --etcd: cannot read the config from \(endpoints): \(error)\n".utf8))
+                await server.shutdown(gracePeriod: .zero)
+                throw ExitCode(1)
+            }
+            let sync = EtcdSync(store: store, service: service, logger: logger)
+            watcher = Task { await sync.run() }
         } else {
             do {
                 let store = try EmbeddedStore(directory: settings.dataDir)
@@ -149,6 +172,8 @@ struct ServeSettings {
     var adminKey: String?
     var viewerKey: String?
     var dataDir = "./sluice-data"
+    var etcd: [EtcdEndpoint]?
+    var etcdPrefix = "/apisix"
     var allowAdmin: [CIDR] = [CIDR("127.0.0.0/8")!, CIDR("::1/128")!]
 
     static func fail(_ message: String) -> ValidationError { ValidationError(message) }
@@ -171,7 +196,7 @@ struct ServeSettings {
             }
             let known: Set<String> = [
                 "proxy_listen", "standalone", "workers", "shutdown_timeout", "log_level", "log_format", "admin_listen",
-                "admin_key", "viewer_key", "control_listen", "data_dir", "allow_admin",
+                "admin_key", "viewer_key", "control_listen", "data_dir", "allow_admin", "etcd", "etcd_prefix",
             ]
             for key in file.keys.sorted() where !known.contains(key) {
                 throw fail("\(path): \(key): unknown setting (known: \(known.sorted().joined(separator: ", ")))")
@@ -211,6 +236,20 @@ struct ServeSettings {
         if let d = flags.dataDir ?? file["data_dir"]?.stringValue {
             guard !d.isEmpty else { throw fail("--data-dir: must not be empty") }
             s.dataDir = d
+        }
+        if let urls = flags.etcd ?? file["etcd"]?.stringValue {
+            let endpoints = urls.split(separator: ",").map { EtcdEndpoint(url: String($0).trimmingCharacters(in: .whitespaces)) }
+            guard !endpoints.isEmpty, endpoints.allSatisfy({ $0 != nil }) else {
+                throw fail("--etcd: \"\(urls)\" must be http://HOST:PORT, comma-separated for several members")
+            }
+            if flags.standalone != nil || file["standalone"] != nil {
+                throw fail("--etcd and --standalone exclude each other: pick one config source")
+            }
+            s.etcd = endpoints.compactMap { $0 }
+        }
+        if let p = flags.etcdPrefix ?? file["etcd_prefix"]?.stringValue {
+            guard p.hasPrefix("/"), p.count > 1 else { throw fail("--etcd-prefix: must start with / (default /apisix)") }
+            s.etcdPrefix = p
         }
         if let list = file["allow_admin"] {
             guard case .array(let items) = list else { throw fail("allow_admin: must be a list of CIDRs") }

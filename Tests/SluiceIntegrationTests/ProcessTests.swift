@@ -195,3 +195,40 @@ func peakResidentBytes(_ pid: Int32) -> Int? {
         await up.stop()
     }
 }
+
+@Suite struct EtcdProcessTests {
+    /// Two `sluice serve --etcd` processes on one etcd: a route written through A's Admin
+    /// API is served by B; one written with etcdctl is served by both.
+    @Test func twoGatewayProcessesShareTheirConfigThroughEtcd() async throws {
+        let etcd = try await EtcdTestServer.start(group: Gateway.group)
+        let up = try await startUpstream("origin")
+        let dir = makeTemporaryDirectory()
+        var processes: [(GatewayProcess, proxy: Int, admin: Int)] = []
+        for _ in 0..<2 {
+            let (proxy, admin, control) = (try await freePort(), try await freePort(), try await freePort())
+            let p = try GatewayProcess(
+                ["serve", "--etcd", etcd.url, "--proxy-listen", "127.0.0.1:\(proxy)", "--admin-listen", "127.0.0.1:\(admin)",
+                 "--control-listen", "127.0.0.1:\(control)", "--admin-key", adminKey, "--workers", "1"], directory: dir)
+            processes.append((p, proxy, admin))
+        }
+        for (p, proxy, _) in processes { #expect(try await waitUntilListening(proxy), "\(p.text)" as Comment) }
+        let adminA = AdminClient(http: try await TestHTTPClient.connect(port: processes[0].admin, group: Gateway.group))
+        #expect(try await adminA.call(.PUT, "/upstreams/u", #"{"nodes":{"\#(up.address)":1}}"#).status == 201)
+        #expect(try await adminA.call(.PUT, "/routes/a", #"{"uri":"/via-a","upstream_id":"u"}"#).status == 201)
+        let proxyB = try await TestHTTPClient.connect(port: processes[1].proxy, group: Gateway.group)
+        #expect(try await eventually { try await proxyB.request(.GET, "/via-a").status == .ok })
+        _ = try etcd.etcdctl(["put", "/apisix/routes/c", #"{"uri":"/via-etcdctl","upstream_id":"u"}"#])
+        let proxyA = try await TestHTTPClient.connect(port: processes[0].proxy, group: Gateway.group)
+        #expect(try await eventually { try await proxyA.request(.GET, "/via-etcdctl").status == .ok })
+        #expect(try await eventually { try await proxyB.request(.GET, "/via-etcdctl").status == .ok })
+        await proxyA.close()
+        await proxyB.close()
+        await adminA.close()
+        for (p, _, _) in processes {
+            p.kill(SIGTERM)
+            #expect(await p.waitForExit() == 0)
+        }
+        await up.stop()
+        await etcd.remove()
+    }
+}
