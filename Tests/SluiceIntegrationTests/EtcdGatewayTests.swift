@@ -90,7 +90,8 @@ struct EtcdGateway {
         let up = try await startUpstream("a")
         let a = try await EtcdGateway.start(etcd)
         var b = try await EtcdGateway.start(etcd)
-        b.sync.cancel()  // b is cut off from etcd's changes
+        b.sync.cancel()  // b is cut off from etcd's changes...
+        await b.sync.value  // ...once its watch has really stopped
         _ = try await a.service.put(.upstreams, id: "u", body: try JSONValue.parse(#"{"nodes":{"\#(up.address)":1}}"#))
         for i in 0..<5 {
             _ = try await a.service.put(.routes, id: "c\(i)", body: try JSONValue.parse(#"{"uri":"/c\#(i)","upstream_id":"u"}"#))
