@@ -20,6 +20,7 @@ let package = Package(
         .library(name: "SluiceServer", targets: ["SluiceServer"]),
         .library(name: "SluiceAdmin", targets: ["SluiceAdmin"]),
         .library(name: "SluiceStore", targets: ["SluiceStore"]),
+        .library(name: "SluiceEtcd", targets: ["SluiceEtcd"]),
         .library(name: "SluiceTesting", targets: ["SluiceTesting"]),
     ],
     dependencies: [

@@ -38,4 +38,17 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
             path: "Sources/WriteToLive"),
+        .executableTarget(
+            name: "EtcdPropagation",
+            dependencies: [
+                .product(name: "SluiceCore", package: "sluice"),
+                .product(name: "SluiceServer", package: "sluice"),
+                .product(name: "SluiceAdmin", package: "sluice"),
+                .product(name: "SluiceEtcd", package: "sluice"),
+                .product(name: "SluiceTesting", package: "sluice"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            path: "Sources/EtcdPropagation"),
     ])
