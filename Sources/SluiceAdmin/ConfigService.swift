@@ -193,7 +193,9 @@ public actor ConfigService {
         }
         let entry: StoreEntry
         do {
-            entry = try await store.put(kind: kind, id: resolvedID, value: value, expectedModifiedIndex: existing?.modifiedIndex ?? 0)
+            entry = try await store.put(
+                kind: kind, id: resolvedID, value: value, expectedModifiedIndex: existing?.modifiedIndex ?? 0,
+                requiring: scratch.references(of: kind, id: resolvedID).map { ($0.kind, $0.id) })
         } catch {
             throw storeFailure(error)
         }

@@ -97,9 +97,13 @@ public actor EtcdClient {
 
     /// Puts `value` at `key` only if its mod revision is `expectedModRevision` (0: only if
     /// absent). Returns the stored key-value, or nil when the comparison failed.
-    public func put(_ key: String, _ value: [UInt8], ifModRevision expectedModRevision: Int64?) async throws -> EtcdKeyValue? {
+    public func put(
+        _ key: String, _ value: [UInt8], ifModRevision expectedModRevision: Int64?, requiringKeys: [String] = []
+    ) async throws -> EtcdKeyValue? {
         let k = JSONValue.string(Base64.encode(key))
-        var compare: [JSONValue] = []
+        var compare: [JSONValue] = requiringKeys.map { required in
+            ["key": .string(Base64.encode(required)), "target": "CREATE", "result": "GREATER", "create_revision": .string("0")]
+        }
         if let expected = expectedModRevision {
             compare.append(
                 expected == 0

@@ -60,14 +60,30 @@ public final class EtcdStore: ConfigStore {
     }
 
     public func put(kind: ResourceKind, id: String, value: JSONValue, expectedModifiedIndex: Int64?) async throws -> StoreEntry {
+        try await put(kind: kind, id: id, value: value, expectedModifiedIndex: expectedModifiedIndex, requiring: [])
+    }
+
+    /// One transaction: the compare-and-swap on the object and the existence of every object
+    /// it refers to, so a reference deleted concurrently by another replica fails the write.
+    public func put(
+        kind: ResourceKind, id: String, value: JSONValue, expectedModifiedIndex: Int64?,
+        requiring: [(kind: ResourceKind, id: String)]
+    ) async throws -> StoreEntry {
         let kv: EtcdKeyValue?
         do {
-            kv = try await client.put(key(kind, id), value.serializedBytes(), ifModRevision: expectedModifiedIndex)
+            kv = try await client.put(
+                key(kind, id), value.serializedBytes(), ifModRevision: expectedModifiedIndex,
+                requiringKeys: requiring.map { key($0.kind, $0.id) })
         } catch {
             throw Self.storeError(error)
         }
         guard let kv else {
-            throw StoreError(.conflict, "\(kind.rawValue)/\(id) was modified concurrently (expected revision \(expectedModifiedIndex ?? 0))")
+            let refs = requiring.map { "\($0.kind.rawValue)/\($0.id)" }.joined(separator: ", ")
+            throw StoreError(
+                .conflict,
+                refs.isEmpty
+                    ? "\(kind.rawValue)/\(id) was modified concurrently (expected revision \(expectedModifiedIndex ?? 0))"
+                    : "\(kind.rawValue)/\(id) was modified concurrently, or one of \(refs) was deleted")
         }
         return StoreEntry(kind: kind, id: id, value: value, createdIndex: kv.createRevision, modifiedIndex: kv.modRevision)
     }

@@ -58,9 +58,27 @@ public protocol ConfigStore: AnyObject, Sendable {
     /// still has that mod revision (0: only if absent). Returns the stored entry.
     func put(kind: ResourceKind, id: String, value: JSONValue, expectedModifiedIndex: Int64?) async throws -> StoreEntry
 
+    /// Like `put`, and only if every object in `requiring` exists in the store at the moment
+    /// of the write (a store shared by replicas checks references there, atomically).
+    func put(
+        kind: ResourceKind, id: String, value: JSONValue, expectedModifiedIndex: Int64?,
+        requiring: [(kind: ResourceKind, id: String)]
+    ) async throws -> StoreEntry
+
     /// Deletes kind/id. Returns the revision of the delete, or nil when it was not there.
     func delete(kind: ResourceKind, id: String) async throws -> Int64?
 
     /// The next revision number, for generated ids (`POST`).
     func nextID() async throws -> String
+}
+
+extension ConfigStore {
+    /// For a store with a single writer (the embedded one), references were checked by that
+    /// writer against the same data: nothing more to check here.
+    public func put(
+        kind: ResourceKind, id: String, value: JSONValue, expectedModifiedIndex: Int64?,
+        requiring: [(kind: ResourceKind, id: String)]
+    ) async throws -> StoreEntry {
+        try await put(kind: kind, id: id, value: value, expectedModifiedIndex: expectedModifiedIndex)
+    }
 }

@@ -41,6 +41,23 @@ import Testing
         await etcd.remove()
     }
 
+    @Test func referencesAreCheckedInTheSameTransaction() async throws {
+        let etcd = try await EtcdTestServer.start(group: Self.group)
+        let store = try makeStore(etcd)
+        // The route refers to an upstream another replica has not created (or just deleted).
+        await #expect(throws: StoreError.self) {
+            _ = try await store.put(
+                kind: .routes, id: "r", value: ["uri": "/r", "upstream_id": "u"], expectedModifiedIndex: 0,
+                requiring: [(.upstreams, "u")])
+        }
+        #expect(try await store.load().entries.isEmpty)
+        _ = try await store.put(kind: .upstreams, id: "u", value: ["nodes": ["127.0.0.1:1": 1]], expectedModifiedIndex: 0)
+        let r = try await store.put(
+            kind: .routes, id: "r", value: ["uri": "/r", "upstream_id": "u"], expectedModifiedIndex: 0, requiring: [(.upstreams, "u")])
+        #expect(r.id == "r")
+        await etcd.remove()
+    }
+
     @Test func readsWhatAPISIXToolingWritesAndSkipsWhatIsNotJSON() async throws {
         let etcd = try await EtcdTestServer.start(group: Self.group)
         _ = try etcd.etcdctl(["put", "/apisix/routes/7", #"{"uri":"/from-etcdctl","upstream":{"nodes":{"127.0.0.1:80":1}}}"#])
