@@ -54,6 +54,11 @@ public struct AdminAPI: APIHandler {
     private func resource(_ request: APIRequest, _ kind: ResourceKind, _ rest: [String]) async -> APIResponse {
         let id = rest.first
         do throws(AdminError) {
+            var ttl: Int? = nil
+            if let text = request.query["ttl"] {
+                guard let t = Int(text), (1...Int(Int32.max)).contains(t) else { throw AdminError(400, "ttl: must be a positive integer (seconds)") }
+                ttl = t
+            }
             switch (request.method, id) {
             case ("GET", nil):
                 return await list(request, kind)
@@ -61,14 +66,14 @@ public struct AdminAPI: APIHandler {
                 guard let entry = await service.get(kind, id) else { return APIResponse(status: 404, body: ["message": "Key not found"]) }
                 return APIResponse(status: 200, body: Self.envelope(entry, indices: true))
             case ("PUT", let id?) where rest.count == 1:
-                let (entry, created) = try await service.put(kind, id: id, body: try Self.parseBody(request))
+                let (entry, created) = try await service.put(kind, id: id, body: try Self.parseBody(request), ttl: ttl)
                 return APIResponse(status: created ? 201 : 200, body: Self.envelope(entry, indices: false))
             case ("PUT", nil) where kind == .consumers:
                 let (entry, created) = try await service.put(kind, id: nil, body: try Self.parseBody(request))
                 return APIResponse(status: created ? 201 : 200, body: Self.envelope(entry, indices: false))
             case ("POST", nil):
                 guard kind != .consumers else { return .error(405, "consumers are created with PUT") }
-                let (entry, _) = try await service.put(kind, id: nil, body: try Self.parseBody(request))
+                let (entry, _) = try await service.put(kind, id: nil, body: try Self.parseBody(request), ttl: ttl)
                 return APIResponse(status: 201, body: Self.envelope(entry, indices: false))
             case ("PATCH", let id?):
                 let entry = try await service.patch(kind, id: id, subpath: Array(rest.dropFirst()), body: try Self.parseBody(request))

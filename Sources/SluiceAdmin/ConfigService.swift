@@ -153,7 +153,7 @@ public actor ConfigService {
 
     /// Validates `body` as a complete object of `kind` and stores it. Returns the entry and
     /// whether it was created.
-    public func put(_ kind: ResourceKind, id: String?, body: JSONValue) async throws(AdminError) -> (StoreEntry, created: Bool) {
+    public func put(_ kind: ResourceKind, id: String?, body: JSONValue, ttl: Int? = nil) async throws(AdminError) -> (StoreEntry, created: Bool) {
         let store = try writableStore()
         guard case .object(var object) = body else { throw AdminError(400, "invalid configuration: the body must be a JSON object") }
         let resolvedID: String
@@ -195,7 +195,7 @@ public actor ConfigService {
         do {
             entry = try await store.put(
                 kind: kind, id: resolvedID, value: value, expectedModifiedIndex: existing?.modifiedIndex ?? 0,
-                requiring: scratch.references(of: kind, id: resolvedID).map { ($0.kind, $0.id) })
+                requiring: scratch.references(of: kind, id: resolvedID).map { ($0.kind, $0.id) }, ttl: ttl)
         } catch {
             throw storeFailure(error)
         }
@@ -297,6 +297,7 @@ public actor ConfigService {
             case .conflict: return AdminError(409, e.message)
             case .unavailable: return AdminError(503, "config store unavailable: \(e.message)")
             case .corrupt: return AdminError(500, e.message)
+            case .unsupported: return AdminError(400, e.message)
             }
         }
         return AdminError(503, "config store unavailable: \(error)")

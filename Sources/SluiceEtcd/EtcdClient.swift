@@ -98,7 +98,8 @@ public actor EtcdClient {
     /// Puts `value` at `key` only if its mod revision is `expectedModRevision` (0: only if
     /// absent). Returns the stored key-value, or nil when the comparison failed.
     public func put(
-        _ key: String, _ value: [UInt8], ifModRevision expectedModRevision: Int64?, requiringKeys: [String] = []
+        _ key: String, _ value: [UInt8], ifModRevision expectedModRevision: Int64?, requiringKeys: [String] = [],
+        lease: Int64? = nil
     ) async throws -> EtcdKeyValue? {
         let k = JSONValue.string(Base64.encode(key))
         var compare: [JSONValue] = requiringKeys.map { required in
@@ -115,7 +116,8 @@ public actor EtcdClient {
             [
                 "compare": .array(compare),
                 "success": [
-                    ["request_put": ["key": k, "value": .string(Base64.encode(value))]],
+                    ["request_put": lease.map { ["key": k, "value": .string(Base64.encode(value)), "lease": .string(String($0))] }
+                        ?? ["key": k, "value": .string(Base64.encode(value))]],
                     ["request_range": ["key": k]],
                 ],
             ])
@@ -125,6 +127,14 @@ public actor EtcdClient {
             throw EtcdError(.protocolError, "etcd txn answered without the written key")
         }
         return try Self.keyValue(kv)
+    }
+
+    /// A lease that expires after `ttl` seconds; keys put with it are deleted then.
+    public func grantLease(ttl: Int) async throws -> Int64 {
+        let r = try await call("/v3/lease/grant", ["TTL": .string(String(ttl))])
+        let id = Self.int64(r["ID"])
+        guard id != 0 else { throw EtcdError(.protocolError, "etcd granted no lease: \(r)") }
+        return id
     }
 
     /// Deletes `key`. Returns the revision of the delete, or nil when it was not there.

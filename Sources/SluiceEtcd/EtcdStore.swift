@@ -60,20 +60,22 @@ public final class EtcdStore: ConfigStore {
     }
 
     public func put(kind: ResourceKind, id: String, value: JSONValue, expectedModifiedIndex: Int64?) async throws -> StoreEntry {
-        try await put(kind: kind, id: id, value: value, expectedModifiedIndex: expectedModifiedIndex, requiring: [])
+        try await put(kind: kind, id: id, value: value, expectedModifiedIndex: expectedModifiedIndex, requiring: [], ttl: nil)
     }
 
     /// One transaction: the compare-and-swap on the object and the existence of every object
     /// it refers to, so a reference deleted concurrently by another replica fails the write.
     public func put(
         kind: ResourceKind, id: String, value: JSONValue, expectedModifiedIndex: Int64?,
-        requiring: [(kind: ResourceKind, id: String)]
+        requiring: [(kind: ResourceKind, id: String)], ttl: Int?
     ) async throws -> StoreEntry {
         let kv: EtcdKeyValue?
         do {
+            var lease: Int64? = nil
+            if let ttl { lease = try await client.grantLease(ttl: ttl) }
             kv = try await client.put(
                 key(kind, id), value.serializedBytes(), ifModRevision: expectedModifiedIndex,
-                requiringKeys: requiring.map { key($0.kind, $0.id) })
+                requiringKeys: requiring.map { key($0.kind, $0.id) }, lease: lease)
         } catch {
             throw Self.storeError(error)
         }

@@ -35,6 +35,8 @@ public struct StoreError: Error, Sendable, CustomStringConvertible {
         case unavailable
         /// The stored data is damaged.
         case corrupt
+        /// This store cannot do what was asked.
+        case unsupported
     }
 
     public var code: Code
@@ -59,10 +61,11 @@ public protocol ConfigStore: AnyObject, Sendable {
     func put(kind: ResourceKind, id: String, value: JSONValue, expectedModifiedIndex: Int64?) async throws -> StoreEntry
 
     /// Like `put`, and only if every object in `requiring` exists in the store at the moment
-    /// of the write (a store shared by replicas checks references there, atomically).
+    /// of the write (a store shared by replicas checks references there, atomically). With
+    /// `ttl` (seconds) the object is deleted by the store when it expires.
     func put(
         kind: ResourceKind, id: String, value: JSONValue, expectedModifiedIndex: Int64?,
-        requiring: [(kind: ResourceKind, id: String)]
+        requiring: [(kind: ResourceKind, id: String)], ttl: Int?
     ) async throws -> StoreEntry
 
     /// Deletes kind/id. Returns the revision of the delete, or nil when it was not there.
@@ -77,8 +80,9 @@ extension ConfigStore {
     /// writer against the same data: nothing more to check here.
     public func put(
         kind: ResourceKind, id: String, value: JSONValue, expectedModifiedIndex: Int64?,
-        requiring: [(kind: ResourceKind, id: String)]
+        requiring: [(kind: ResourceKind, id: String)], ttl: Int?
     ) async throws -> StoreEntry {
-        try await put(kind: kind, id: id, value: value, expectedModifiedIndex: expectedModifiedIndex)
+        if ttl != nil { throw StoreError(.unsupported, "ttl needs the etcd store (--etcd)") }
+        return try await put(kind: kind, id: id, value: value, expectedModifiedIndex: expectedModifiedIndex)
     }
 }

@@ -48,12 +48,12 @@ import Testing
         await #expect(throws: StoreError.self) {
             _ = try await store.put(
                 kind: .routes, id: "r", value: ["uri": "/r", "upstream_id": "u"], expectedModifiedIndex: 0,
-                requiring: [(.upstreams, "u")])
+                requiring: [(.upstreams, "u")], ttl: nil)
         }
         #expect(try await store.load().entries.isEmpty)
         _ = try await store.put(kind: .upstreams, id: "u", value: ["nodes": ["127.0.0.1:1": 1]], expectedModifiedIndex: 0)
         let r = try await store.put(
-            kind: .routes, id: "r", value: ["uri": "/r", "upstream_id": "u"], expectedModifiedIndex: 0, requiring: [(.upstreams, "u")])
+            kind: .routes, id: "r", value: ["uri": "/r", "upstream_id": "u"], expectedModifiedIndex: 0, requiring: [(.upstreams, "u")], ttl: nil)
         #expect(r.id == "r")
         await etcd.remove()
     }

@@ -48,6 +48,12 @@ import Testing
         #expect(r.status == 200)
         r = try await c.call(.PUT, "/routes/1", #"{"uri":"/hello","upstream_id":"u1","name":"hello"}"#)
         #expect(r.status == 201)
+        // ttl needs etcd: the embedded store refuses it rather than keeping the object forever.
+        r = try await c.call(.PUT, "/routes/ttl?ttl=5", #"{"uri":"/ttl","upstream_id":"u1"}"#)
+        #expect(r.status == 400)
+        #expect(r.json["error_msg"]?.stringValue?.contains("ttl") == true)
+        #expect(try await c.call(.PUT, "/routes/ttl?ttl=zero", #"{"uri":"/ttl","upstream_id":"u1"}"#).status == 400)
+        #expect(try await c.call(.GET, "/routes/ttl").status == 404)
         r = try await c.call(.GET, "/routes/1")
         #expect(r.status == 200)
         #expect(r.json["key"] == "/apisix/routes/1")
