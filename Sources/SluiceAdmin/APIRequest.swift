@@ -39,11 +39,20 @@ public struct APIResponse: Sendable {
     public var status: Int
     public var body: JSONValue
     public var headers: [(String, String)]
+    /// A non-JSON body (Prometheus text) with its content type; `body` is then unused.
+    public var text: (contentType: String, body: String)?
 
     public init(status: Int, body: JSONValue, headers: [(String, String)] = []) {
         self.status = status
         self.body = body
         self.headers = headers
+    }
+
+    public init(status: Int, text: String, contentType: String) {
+        self.status = status
+        self.body = .null
+        self.headers = []
+        self.text = (contentType, text)
     }
 
     public static func error(_ status: Int, _ message: String) -> APIResponse {

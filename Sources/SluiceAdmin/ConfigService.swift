@@ -200,6 +200,7 @@ public actor ConfigService {
             throw storeFailure(error)
         }
         entries[kind, default: [:]][resolvedID] = entry
+        revision = max(revision, entry.modifiedIndex)
         try? state.set(kind, id: resolvedID, value: value)  // validated above
         try await publish([ConfigChange(kind, resolvedID)])
         return (entry, existing == nil)
@@ -257,7 +258,7 @@ public actor ConfigService {
             throw AdminError(400, "can not delete this \(Self.singular(kind)), \(users.joined(separator: ", ")) \(users.count == 1 ? "is" : "are") still using it now")
         }
         do {
-            _ = try await store.delete(kind: kind, id: id)
+            if let deletedAt = try await store.delete(kind: kind, id: id) { revision = max(revision, deletedAt) }
         } catch {
             throw storeFailure(error)
         }

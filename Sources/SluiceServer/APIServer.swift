@@ -88,10 +88,16 @@ final class APIChannelHandler: ChannelInboundHandler {
     }
 
     private func write(_ response: APIResponse, keepAlive: Bool, head: HTTPRequestHead, context: ChannelHandlerContext) {
-        var bytes = response.body.serializedBytes()
-        bytes.append(UInt8(ascii: "\n"))
+        var bytes: [UInt8]
         var headers = HTTPHeaders()
-        headers.add(name: "Content-Type", value: "application/json")
+        if let text = response.text {
+            bytes = Array(text.body.utf8)
+            headers.add(name: "Content-Type", value: text.contentType)
+        } else {
+            bytes = response.body.serializedBytes()
+            bytes.append(UInt8(ascii: "\n"))
+            headers.add(name: "Content-Type", value: "application/json")
+        }
         headers.add(name: "Content-Length", value: String(bytes.count))
         headers.add(name: "Server", value: "sluice")
         for (k, v) in response.headers { headers.add(name: k, value: v) }

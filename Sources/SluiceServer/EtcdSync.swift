@@ -3,15 +3,20 @@ import SluiceAdmin
 import SluiceCore
 import SluiceEtcd
 import SluiceStore
+import Synchronization
 
 /// Keeps a gateway's config in step with etcd: a watch from the revision it loaded, each
 /// batch of changes applied as one snapshot; on compaction a full re-read; on a lost
 /// connection, reconnection with exponential backoff and jitter. While etcd is unreachable
 /// the proxy keeps serving its last config.
-public struct EtcdSync: Sendable {
+public final class EtcdSync: StoreHealth {
     public let store: EtcdStore
     public let service: ConfigService
     public let logger: Logger
+    private let watching = Mutex(false)
+
+    /// True while the watch is established.
+    public var reachable: Bool { watching.withLock { $0 } }
 
     public init(store: EtcdStore, service: ConfigService, logger: Logger) {
         self.store = store
@@ -29,6 +34,7 @@ public struct EtcdSync: Sendable {
                     switch message {
                     case .created:
                         backoffMs = 100
+                        watching.withLock { $0 = true }
                     case .events(let events, let revision):
                         await apply(events, revision: revision)
                     case .compacted(let revision):
@@ -42,6 +48,7 @@ public struct EtcdSync: Sendable {
             } catch {
                 logger.warning("etcd watch lost; retrying", metadata: ["error": "\(error)", "retry_in_ms": "\(backoffMs)"])
             }
+            watching.withLock { $0 = false }
             if Task.isCancelled { return }
             // Exponential backoff with up to 50 % jitter, so replicas do not reconnect in step.
             try? await Task.sleep(for: .milliseconds(backoffMs + Int64.random(in: 0...backoffMs / 2)))

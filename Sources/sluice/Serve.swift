@@ -31,6 +31,9 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("control-listen"), help: "Control API HOST:PORT (default 127.0.0.1:9090).")
     var controlListen: String?
 
+    @Option(name: .customLong("metrics-listen"), help: "Prometheus metrics HOST:PORT (default 127.0.0.1:9091).")
+    var metricsListen: String?
+
     @Option(name: .customLong("data-dir"), help: "Embedded store directory (default ./sluice-data).")
     var dataDir: String?
 
@@ -69,6 +72,7 @@ struct Serve: AsyncParsableCommand {
         let publisher: ConfigService.Publisher = { state, changes in try await server.apply(state, changes: changes) }
         let service: ConfigService
         var watcher: Task<Void, Never>? = nil
+        var storeHealth: (any StoreHealth)? = nil
         if let file = settings.standalone {
             service = ConfigService(readOnlyPublisher: publisher)
             let source = StandaloneSource(path: file, service: service, logger: logger)
@@ -95,6 +99,7 @@ struct Serve: AsyncParsableCommand {
                 throw ExitCode(1)
             }
             let sync = EtcdSync(store: store, service: service, logger: logger)
+            storeHealth = sync
             watcher = Task { await sync.run() }
         } else {
             do {
@@ -142,6 +147,10 @@ struct Serve: AsyncParsableCommand {
                 try await APIServer.start(
                     name: "control API", listen: settings.controlListen, handler: ControlAPI(service: service), group: server.group,
                     logger: logger))
+            apis.append(
+                try await APIServer.start(
+                    name: "metrics", listen: settings.metricsListen,
+                    handler: MetricsAPI(service: service, storeHealth: storeHealth), group: server.group, logger: logger))
             try await server.start()
         } catch {
             logger.critical("cannot listen", metadata: ["error": "\(error)"])
@@ -169,6 +178,7 @@ struct ServeSettings {
     var logFormat = "text"
     var adminListen = ListenAddress(host: "127.0.0.1", port: 9180)
     var controlListen = ListenAddress(host: "127.0.0.1", port: 9090)
+    var metricsListen = ListenAddress(host: "127.0.0.1", port: 9091)
     var adminKey: String?
     var viewerKey: String?
     var dataDir = "./sluice-data"
@@ -196,7 +206,7 @@ struct ServeSettings {
             }
             let known: Set<String> = [
                 "proxy_listen", "standalone", "workers", "shutdown_timeout", "log_level", "log_format", "admin_listen",
-                "admin_key", "viewer_key", "control_listen", "data_dir", "allow_admin", "etcd", "etcd_prefix",
+                "admin_key", "viewer_key", "control_listen", "metrics_listen", "data_dir", "allow_admin", "etcd", "etcd_prefix",
             ]
             for key in file.keys.sorted() where !known.contains(key) {
                 throw fail("\(path): \(key): unknown setting (known: \(known.sorted().joined(separator: ", ")))")
@@ -224,6 +234,10 @@ struct ServeSettings {
         if let c = flags.controlListen ?? file["control_listen"]?.stringValue {
             guard let addr = ListenAddress(c) else { throw fail("--control-listen: \"\(c)\" is not HOST:PORT") }
             s.controlListen = addr
+        }
+        if let m = flags.metricsListen ?? file["metrics_listen"]?.stringValue {
+            guard let addr = ListenAddress(m) else { throw fail("--metrics-listen: \"\(m)\" is not HOST:PORT") }
+            s.metricsListen = addr
         }
         if let k = flags.adminKey ?? file["admin_key"]?.stringValue {
             guard k.count >= 8 else { throw fail("--admin-key: must be at least 8 characters") }

@@ -85,7 +85,7 @@ func waitUntilListening(_ port: Int) async throws -> Bool {
         let (proxy, admin, control) = (try await freePort(), try await freePort(), try await freePort())
         let p = try GatewayProcess(
             ["serve", "--standalone", "c.yaml", "--proxy-listen", "127.0.0.1:\(proxy)", "--admin-listen", "127.0.0.1:\(admin)",
-             "--control-listen", "127.0.0.1:\(control)", "--data-dir", "data", "--workers", "1"], directory: dir)
+             "--control-listen", "127.0.0.1:\(control)", "--metrics-listen", "127.0.0.1:\(try await freePort())", "--data-dir", "data", "--workers", "1"], directory: dir)
         #expect(try await waitUntilListening(proxy))
         let client = try await TestHTTPClient.connect(port: proxy, group: Gateway.group)
         async let slow = client.request(.GET, "/delay/700")
@@ -109,7 +109,7 @@ func waitUntilListening(_ port: Int) async throws -> Bool {
             let (proxy, admin, control) = (try await freePort(), try await freePort(), try await freePort())
             let p = try GatewayProcess(
                 ["serve", "--proxy-listen", "127.0.0.1:\(proxy)", "--admin-listen", "127.0.0.1:\(admin)",
-                 "--control-listen", "127.0.0.1:\(control)", "--data-dir", "data", "--admin-key", adminKey, "--workers", "1"],
+                 "--control-listen", "127.0.0.1:\(control)", "--metrics-listen", "127.0.0.1:\(try await freePort())", "--data-dir", "data", "--admin-key", adminKey, "--workers", "1"],
                 directory: dir)
             #expect(try await waitUntilListening(admin), "round \(round): admin API did not come up: \(p.text)" as Comment)
             let client = AdminClient(http: try await TestHTTPClient.connect(port: admin, group: Gateway.group))
@@ -138,7 +138,7 @@ func waitUntilListening(_ port: Int) async throws -> Bool {
         let admin = try await freePort()
         let p = try GatewayProcess(
             ["serve", "--proxy-listen", "127.0.0.1:\(try await freePort())", "--admin-listen", "127.0.0.1:\(admin)",
-             "--control-listen", "127.0.0.1:\(try await freePort())", "--data-dir", "data", "--admin-key", adminKey], directory: dir)
+             "--control-listen", "127.0.0.1:\(try await freePort())", "--metrics-listen", "127.0.0.1:\(try await freePort())", "--data-dir", "data", "--admin-key", adminKey], directory: dir)
         #expect(try await waitUntilListening(admin))
         let client = AdminClient(http: try await TestHTTPClient.connect(port: admin, group: Gateway.group))
         let list = try await client.call(.GET, "/routes")
@@ -170,7 +170,7 @@ func peakResidentBytes(_ pid: Int32) -> Int? {
         let proxy = try await freePort()
         let p = try GatewayProcess(
             ["serve", "--standalone", "c.yaml", "--proxy-listen", "127.0.0.1:\(proxy)", "--admin-listen", "127.0.0.1:\(try await freePort())",
-             "--control-listen", "127.0.0.1:\(try await freePort())", "--data-dir", "data", "--workers", "1"], directory: dir)
+             "--control-listen", "127.0.0.1:\(try await freePort())", "--metrics-listen", "127.0.0.1:\(try await freePort())", "--data-dir", "data", "--workers", "1"], directory: dir)
         #expect(try await waitUntilListening(proxy))
         // Warm up, then take the baseline.
         _ = try await SlowReader.download(port: proxy, group: Gateway.group, path: "/bytes/1048576", interval: .milliseconds(1))
@@ -204,12 +204,15 @@ func peakResidentBytes(_ pid: Int32) -> Int? {
         let up = try await startUpstream("origin")
         let dir = makeTemporaryDirectory()
         var processes: [(GatewayProcess, proxy: Int, admin: Int)] = []
+        var metricsPorts: [Int] = []
         for _ in 0..<2 {
-            let (proxy, admin, control) = (try await freePort(), try await freePort(), try await freePort())
+            let (proxy, admin, control, metrics) = (try await freePort(), try await freePort(), try await freePort(), try await freePort())
             let p = try GatewayProcess(
                 ["serve", "--etcd", etcd.url, "--proxy-listen", "127.0.0.1:\(proxy)", "--admin-listen", "127.0.0.1:\(admin)",
-                 "--control-listen", "127.0.0.1:\(control)", "--admin-key", adminKey, "--workers", "1"], directory: dir)
+                 "--control-listen", "127.0.0.1:\(control)", "--metrics-listen", "127.0.0.1:\(metrics)", "--admin-key", adminKey, "--workers", "1"],
+                directory: dir)
             processes.append((p, proxy, admin))
+            metricsPorts.append(metrics)
         }
         for (p, proxy, _) in processes { #expect(try await waitUntilListening(proxy), "\(p.text)" as Comment) }
         let adminA = AdminClient(http: try await TestHTTPClient.connect(port: processes[0].admin, group: Gateway.group))
@@ -221,6 +224,13 @@ func peakResidentBytes(_ pid: Int32) -> Int? {
         let proxyA = try await TestHTTPClient.connect(port: processes[0].proxy, group: Gateway.group)
         #expect(try await eventually { try await proxyA.request(.GET, "/via-etcdctl").status == .ok })
         #expect(try await eventually { try await proxyB.request(.GET, "/via-etcdctl").status == .ok })
+        // Metrics report etcd as reachable and the revision B has applied.
+        let metrics = try await TestHTTPClient.connect(port: metricsPorts[1], group: Gateway.group)
+        let text = try await metrics.request(.GET, "/apisix/prometheus/metrics").bodyString
+        #expect(text.contains("apisix_etcd_reachable 1"))
+        let index = text.split(separator: "\n").first { $0.hasPrefix("apisix_etcd_modify_indexes{key=\"x_etcd_index\"}") }
+        #expect((index?.split(separator: " ").last).flatMap { Int($0) } ?? 0 >= 3)
+        await metrics.close()
         await proxyA.close()
         await proxyB.close()
         await adminA.close()
