@@ -26,6 +26,29 @@ public actor ConfigService {
     private(set) var state = ConfigState()
     public let readOnly: Bool
     private var localRevision: Int64 = 0
+    // Writes and applied store changes run one at a time, start to finish. An actor alone
+    // would interleave them at every `await` (reentrancy): a store echo of a write could be
+    // applied before the write itself finished, compiling twice and copying the whole
+    // config because the interrupted write still held it.
+    private var busy = false
+    private var waiters: [CheckedContinuation<Void, Never>] = []
+
+    private func acquire() async {
+        if !busy {
+            busy = true
+            return
+        }
+        await withCheckedContinuation { waiters.append($0) }
+    }
+
+    private func release() {
+        if waiters.isEmpty {
+            busy = false
+        } else {
+            waiters.removeFirst().resume()  // stays busy: handed over
+        }
+    }
+
     /// The store revision this config reflects (from `start`, `reload` and applied changes).
     public private(set) var revision: Int64 = 0
     private let clock: @Sendable () -> Int64
@@ -57,6 +80,12 @@ public actor ConfigService {
     /// errors naming their keys; everything else is served.
     @discardableResult
     public func start() async throws -> [ConfigError] {
+        await acquire()
+        defer { release() }
+        return try await loadAll()
+    }
+
+    private func loadAll() async throws -> [ConfigError] {
         guard let store else { return [] }
         let (all, revision) = try await store.load()
         self.revision = revision
@@ -83,8 +112,10 @@ public actor ConfigService {
     /// publishes the result as one change.
     @discardableResult
     public func reload() async throws -> [ConfigError] {
+        await acquire()
+        defer { release() }
         reloads += 1
-        return try await start()
+        return try await loadAll()
     }
 
     /// Full re-reads after `start` (for metrics and tests).
@@ -96,6 +127,8 @@ public actor ConfigService {
     /// ones, are recognised by revision and skipped.
     @discardableResult
     public func applyExternal(_ events: [StoreEvent], revision: Int64) async -> [ConfigError] {
+        await acquire()
+        defer { release() }
         var errors: [ConfigError] = []
         var changes: [ConfigChange] = []
         for event in events {
@@ -129,6 +162,8 @@ public actor ConfigService {
 
     /// Standalone mode: the whole config replaced at once from the file's objects.
     public func replaceAll(_ objects: [(kind: ResourceKind, id: String, value: JSONValue)], state: ConfigState) async throws {
+        await acquire()
+        defer { release() }
         localRevision += 1
         var entries: [ResourceKind: [String: StoreEntry]] = [:]
         for o in objects {
@@ -154,6 +189,12 @@ public actor ConfigService {
     /// Validates `body` as a complete object of `kind` and stores it. Returns the entry and
     /// whether it was created.
     public func put(_ kind: ResourceKind, id: String?, body: JSONValue, ttl: Int? = nil) async throws(AdminError) -> (StoreEntry, created: Bool) {
+        await acquire()
+        defer { release() }
+        return try await putLocked(kind, id: id, body: body, ttl: ttl)
+    }
+
+    private func putLocked(_ kind: ResourceKind, id: String?, body: JSONValue, ttl: Int?) async throws(AdminError) -> (StoreEntry, created: Bool) {
         let store = try writableStore()
         guard case .object(var object) = body else { throw AdminError(400, "invalid configuration: the body must be a JSON object") }
         let resolvedID: String
@@ -209,6 +250,8 @@ public actor ConfigService {
     /// JSON merge patch of `body` into the stored object (`null` removes a field), or, with
     /// `subpath`, `body` replaces the field at that path.
     public func patch(_ kind: ResourceKind, id: String, subpath: [String], body: JSONValue) async throws(AdminError) -> StoreEntry {
+        await acquire()
+        defer { release() }
         _ = try writableStore()
         guard let existing = entries[kind]?[id] else { throw AdminError(404, "Key not found") }
         var merged: JSONValue
@@ -225,7 +268,7 @@ public actor ConfigService {
             o.removeValue(forKey: "update_time")
             merged = .object(o)
         }
-        let (entry, _) = try await put(kind, id: id, body: merged)
+        let (entry, _) = try await putLocked(kind, id: id, body: merged, ttl: nil)
         return entry
     }
 
@@ -251,6 +294,8 @@ public actor ConfigService {
 
     /// Deletes an object. Refused while another object refers to it, unless `force`.
     public func delete(_ kind: ResourceKind, id: String, force: Bool) async throws(AdminError) {
+        await acquire()
+        defer { release() }
         let store = try writableStore()
         guard entries[kind]?[id] != nil else { throw AdminError(404, "Key not found") }
         let users = state.referrers(of: kind, id: id)

@@ -62,15 +62,17 @@ public struct RouteRequest {
 /// within each, the longest path pattern first, then the highest `priority`, then an exact
 /// pattern before a prefix one, then the route id.
 public final class Router: Sendable {
-    public struct Entry: Sendable {
-        public var id: String
-        public var paths: [String]
-        public var hosts: [String]
-        public var methods: MethodSet
-        public var remoteAddrs: [CIDR]
-        public var vars: VarsExpression?
-        public var priority: Int
-        public var target: Int
+    /// One route as the table holds it. A class, shared between a table and the tables
+    /// derived from it: deriving copies one reference per entry, not every field.
+    public final class Entry: Sendable {
+        public let id: String
+        public let paths: [String]
+        public let hosts: [String]
+        public let methods: MethodSet
+        public let remoteAddrs: [CIDR]
+        public let vars: VarsExpression?
+        public let priority: Int
+        public let target: Int
 
         public init(
             id: String, paths: [String], hosts: [String] = [], methods: MethodSet = .any, remoteAddrs: [CIDR] = [],

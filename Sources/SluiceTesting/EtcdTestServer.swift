@@ -20,9 +20,20 @@ public final class EtcdTestServer: @unchecked Sendable {
     }
 
     public static func start(group: EventLoopGroup) async throws -> EtcdTestServer {
-        let server = EtcdTestServer(clientPort: try await freePort(group), peerPort: try await freePort(group))
-        try await server.launch(group: group)
-        return server
+        // A port found free can be taken by a parallel test before etcd binds it: etcd then
+        // exits at once, and we try again on other ports.
+        var lastError: Error = TestClientError(description: "etcd did not start")
+        for _ in 0..<4 {
+            let server = EtcdTestServer(clientPort: try await freePort(group), peerPort: try await freePort(group))
+            do {
+                try await server.launch(group: group)
+                return server
+            } catch {
+                lastError = error
+                await server.remove()
+            }
+        }
+        throw lastError
     }
 
     static func freePort(_ group: EventLoopGroup) async throws -> Int {
@@ -57,6 +68,9 @@ public final class EtcdTestServer: @unchecked Sendable {
         process = p
         let deadline = ContinuousClock.now + .seconds(20)
         while ContinuousClock.now < deadline {
+            if !p.isRunning {
+                throw TestClientError(description: "etcd exited at start (port \(clientPort) or \(peerPort) taken?)")
+            }
             if let (response, _) = try? await RawHTTP.exchange(
                 port: clientPort, group: group, "GET /health HTTP/1.1\r\nHost: etcd\r\n\r\n", timeout: .seconds(1),
                 until: { $0.contains("\"health\":\"true\"") }),
