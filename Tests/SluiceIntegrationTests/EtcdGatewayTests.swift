@@ -90,13 +90,13 @@ struct EtcdGateway {
         let up = try await startUpstream("a")
         let a = try await EtcdGateway.start(etcd)
         let b = try await EtcdGateway.start(etcd)
-        _ = try await a.service.put(.routes, id: "t", body: try JSONValue.parse(#"{"uri":"/t","upstream":{"nodes":{"\#(up.address)":1}}}"#), ttl: 1)
+        _ = try await a.service.put(.routes, id: "t", body: try JSONValue.parse(#"{"uri":"/t","upstream":{"nodes":{"\#(up.address)":1}}}"#), ttl: 4)
         let clientA = try await a.gateway.client(), clientB = try await b.gateway.client()
         #expect(try await clientA.request(.GET, "/t").status == .ok)
         #expect(try await eventually { try await clientB.request(.GET, "/t").status == .ok })
-        // The lease expires: etcd deletes the key and both replicas drop the route.
-        #expect(try await eventually(timeout: .seconds(15)) { try await clientA.request(.GET, "/t").status == .notFound })
-        #expect(try await eventually(timeout: .seconds(15)) { try await clientB.request(.GET, "/t").status == .notFound })
+        // The lease expires (4 s): etcd deletes the key and both replicas drop the route.
+        #expect(try await eventually(timeout: .seconds(20)) { try await clientA.request(.GET, "/t").status == .notFound })
+        #expect(try await eventually(timeout: .seconds(20)) { try await clientB.request(.GET, "/t").status == .notFound })
         await clientA.close()
         await clientB.close()
         await a.stop()
