@@ -16,12 +16,13 @@ func sluiceBinary() throws -> String {
     throw TestClientError(description: "the sluice binary is not built: run `swift build --build-tests` first (scripts/test.sh does)")
 }
 
-/// A free port on 127.0.0.1 (bound and released).
-func freePort() async throws -> Int { try await deadPort() }
 
-final class GatewayProcess {
+final class GatewayProcess: @unchecked Sendable {
+    // `buffer` is guarded by `lock`; the rest is set up once in init.
     let process = Process()
-    let output = Pipe()
+    private let output = Pipe()
+    private let lock = NSLock()
+    private var buffer = Data()
 
     init(_ arguments: [String], directory: String) throws {
         process.executableURL = URL(fileURLWithPath: try sluiceBinary())
@@ -29,7 +30,47 @@ final class GatewayProcess {
         process.currentDirectoryURL = URL(fileURLWithPath: directory)
         process.standardOutput = output
         process.standardError = output
+        output.fileHandleForReading.readabilityHandler = { [weak self] handle in
+            let data = handle.availableData
+            guard let self, !data.isEmpty else { return }
+            self.lock.lock()
+            self.buffer.append(data)
+            self.lock.unlock()
+        }
         try process.run()
+    }
+
+    /// `sluice serve` with every listener on 127.0.0.1 port 0 (the kernel picks free ports,
+    /// so parallel tests never race for one), plus `extra` flags.
+    static func serve(_ extra: [String], directory: String) throws -> GatewayProcess {
+        try GatewayProcess(
+            ["serve", "--proxy-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--control-listen", "127.0.0.1:0",
+             "--metrics-listen", "127.0.0.1:0"] + extra, directory: directory)
+    }
+
+    struct Ports {
+        var proxy = 0, admin = 0, control = 0, metrics = 0
+    }
+
+    /// The ports the gateway bound, from its "... listening" log lines, once all four are up.
+    func ports(timeout: Duration = .seconds(20)) async throws -> Ports {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            var ports = Ports()
+            for line in text.split(separator: "\n") where line.hasSuffix("listening") {
+                guard let address = line.split(separator: " ").first(where: { $0.hasPrefix("address=") }),
+                    let port = address.split(separator: ":").last.flatMap({ Int($0) })
+                else { continue }
+                if line.hasSuffix("admin API listening") { ports.admin = port }
+                else if line.hasSuffix("control API listening") { ports.control = port }
+                else if line.hasSuffix("metrics listening") { ports.metrics = port }
+                else if line.hasSuffix("proxy listening") { ports.proxy = port }
+            }
+            if ports.proxy > 0 && ports.admin > 0 && ports.control > 0 && ports.metrics > 0 { return ports }
+            if !process.isRunning { break }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        throw TestClientError(description: "the gateway did not report its listeners: \(text)")
     }
 
     func kill(_ signal: Int32) { Foundation.kill(process.processIdentifier, signal) }
@@ -41,14 +82,14 @@ final class GatewayProcess {
         return process.isRunning ? nil : process.terminationStatus
     }
 
-    var text: String { String(decoding: output.fileHandleForReading.availableData, as: UTF8.self) }
-}
-
-func waitUntilListening(_ port: Int) async throws -> Bool {
-    try await eventually(timeout: .seconds(20)) {
-        (try? await TestHTTPClient.connect(port: port, group: Gateway.group)) != nil
+    /// Everything the process printed so far.
+    var text: String {
+        lock.lock()
+        defer { lock.unlock() }
+        return String(decoding: buffer, as: UTF8.self)
     }
 }
+
 
 @Suite struct CommandLineTests {
     @Test func validateExitsZeroOrTwoWithEveryError() async throws {
@@ -82,12 +123,8 @@ func waitUntilListening(_ port: Int) async throws -> Bool {
         let dir = makeTemporaryDirectory()
         let up = try await startUpstream("slow")
         try #"routes: [{id: "1", uri: "/*", upstream: {nodes: {"\#(up.address)": 1}}}]\#n"#.write(toFile: "\(dir)/c.yaml", atomically: true, encoding: .utf8)
-        let (proxy, admin, control) = (try await freePort(), try await freePort(), try await freePort())
-        let p = try GatewayProcess(
-            ["serve", "--standalone", "c.yaml", "--proxy-listen", "127.0.0.1:\(proxy)", "--admin-listen", "127.0.0.1:\(admin)",
-             "--control-listen", "127.0.0.1:\(control)", "--metrics-listen", "127.0.0.1:\(try await freePort())", "--data-dir", "data", "--workers", "1"], directory: dir)
-        #expect(try await waitUntilListening(proxy))
-        let client = try await TestHTTPClient.connect(port: proxy, group: Gateway.group)
+        let p = try GatewayProcess.serve(["--standalone", "c.yaml", "--data-dir", "data", "--workers", "1"], directory: dir)
+        let client = try await TestHTTPClient.connect(port: try await p.ports().proxy, group: Gateway.group)
         async let slow = client.request(.GET, "/delay/700")
         #expect(try await eventually { up.requestsServed == 1 })  // in flight
         p.kill(SIGTERM)
@@ -106,12 +143,8 @@ func waitUntilListening(_ port: Int) async throws -> Bool {
         var acknowledged: [String] = []
         let killPoints = [37, 91, 150, 203, 277]  // writes before each kill (≥ 500 in total)
         for (round, killAfter) in killPoints.enumerated() {
-            let (proxy, admin, control) = (try await freePort(), try await freePort(), try await freePort())
-            let p = try GatewayProcess(
-                ["serve", "--proxy-listen", "127.0.0.1:\(proxy)", "--admin-listen", "127.0.0.1:\(admin)",
-                 "--control-listen", "127.0.0.1:\(control)", "--metrics-listen", "127.0.0.1:\(try await freePort())", "--data-dir", "data", "--admin-key", adminKey, "--workers", "1"],
-                directory: dir)
-            #expect(try await waitUntilListening(admin), "round \(round): admin API did not come up: \(p.text)" as Comment)
+            let p = try GatewayProcess.serve(["--data-dir", "data", "--admin-key", adminKey, "--workers", "1"], directory: dir)
+            let admin = try await p.ports().admin
             let client = AdminClient(http: try await TestHTTPClient.connect(port: admin, group: Gateway.group))
             // Everything acknowledged so far is present.
             let list = try await client.call(.GET, "/routes")
@@ -135,11 +168,8 @@ func waitUntilListening(_ port: Int) async throws -> Bool {
         }
         #expect(acknowledged.count >= 500)
         // Final check after the last kill.
-        let admin = try await freePort()
-        let p = try GatewayProcess(
-            ["serve", "--proxy-listen", "127.0.0.1:\(try await freePort())", "--admin-listen", "127.0.0.1:\(admin)",
-             "--control-listen", "127.0.0.1:\(try await freePort())", "--metrics-listen", "127.0.0.1:\(try await freePort())", "--data-dir", "data", "--admin-key", adminKey], directory: dir)
-        #expect(try await waitUntilListening(admin))
+        let p = try GatewayProcess.serve(["--data-dir", "data", "--admin-key", adminKey], directory: dir)
+        let admin = try await p.ports().admin
         let client = AdminClient(http: try await TestHTTPClient.connect(port: admin, group: Gateway.group))
         let list = try await client.call(.GET, "/routes")
         let present = Set((list.json["list"]?.arrayValue ?? []).compactMap { $0["value"]?["id"]?.stringValue })
@@ -167,11 +197,8 @@ func peakResidentBytes(_ pid: Int32) -> Int? {
         let dir = makeTemporaryDirectory()
         let up = try await startUpstream("fast")
         try #"routes: [{id: "1", uri: "/*", upstream: {nodes: {"\#(up.address)": 1}}}]\#n"#.write(toFile: "\(dir)/c.yaml", atomically: true, encoding: .utf8)
-        let proxy = try await freePort()
-        let p = try GatewayProcess(
-            ["serve", "--standalone", "c.yaml", "--proxy-listen", "127.0.0.1:\(proxy)", "--admin-listen", "127.0.0.1:\(try await freePort())",
-             "--control-listen", "127.0.0.1:\(try await freePort())", "--metrics-listen", "127.0.0.1:\(try await freePort())", "--data-dir", "data", "--workers", "1"], directory: dir)
-        #expect(try await waitUntilListening(proxy))
+        let p = try GatewayProcess.serve(["--standalone", "c.yaml", "--data-dir", "data", "--workers", "1"], directory: dir)
+        let proxy = try await p.ports().proxy
         // Warm up, then take the baseline.
         _ = try await SlowReader.download(port: proxy, group: Gateway.group, path: "/bytes/1048576", interval: .milliseconds(1))
         let baseline = try #require(peakResidentBytes(p.process.processIdentifier))
@@ -206,15 +233,11 @@ func peakResidentBytes(_ pid: Int32) -> Int? {
         var processes: [(GatewayProcess, proxy: Int, admin: Int)] = []
         var metricsPorts: [Int] = []
         for _ in 0..<2 {
-            let (proxy, admin, control, metrics) = (try await freePort(), try await freePort(), try await freePort(), try await freePort())
-            let p = try GatewayProcess(
-                ["serve", "--etcd", etcd.url, "--proxy-listen", "127.0.0.1:\(proxy)", "--admin-listen", "127.0.0.1:\(admin)",
-                 "--control-listen", "127.0.0.1:\(control)", "--metrics-listen", "127.0.0.1:\(metrics)", "--admin-key", adminKey, "--workers", "1"],
-                directory: dir)
-            processes.append((p, proxy, admin))
-            metricsPorts.append(metrics)
+            let p = try GatewayProcess.serve(["--etcd", etcd.url, "--admin-key", adminKey, "--workers", "1"], directory: dir)
+            let ports = try await p.ports()
+            processes.append((p, ports.proxy, ports.admin))
+            metricsPorts.append(ports.metrics)
         }
-        for (p, proxy, _) in processes { #expect(try await waitUntilListening(proxy), "\(p.text)" as Comment) }
         let adminA = AdminClient(http: try await TestHTTPClient.connect(port: processes[0].admin, group: Gateway.group))
         #expect(try await adminA.call(.PUT, "/upstreams/u", #"{"nodes":{"\#(up.address)":1}}"#).status == 201)
         #expect(try await adminA.call(.PUT, "/routes/a", #"{"uri":"/via-a","upstream_id":"u"}"#).status == 201)
