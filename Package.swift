@@ -41,11 +41,15 @@ let package = Package(
             "SluiceCore", "SluiceRouting", "SluiceBalancing",
             .product(name: "Logging", package: "swift-log"),
         ] + nio),
+        // YAML documents as JSONValue (the declarative file, kubeconfig).
+        .target(name: "SluiceYAML", dependencies: ["SluiceCore", .product(name: "Yams", package: "Yams")]),
+        // Kubernetes API client: kubeconfig and in-cluster config, typed resources.
+        .target(name: "KubeClient", dependencies: ["SluiceCore", "SluiceYAML"]),
+        .testTarget(name: "KubeClientTests", dependencies: ["KubeClient", "SluiceCore"]),
         // Listeners, snapshot publisher, config sources, lifecycle.
         .target(name: "SluiceServer", dependencies: [
-            "SluiceCore", "SluiceProxy", "SluiceAdmin", "SluiceStore", "SluiceEtcd",
+            "SluiceCore", "SluiceProxy", "SluiceAdmin", "SluiceStore", "SluiceEtcd", "SluiceYAML",
             .product(name: "Logging", package: "swift-log"),
-            .product(name: "Yams", package: "Yams"),
         ] + nio),
         // Config stores: the store protocol and the embedded durable store. No NIO.
         .target(name: "SluiceStore", dependencies: ["SluiceCore"]),
