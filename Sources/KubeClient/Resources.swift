@@ -224,6 +224,14 @@ public struct Service: Sendable, Hashable {
         public var targetPort: TargetPort
         public var `protocol`: String
         public var appProtocol: String?
+
+        public init(name: String, port: Int, targetPort: TargetPort, protocol: String, appProtocol: String?) {
+            self.name = name
+            self.port = port
+            self.targetPort = targetPort
+            self.protocol = `protocol`
+            self.appProtocol = appProtocol
+        }
     }
 
     public var metadata: ObjectMeta
