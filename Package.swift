@@ -46,6 +46,9 @@ let package = Package(
         // Kubernetes API client: kubeconfig and in-cluster config, typed resources.
         .target(name: "KubeClient", dependencies: ["SluiceCore", "SluiceYAML"]),
         .testTarget(name: "KubeClientTests", dependencies: ["KubeClient", "SluiceCore"]),
+        // The Kubernetes API simulator's storage: objects, resourceVersions, watch history.
+        .target(name: "KubeSim", dependencies: ["SluiceCore"]),
+        .testTarget(name: "KubeSimTests", dependencies: ["KubeSim", "SluiceCore"]),
         // Listeners, snapshot publisher, config sources, lifecycle.
         .target(name: "SluiceServer", dependencies: [
             "SluiceCore", "SluiceProxy", "SluiceAdmin", "SluiceStore", "SluiceEtcd", "SluiceYAML",
