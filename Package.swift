@@ -48,7 +48,11 @@ let package = Package(
         .testTarget(name: "KubeClientTests", dependencies: ["KubeClient", "SluiceCore"]),
         // The Kubernetes API simulator's storage: objects, resourceVersions, watch history.
         .target(name: "KubeSim", dependencies: ["SluiceCore"]),
-        .testTarget(name: "KubeSimTests", dependencies: ["KubeSim", "SluiceCore"]),
+        .testTarget(name: "KubeSimTests", dependencies: ["KubeSim", "KubeSimServer", "SluiceCore", "SluiceTesting"] + nio),
+        .target(name: "KubeSimServer", dependencies: ["KubeSim", "SluiceCore"] + nio),
+        .executableTarget(name: "kube-sim", dependencies: [
+            "KubeSimServer", "KubeSim", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ] + nio),
         // Listeners, snapshot publisher, config sources, lifecycle.
         .target(name: "SluiceServer", dependencies: [
             "SluiceCore", "SluiceProxy", "SluiceAdmin", "SluiceStore", "SluiceEtcd", "SluiceYAML",

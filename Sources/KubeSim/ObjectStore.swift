@@ -7,13 +7,15 @@ public struct ResourceType: Sendable, Hashable, CustomStringConvertible {
     public var plural: String
     public var kind: String
     public var namespaced: Bool
+    public var shortNames: [String]
 
-    public init(group: String, version: String, plural: String, kind: String, namespaced: Bool = true) {
+    public init(group: String, version: String, plural: String, kind: String, namespaced: Bool = true, shortNames: [String] = []) {
         self.group = group
         self.version = version
         self.plural = plural
         self.kind = kind
         self.namespaced = namespaced
+        self.shortNames = shortNames
     }
 
     public var apiVersion: String { group.isEmpty ? version : "\(group)/\(version)" }
@@ -26,6 +28,12 @@ public struct WatchEvent: Sendable {
     public var type: Kind
     public var object: JSONValue
     public var resourceVersion: Int64
+
+    public init(type: Kind, object: JSONValue, resourceVersion: Int64) {
+        self.type = type
+        self.object = object
+        self.resourceVersion = resourceVersion
+    }
 }
 
 /// What the simulated API server answers when a request cannot be served, with the HTTP
@@ -35,6 +43,12 @@ public struct APIError: Error, Sendable, CustomStringConvertible {
     public var reason: String
     public var message: String
     public var description: String { "\(code) \(reason): \(message)" }
+
+    public init(code: Int, reason: String, message: String) {
+        self.code = code
+        self.reason = reason
+        self.message = message
+    }
 
     static func notFound(_ what: String) -> APIError { APIError(code: 404, reason: "NotFound", message: "\(what) not found") }
     static func alreadyExists(_ what: String) -> APIError { APIError(code: 409, reason: "AlreadyExists", message: "\(what) already exists") }
@@ -195,6 +209,13 @@ public struct ObjectStore: Sendable {
             return (page.map(\.value), listRV, "\(listRV)|\(page.last!.key)")
         }
         return (all.map(\.value), listRV, nil)
+    }
+
+    /// Every change after `since`, of any type (the last few entries of the history).
+    public func recentEvents(since: Int64) -> [(type: ResourceType, event: WatchEvent)] {
+        var i = history.count
+        while i > 0 && history[i - 1].event.resourceVersion > since { i -= 1 }
+        return Array(history[i...])
     }
 
     /// Changes after `since` for `type` (and `namespace`, `selector`), oldest first.

@@ -1,0 +1,288 @@
+import KubeSim
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import SluiceCore
+
+/// The simulator's HTTP front: discovery, and list/watch/get/create/update/patch/delete for
+/// every resource type, in the Kubernetes API's JSON shapes.
+public final class SimHTTPServer: Sendable {
+    public let state: SimState
+    private let channel: Channel
+    public var port: Int { channel.localAddress?.port ?? 0 }
+    /// How often a watch that asked for bookmarks gets one.
+    public let bookmarkInterval: TimeAmount
+
+    public static func start(
+        state: SimState, host: String = "127.0.0.1", port: Int = 0, group: EventLoopGroup, bookmarkInterval: TimeAmount = .seconds(1)
+    ) async throws -> SimHTTPServer {
+        let channel = try await ServerBootstrap(group: group)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
+                    try channel.pipeline.syncOperations.addHandler(SimRequestHandler(state: state, bookmarkInterval: bookmarkInterval))
+                }
+            }
+            .bind(host: host, port: port).get()
+        return SimHTTPServer(state: state, channel: channel, bookmarkInterval: bookmarkInterval)
+    }
+
+    private init(state: SimState, channel: Channel, bookmarkInterval: TimeAmount) {
+        self.state = state
+        self.channel = channel
+        self.bookmarkInterval = bookmarkInterval
+    }
+
+    public func stop() async { try? await channel.close() }
+}
+
+/// The route of a resource request: /api/v1[/namespaces/NS]/PLURAL[/NAME] or
+/// /apis/GROUP/VERSION[/namespaces/NS]/PLURAL[/NAME].
+struct ResourcePath {
+    var type: ResourceType
+    var namespace: String?
+    var name: String?
+
+    static func parse(_ parts: [Substring], resources: [ResourceType]) -> ResourcePath? {
+        var group = "", version = ""
+        var rest: ArraySlice<Substring>
+        if parts.first == "api", parts.count >= 2 {
+            version = String(parts[1])
+            rest = parts[2...]
+        } else if parts.first == "apis", parts.count >= 3 {
+            group = String(parts[1])
+            version = String(parts[2])
+            rest = parts[3...]
+        } else {
+            return nil
+        }
+        var namespace: String? = nil
+        if rest.first == "namespaces", rest.count >= 3 {
+            namespace = String(rest[rest.startIndex + 1])
+            rest = rest.dropFirst(2)
+        }
+        guard let plural = rest.first, let type = resources.first(where: { $0.group == group && $0.version == version && $0.plural == plural })
+        else { return nil }
+        rest = rest.dropFirst()
+        guard rest.count <= 1 else { return nil }
+        return ResourcePath(type: type, namespace: namespace, name: rest.first.map(String.init))
+    }
+}
+
+final class SimRequestHandler: ChannelInboundHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    let state: SimState
+    let bookmarkInterval: TimeAmount
+    private var head: HTTPRequestHead?
+    private var body: [UInt8] = []
+    private var watching = false
+
+    init(state: SimState, bookmarkInterval: TimeAmount) {
+        self.state = state
+        self.bookmarkInterval = bookmarkInterval
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let h):
+            head = h
+            body = []
+        case .body(let b):
+            body += b.readableBytesView
+        case .end:
+            guard let h = head else { return }
+            head = nil
+            handle(h, context)
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if watching { state.removeWatcher(ObjectIdentifier(self)) }
+        context.fireChannelInactive()
+    }
+
+    private func respond(_ status: Int, _ json: JSONValue, _ context: ChannelHandlerContext, keepAlive: Bool) {
+        var bytes = json.serializedBytes()
+        bytes.append(UInt8(ascii: "\n"))
+        var headers = HTTPHeaders([("Content-Type", "application/json"), ("Content-Length", String(bytes.count))])
+        if !keepAlive { headers.add(name: "Connection", value: "close") }
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: HTTPResponseStatus(statusCode: status), headers: headers))), promise: nil)
+        context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: bytes)))), promise: nil)
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+    }
+
+    static func status(_ e: APIError) -> JSONValue {
+        ["kind": "Status", "apiVersion": "v1", "metadata": [:], "status": "Failure", "message": .string(e.message),
+         "reason": .string(e.reason), "code": .int(Int64(e.code))]
+    }
+
+    private func handle(_ h: HTTPRequestHead, _ context: ChannelHandlerContext) {
+        let (path, query) = Self.split(h.uri)
+        let parts = path.split(separator: "/")
+        let keepAlive = h.isKeepAlive
+        if h.method == .GET, let doc = discovery(parts) {
+            respond(200, doc, context, keepAlive: keepAlive)
+            return
+        }
+        guard let rp = ResourcePath.parse(parts, resources: state.resources) else {
+            respond(404, Self.status(APIError(code: 404, reason: "NotFound", message: "the server could not find the requested resource")), context, keepAlive: keepAlive)
+            return
+        }
+        do throws(APIError) {
+            switch (h.method, rp.name) {
+            case (.GET, nil) where query["watch"] == "1" || query["watch"] == "true":
+                try startWatch(rp, query, context)
+            case (.GET, nil):
+                let selector = try Self.selector(query)
+                let limit = query["limit"].flatMap { Int($0) }
+                let page = try state.read { s throws(APIError) in
+                    try s.list(rp.type, namespace: rp.namespace, selector: selector, limit: limit, continue: query["continue"])
+                }
+                var meta: [String: JSONValue] = ["resourceVersion": .string(String(page.resourceVersion))]
+                if let c = page.continue { meta["continue"] = .string(c) }
+                respond(200, ["kind": .string(rp.type.kind + "List"), "apiVersion": .string(rp.type.apiVersion), "metadata": .object(meta), "items": .array(page.items)], context, keepAlive: keepAlive)
+            case (.GET, let name?):
+                respond(200, try state.read { s throws(APIError) in try s.get(rp.type, namespace: rp.namespace, name: name) }, context, keepAlive: keepAlive)
+            case (.POST, nil):
+                let object = try Self.parse(body)
+                let created = try state.write { s throws(APIError) in try s.create(rp.type, namespace: rp.namespace, object) }
+                respond(201, created, context, keepAlive: keepAlive)
+            case (.PUT, let name?):
+                let object = try Self.parse(body)
+                respond(200, try state.write { s throws(APIError) in try s.update(rp.type, namespace: rp.namespace, name: name, object) }, context, keepAlive: keepAlive)
+            case (.PATCH, let name?):
+                let contentType = h.headers.first(name: "content-type") ?? ""
+                guard contentType.hasPrefix("application/merge-patch+json") || contentType.hasPrefix("application/strategic-merge-patch+json") else {
+                    throw APIError(code: 415, reason: "UnsupportedMediaType", message: "the simulator takes merge patches (application/merge-patch+json)")
+                }
+                let patch = try Self.parse(body)
+                respond(200, try state.write { s throws(APIError) in try s.mergePatch(rp.type, namespace: rp.namespace, name: name, patch) }, context, keepAlive: keepAlive)
+            case (.DELETE, let name?):
+                respond(200, try state.write { s throws(APIError) in try s.delete(rp.type, namespace: rp.namespace, name: name) }, context, keepAlive: keepAlive)
+            default:
+                throw APIError(code: 405, reason: "MethodNotAllowed", message: "\(h.method.rawValue) is not supported on \(path)")
+            }
+        } catch {
+            respond(error.code, Self.status(error), context, keepAlive: keepAlive)
+        }
+    }
+
+    private func startWatch(_ rp: ResourcePath, _ query: [String: String], _ context: ChannelHandlerContext) throws(APIError) {
+        let selector = try Self.selector(query)
+        let since: Int64?
+        if let rv = query["resourceVersion"], !rv.isEmpty, rv != "0" {
+            guard let n = Int64(rv) else { throw APIError(code: 400, reason: "BadRequest", message: "invalid resourceVersion \"\(rv)\"") }
+            since = n
+        } else {
+            since = nil
+        }
+        let headers = HTTPHeaders([("Content-Type", "application/json"), ("Transfer-Encoding", "chunked")])
+        context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers))), promise: nil)
+        watching = true
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        let eventLoop = context.eventLoop
+        let push: @Sendable (WatchEvent) -> Void = { event in
+            eventLoop.execute {
+                let (me, ctx) = loopBound.value
+                me.send(["type": .string(event.type.rawValue), "object": event.object], ctx)
+            }
+        }
+        let missed: [WatchEvent]
+        do throws(APIError) {
+            (missed, _) = try state.addWatcher(id: ObjectIdentifier(self), type: rp.type, namespace: rp.namespace, selector: selector, since: since, push: push)
+        } catch {
+            // As the real server does: a 200 stream with one ERROR event, then the end.
+            send(["type": "ERROR", "object": Self.status(error)], context)
+            context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in }
+            watching = false
+            return
+        }
+        for e in missed { send(["type": .string(e.type.rawValue), "object": e.object], context) }
+        if query["allowWatchBookmarks"] == "true" { scheduleBookmark(rp, context) }
+        if let timeout = query["timeoutSeconds"].flatMap({ Int64($0) }), timeout > 0 {
+            let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
+            context.eventLoop.scheduleTask(in: .seconds(timeout)) {
+                bound.value.writeAndFlush(NIOAny(HTTPServerResponsePart.end(nil)), promise: nil)
+            }
+        }
+    }
+
+    private func scheduleBookmark(_ rp: ResourcePath, _ context: ChannelHandlerContext) {
+        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        let state = self.state
+        context.eventLoop.scheduleTask(in: bookmarkInterval) {
+            let (me, ctx) = bound.value
+            guard me.watching, ctx.channel.isActive else { return }
+            let rv = state.currentResourceVersion
+            me.send(["type": "BOOKMARK", "object": ["kind": .string(rp.type.kind), "apiVersion": .string(rp.type.apiVersion), "metadata": ["resourceVersion": .string(String(rv))]]], ctx)
+            me.scheduleBookmark(rp, ctx)
+        }
+    }
+
+    private func send(_ event: JSONValue, _ context: ChannelHandlerContext) {
+        var bytes = event.serializedBytes()
+        bytes.append(UInt8(ascii: "\n"))
+        context.writeAndFlush(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: bytes)))), promise: nil)
+    }
+
+    private func discovery(_ parts: [Substring]) -> JSONValue? {
+        let resources = state.resources
+        func resourceList(_ group: String, _ version: String) -> JSONValue {
+            let list = resources.filter { $0.group == group && $0.version == version }.map { r -> JSONValue in
+                ["name": .string(r.plural), "singularName": .string(r.kind.lowercased()), "namespaced": .bool(r.namespaced), "kind": .string(r.kind),
+                 "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"], "shortNames": .array(r.shortNames.map { .string($0) })]
+            }
+            return ["kind": "APIResourceList", "apiVersion": "v1", "groupVersion": .string(group.isEmpty ? version : "\(group)/\(version)"), "resources": .array(list)]
+        }
+        switch parts.count {
+        case 1 where parts[0] == "version":
+            return ["major": "1", "minor": "32", "gitVersion": "v1.32.0-sluice-kube-sim", "platform": "linux/amd64"]
+        case 1 where parts[0] == "api":
+            return ["kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [["clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"]]]
+        case 1 where parts[0] == "apis":
+            var groups: [String: [String]] = [:]
+            for r in resources where !r.group.isEmpty { groups[r.group, default: []].append(r.version) }
+            let list = groups.keys.sorted().map { g -> JSONValue in
+                let versions = Array(Set(groups[g]!)).sorted().map { v -> JSONValue in ["groupVersion": .string("\(g)/\(v)"), "version": .string(v)] }
+                return ["name": .string(g), "versions": .array(versions), "preferredVersion": versions[0]]
+            }
+            return ["kind": "APIGroupList", "apiVersion": "v1", "groups": .array(list)]
+        case 2 where parts[0] == "api":
+            return resourceList("", String(parts[1]))
+        case 3 where parts[0] == "apis":
+            return resourceList(String(parts[1]), String(parts[2]))
+        default:
+            return nil
+        }
+    }
+
+    static func split(_ uri: String) -> (String, [String: String]) {
+        guard let q = uri.firstIndex(of: "?") else { return (uri, [:]) }
+        var query: [String: String] = [:]
+        for pair in uri[uri.index(after: q)...].split(separator: "&") {
+            let kv = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            query[PercentDecoding.decode(kv[0])] = kv.count > 1 ? PercentDecoding.decode(kv[1]) : ""
+        }
+        return (String(uri[..<q]), query)
+    }
+
+    static func selector(_ query: [String: String]) throws(APIError) -> LabelSelector {
+        guard let text = query["labelSelector"], !text.isEmpty else { return .everything }
+        do throws(LabelSelector.ParseError) {
+            return try LabelSelector(text)
+        } catch {
+            throw APIError(code: 400, reason: "BadRequest", message: error.description)
+        }
+    }
+
+    static func parse(_ body: [UInt8]) throws(APIError) -> JSONValue {
+        do {
+            return try JSONValue.parse(body)
+        } catch {
+            throw APIError(code: 400, reason: "BadRequest", message: "the body is not JSON: \(error)")
+        }
+    }
+}
