@@ -44,11 +44,13 @@ let package = Package(
         // YAML documents as JSONValue (the declarative file, kubeconfig).
         .target(name: "SluiceYAML", dependencies: ["SluiceCore", .product(name: "Yams", package: "Yams")]),
         // Kubernetes API client: kubeconfig and in-cluster config, typed resources.
-        .target(name: "KubeClient", dependencies: ["SluiceCore", "SluiceYAML"]),
+        // A small HTTP/1.1 client for control-plane APIs (Kubernetes).
+        .target(name: "SluiceHTTPClient", dependencies: nio),
+        .target(name: "KubeClient", dependencies: ["SluiceCore", "SluiceYAML", "SluiceHTTPClient"] + nio),
         .testTarget(name: "KubeClientTests", dependencies: ["KubeClient", "SluiceCore"]),
         // The Kubernetes API simulator's storage: objects, resourceVersions, watch history.
         .target(name: "KubeSim", dependencies: ["SluiceCore"]),
-        .testTarget(name: "KubeSimTests", dependencies: ["KubeSim", "KubeSimServer", "SluiceCore", "SluiceTesting"] + nio),
+        .testTarget(name: "KubeSimTests", dependencies: ["KubeSim", "KubeSimServer", "KubeClient", "SluiceCore", "SluiceTesting"] + nio),
         .target(name: "KubeSimServer", dependencies: ["KubeSim", "SluiceCore"] + nio),
         .executableTarget(name: "kube-sim", dependencies: [
             "KubeSimServer", "KubeSim", .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -32,6 +32,21 @@ public struct KubeConnection: Sendable, Hashable {
     public var auth: KubeAuth
     /// The context's namespace, or "default".
     public var namespace: String
+
+    public init(
+        server: String, scheme: String, host: String, port: Int, basePath: String, certificateAuthorityPEM: [UInt8]?,
+        insecureSkipTLSVerify: Bool, auth: KubeAuth, namespace: String
+    ) {
+        self.server = server
+        self.scheme = scheme
+        self.host = host
+        self.port = port
+        self.basePath = basePath
+        self.certificateAuthorityPEM = certificateAuthorityPEM
+        self.insecureSkipTLSVerify = insecureSkipTLSVerify
+        self.auth = auth
+        self.namespace = namespace
+    }
 }
 
 public struct KubeConfigError: Error, Sendable, CustomStringConvertible {

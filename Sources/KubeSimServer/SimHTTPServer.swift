@@ -1,4 +1,5 @@
 import KubeSim
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -9,6 +10,7 @@ import SluiceCore
 public final class SimHTTPServer: Sendable {
     public let state: SimState
     private let channel: Channel
+    private let connections: NIOLockedValueBox<[ObjectIdentifier: Channel]>
     public var port: Int { channel.localAddress?.port ?? 0 }
     /// How often a watch that asked for bookmarks gets one.
     public let bookmarkInterval: TimeAmount
@@ -16,25 +18,35 @@ public final class SimHTTPServer: Sendable {
     public static func start(
         state: SimState, host: String = "127.0.0.1", port: Int = 0, group: EventLoopGroup, bookmarkInterval: TimeAmount = .seconds(1)
     ) async throws -> SimHTTPServer {
+        let connections = NIOLockedValueBox<[ObjectIdentifier: Channel]>([:])
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
+                let id = ObjectIdentifier(channel)
+                connections.withLockedValue { $0[id] = channel }
+                channel.closeFuture.whenComplete { _ in _ = connections.withLockedValue { $0.removeValue(forKey: id) } }
+                return channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
                     try channel.pipeline.syncOperations.addHandler(SimRequestHandler(state: state, bookmarkInterval: bookmarkInterval))
                 }
             }
             .bind(host: host, port: port).get()
-        return SimHTTPServer(state: state, channel: channel, bookmarkInterval: bookmarkInterval)
+        return SimHTTPServer(state: state, channel: channel, connections: connections, bookmarkInterval: bookmarkInterval)
     }
 
-    private init(state: SimState, channel: Channel, bookmarkInterval: TimeAmount) {
+    private init(state: SimState, channel: Channel, connections: NIOLockedValueBox<[ObjectIdentifier: Channel]>, bookmarkInterval: TimeAmount) {
         self.state = state
         self.channel = channel
+        self.connections = connections
         self.bookmarkInterval = bookmarkInterval
     }
 
-    public func stop() async { try? await channel.close() }
+    /// Stops listening and closes every connection, watches included, as a restarting API
+    /// server would.
+    public func stop() async {
+        try? await channel.close()
+        for c in connections.withLockedValue({ Array($0.values) }) { try? await c.close() }
+    }
 }
 
 /// The route of a resource request: /api/v1[/namespaces/NS]/PLURAL[/NAME] or
