@@ -16,8 +16,10 @@ public final class SimHTTPServer: Sendable {
     public let bookmarkInterval: TimeAmount
 
     public static func start(
-        state: SimState, host: String = "127.0.0.1", port: Int = 0, group: EventLoopGroup, bookmarkInterval: TimeAmount = .seconds(1)
+        state: SimState, host: String = "127.0.0.1", port: Int = 0, group: EventLoopGroup, bookmarkInterval: TimeAmount = .seconds(1),
+        controlPlane: SimControlPlane? = nil
     ) async throws -> SimHTTPServer {
+        let controlPlane = controlPlane ?? SimControlPlane(state: state)
         let connections = NIOLockedValueBox<[ObjectIdentifier: Channel]>([:])
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -27,7 +29,8 @@ public final class SimHTTPServer: Sendable {
                 channel.closeFuture.whenComplete { _ in _ = connections.withLockedValue { $0.removeValue(forKey: id) } }
                 return channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
-                    try channel.pipeline.syncOperations.addHandler(SimRequestHandler(state: state, bookmarkInterval: bookmarkInterval))
+                    try channel.pipeline.syncOperations.addHandler(
+                        SimRequestHandler(state: state, controlPlane: controlPlane, bookmarkInterval: bookmarkInterval))
                 }
             }
             .bind(host: host, port: port).get()
@@ -87,13 +90,15 @@ final class SimRequestHandler: ChannelInboundHandler {
     typealias OutboundOut = HTTPServerResponsePart
 
     let state: SimState
+    let controlPlane: SimControlPlane
     let bookmarkInterval: TimeAmount
     private var head: HTTPRequestHead?
     private var body: [UInt8] = []
     private var watching = false
 
-    init(state: SimState, bookmarkInterval: TimeAmount) {
+    init(state: SimState, controlPlane: SimControlPlane, bookmarkInterval: TimeAmount) {
         self.state = state
+        self.controlPlane = controlPlane
         self.bookmarkInterval = bookmarkInterval
     }
 
@@ -135,6 +140,30 @@ final class SimRequestHandler: ChannelInboundHandler {
         let (path, query) = Self.split(h.uri)
         let parts = path.split(separator: "/")
         let keepAlive = h.isKeepAlive
+        if h.method == .POST, parts.first == "sim", parts.count == 2 {
+            // Scenario endpoints: POST /sim/scale?namespace=N&service=S&replicas=R[&port=P]
+            // and POST /sim/rollout?namespace=N&service=S[&batch=B].
+            do throws(APIError) {
+                let ns = query["namespace"] ?? "default"
+                guard let service = query["service"] else { throw APIError(code: 400, reason: "BadRequest", message: "service= is required") }
+                switch parts[1] {
+                case "scale":
+                    guard let replicas = query["replicas"].flatMap({ Int($0) }), replicas >= 0 else {
+                        throw APIError(code: 400, reason: "BadRequest", message: "replicas= must be an integer >= 0")
+                    }
+                    let port = query["port"].flatMap { Int($0) } ?? 8080
+                    try controlPlane.scale(namespace: ns, service: service, replicas: replicas, ports: [SimServicePort(name: "http", port: port)])
+                case "rollout":
+                    try controlPlane.rollingUpdate(namespace: ns, service: service, batch: query["batch"].flatMap { Int($0) } ?? 1)
+                default:
+                    throw APIError(code: 404, reason: "NotFound", message: "unknown scenario \(parts[1])")
+                }
+                respond(200, ["resourceVersion": .string(String(state.currentResourceVersion))], context, keepAlive: keepAlive)
+            } catch {
+                respond(error.code, Self.status(error), context, keepAlive: keepAlive)
+            }
+            return
+        }
         if h.method == .GET, let doc = discovery(parts) {
             respond(200, doc, context, keepAlive: keepAlive)
             return

@@ -11,7 +11,13 @@ struct KubeSimCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "kube-sim",
         abstract: "A Kubernetes API simulator on loopback: discovery, list, watch, get, create, update, patch, delete.",
-        discussion: "Serves until SIGTERM or SIGINT. Port 0 picks a free port; --write-kubeconfig writes a kubeconfig naming it.")
+        discussion: """
+            Serves until SIGTERM or SIGINT. Port 0 picks a free port; --write-kubeconfig writes a kubeconfig naming it.
+
+            Scenarios (the simulated control plane keeps EndpointSlices and Endpoints as Kubernetes does):
+              POST /sim/scale?namespace=NS&service=NAME&replicas=N[&port=8080]   pods behind a Service (created if new)
+              POST /sim/rollout?namespace=NS&service=NAME[&batch=1]              replace every pod, batch at a time
+            """)
 
     @Option(help: "HOST:PORT to listen on.")
     var listen = "127.0.0.1:0"

@@ -118,3 +118,35 @@ import Testing
         await server.stop()
     }
 }
+
+@Suite struct ScenarioTests {
+    @Test func scaleAndRollingUpdateThroughTheScenarioAPI() async throws {
+        let state = SimState()
+        let server = try await SimHTTPServer.start(state: state, group: InformerTests.group)
+        let api = KubeAPI(InformerTests().connection(server.port), group: InformerTests.group)
+        let slices = Informer(api: api, resource: .endpointSlices(namespace: "default"))
+        let task = Task { await slices.run { _ in } }
+        let (scaled, _) = try await RawHTTP.exchange(
+            port: server.port, group: InformerTests.group,
+            "POST /sim/scale?namespace=default&service=httpbin&replicas=250 HTTP/1.1\r\nHost: sim\r\nContent-Length: 0\r\n\r\n",
+            timeout: .seconds(10), until: { $0.contains("resourceVersion") })
+        #expect(scaled.hasPrefix("HTTP/1.1 200"))
+        func endpointCount() async -> Int { await slices.cache.values.reduce(0) { $0 + ($1["endpoints"]?.arrayValue?.count ?? 0) } }
+        #expect(try await InformerTests().eventually { await endpointCount() == 250 })
+        #expect(await slices.cache.count == 3)
+        let legacy = try await api.get(.init(group: "", version: "v1", plural: "endpoints", namespace: "default"), name: "httpbin")
+        #expect(legacy["subsets"]?.arrayValue?.first?["addresses"]?.arrayValue?.count == 250)
+        // A rolling update, 10 pods at a time: at the end 250 endpoints, all new pods.
+        let (rolled, _) = try await RawHTTP.exchange(
+            port: server.port, group: InformerTests.group,
+            "POST /sim/rollout?namespace=default&service=httpbin&batch=10 HTTP/1.1\r\nHost: sim\r\nContent-Length: 0\r\n\r\n",
+            timeout: .seconds(30), until: { $0.contains("resourceVersion") })
+        #expect(rolled.hasPrefix("HTTP/1.1 200"))
+        #expect(try await InformerTests().eventually {
+            let names = await slices.cache.values.flatMap { $0["endpoints"]?.arrayValue ?? [] }.compactMap { $0["targetRef"]?["name"]?.stringValue }
+            return names.count == 250 && names.allSatisfy { $0.hasPrefix("httpbin-r2-") }
+        })
+        task.cancel()
+        await server.stop()
+    }
+}
