@@ -63,7 +63,7 @@ let package = Package(
         // Config stores: the store protocol and the embedded durable store. No NIO.
         .target(name: "SluiceStore", dependencies: ["SluiceCore"]),
         // etcd v3 as the shared store, over its JSON gateway.
-        .target(name: "SluiceEtcd", dependencies: ["SluiceCore", "SluiceStore"] + nio),
+        .target(name: "SluiceEtcd", dependencies: ["SluiceCore", "SluiceStore", "SluiceHTTPClient"] + nio),
         // Admin API v3 and control API over a ConfigService. No NIO.
         .target(name: "SluiceAdmin", dependencies: ["SluiceCore", "SluiceStore"]),
         .executableTarget(name: "sluice", dependencies: [

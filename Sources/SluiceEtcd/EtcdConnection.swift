@@ -2,6 +2,7 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import SluiceCore
+import SluiceHTTPClient
 
 /// An error from etcd or from reaching it.
 public struct EtcdError: Error, Sendable, CustomStringConvertible {
@@ -28,117 +29,45 @@ public struct EtcdError: Error, Sendable, CustomStringConvertible {
 }
 
 /// One keep-alive HTTP/1.1 connection to an etcd member's JSON gateway (`/v3/...`), one
-/// request at a time. Unary calls only; watches use `EtcdWatchConnection`.
+/// request at a time. Unary calls only; watches have connections of their own.
 final class EtcdConnection: Sendable {
-    private let channel: Channel
-    private let collector: NIOLoopBound<UnaryCollector>
+    private let http: HTTP1Connection
     let endpoint: EtcdEndpoint
 
     static func connect(_ endpoint: EtcdEndpoint, group: EventLoopGroup, timeout: TimeAmount) async throws -> EtcdConnection {
-        let channel = try await ClientBootstrap(group: group)
-            .connectTimeout(timeout)
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHTTPClientHandlers()
-                    try channel.pipeline.syncOperations.addHandler(UnaryCollector())
-                }
-            }
-            .connect(host: endpoint.host, port: endpoint.port).get()
-        let collector = try await channel.eventLoop.submit {
-            NIOLoopBound(try channel.pipeline.syncOperations.handler(type: UnaryCollector.self), eventLoop: channel.eventLoop)
-        }.get()
-        return EtcdConnection(channel: channel, collector: collector, endpoint: endpoint)
+        EtcdConnection(http: try await HTTP1Connection.connect(host: endpoint.host, port: endpoint.port, group: group, timeout: timeout), endpoint: endpoint)
     }
 
-    private init(channel: Channel, collector: NIOLoopBound<UnaryCollector>, endpoint: EtcdEndpoint) {
-        self.channel = channel
-        self.collector = collector
+    private init(http: HTTP1Connection, endpoint: EtcdEndpoint) {
+        self.http = http
         self.endpoint = endpoint
     }
 
-    var isActive: Bool { channel.isActive }
+    var isActive: Bool { http.isActive }
 
     /// POSTs `body` to `path` and returns the decoded JSON answer.
     func post(_ path: String, _ body: JSONValue, timeout: TimeAmount) async throws -> JSONValue {
-        let bytes = body.serializedBytes()
-        let head = HTTPRequestHead(
-            version: .http1_1, method: .POST, uri: path,
-            headers: HTTPHeaders([
-                ("Host", endpoint.description), ("Content-Type", "application/json"), ("Content-Length", String(bytes.count)),
-            ]))
-        let channel = self.channel
-        let collector = self.collector
-        let future: EventLoopFuture<(Int, [UInt8])> = channel.eventLoop.flatSubmit {
-            guard channel.isActive else {
-                return channel.eventLoop.makeFailedFuture(EtcdError(.unavailable, "connection to etcd \(self.endpoint) is closed"))
-            }
-            let promise = channel.eventLoop.makePromise(of: (Int, [UInt8]).self)
-            collector.value.waiting.append(promise)
-            channel.write(HTTPClientRequestPart.head(head), promise: nil)
-            channel.write(HTTPClientRequestPart.body(.byteBuffer(channel.allocator.buffer(bytes: bytes))), promise: nil)
-            channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
-            return promise.futureResult
+        let response: HTTP1Response
+        do {
+            response = try await http.request(.POST, path, headers: [("Content-Type", "application/json")], body: body.serializedBytes(), timeout: timeout)
+        } catch {
+            throw EtcdError(.unavailable, "etcd \(endpoint) \(path): \(error)")
         }
-        let timer = channel.eventLoop.scheduleTask(in: timeout) {
-            collector.value.failAll(EtcdError(.unavailable, "etcd \(self.endpoint) did not answer \(path) in time"))
-            channel.close(promise: nil)
-        }
-        defer { timer.cancel() }
-        let (status, data) = try await future.get()
         let json: JSONValue
         do {
-            json = try JSONValue.parse(data)
+            json = try JSONValue.parse(response.body)
         } catch {
             throw EtcdError(.protocolError, "etcd \(endpoint) answered \(path) with invalid JSON: \(error)")
         }
-        guard status == 200 else {
-            let message = json["message"]?.stringValue ?? json["error"]?.stringValue ?? "status \(status)"
-            throw EtcdError(.server(status: status), "etcd \(endpoint) \(path): \(message)")
+        guard response.status == 200 else {
+            let message = json["message"]?.stringValue ?? json["error"]?.stringValue ?? "status \(response.status)"
+            throw EtcdError(.server(status: response.status), "etcd \(endpoint) \(path): \(message)")
         }
         return json
     }
 
     func close() async {
-        try? await channel.close()
-    }
-}
-
-final class UnaryCollector: ChannelInboundHandler, RemovableChannelHandler {
-    typealias InboundIn = HTTPClientResponsePart
-
-    var waiting: [EventLoopPromise<(Int, [UInt8])>] = []
-    private var status = 0
-    private var body: [UInt8] = []
-
-    func failAll(_ error: Error) {
-        let w = waiting
-        waiting.removeAll()
-        for p in w { p.fail(error) }
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch unwrapInboundIn(data) {
-        case .head(let h):
-            status = Int(h.status.code)
-            body = []
-        case .body(let b):
-            body += b.readableBytesView
-        case .end:
-            guard !waiting.isEmpty else { return }
-            waiting.removeFirst().succeed((status, body))
-            body = []
-        }
-    }
-
-    func channelInactive(context: ChannelHandlerContext) {
-        failAll(EtcdError(.unavailable, "etcd closed the connection"))
-        context.fireChannelInactive()
-    }
-
-    func errorCaught(context: ChannelHandlerContext, error: Error) {
-        failAll(EtcdError(.unavailable, "etcd connection failed: \(error)"))
-        context.close(promise: nil)
+        await http.close()
     }
 }
 

@@ -2,6 +2,7 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import SluiceCore
+import SluiceHTTPClient
 
 /// One change in a watch.
 public struct EtcdWatchEvent: Sendable, Hashable {
@@ -45,107 +46,61 @@ extension EtcdClient {
         _ endpoint: EtcdEndpoint, group: EventLoopGroup, prefix: String, revision: Int64,
         continuation: AsyncThrowingStream<EtcdWatchMessage, Error>.Continuation
     ) async throws {
-        let channel = try await ClientBootstrap(group: group)
-            .connectTimeout(.seconds(2))
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHTTPClientHandlers()
-                    try channel.pipeline.syncOperations.addHandler(WatchStreamHandler(continuation: continuation))
-                }
-            }
-            .connect(host: endpoint.host, port: endpoint.port).get()
         let body: JSONValue = [
             "create_request": [
                 "key": .string(Base64.encode(prefix)), "range_end": .string(Base64.encode(rangeEnd(prefix))),
                 "start_revision": .string(String(revision)),
             ]
         ]
-        let bytes = body.serializedBytes()
-        let head = HTTPRequestHead(
-            version: .http1_1, method: .POST, uri: "/v3/watch",
-            headers: HTTPHeaders([("Host", endpoint.description), ("Content-Type", "application/json"), ("Content-Length", String(bytes.count))]))
-        channel.write(HTTPClientRequestPart.head(head), promise: nil)
-        channel.write(HTTPClientRequestPart.body(.byteBuffer(channel.allocator.buffer(bytes: bytes))), promise: nil)
-        try await channel.writeAndFlush(HTTPClientRequestPart.end(nil))
-        // The handler ends the stream; closing the channel on cancellation ends the watch.
-        await withTaskCancellationHandler {
-            try? await channel.closeFuture.get()
-        } onCancel: {
-            channel.close(promise: nil)
+        let lines = HTTP1Connection.stream(
+            host: endpoint.host, port: endpoint.port, group: group, method: .POST, path: "/v3/watch",
+            headers: [("Content-Type", "application/json")], body: body.serializedBytes())
+        var status = 0
+        var parser = WatchMessageParser(continuation: continuation)
+        do {
+            for try await part in lines {
+                switch part {
+                case .status(let code):
+                    status = code
+                case .line(let bytes):
+                    guard status == 200 else {
+                        throw EtcdError(.server(status: status), "etcd watch refused: \(String(decoding: bytes, as: UTF8.self))")
+                    }
+                    if let ending = parser.handle(bytes) { throw ending }
+                }
+            }
+        } catch let error as EtcdError {
+            continuation.finish(throwing: error)
+            return
+        } catch {
+            continuation.finish(throwing: EtcdError(.unavailable, "etcd watch connection lost: \(error)"))
+            return
         }
+        continuation.finish(throwing: EtcdError(.unavailable, "etcd ended the watch"))
     }
 }
 
-/// Splits the gateway's stream of newline-separated JSON messages and turns each into an
-/// `EtcdWatchMessage`.
-final class WatchStreamHandler: ChannelInboundHandler {
-    typealias InboundIn = HTTPClientResponsePart
-
+/// Turns each JSON message of the gateway's watch stream into an `EtcdWatchMessage`;
+/// returns the error that ends the stream, if the message ends it.
+struct WatchMessageParser {
     let continuation: AsyncThrowingStream<EtcdWatchMessage, Error>.Continuation
-    private var pending: [UInt8] = []
-    private var status = 0
-    private var finished = false
 
-    init(continuation: AsyncThrowingStream<EtcdWatchMessage, Error>.Continuation) {
-        self.continuation = continuation
-    }
-
-    private func finish(_ error: Error?) {
-        guard !finished else { return }
-        finished = true
-        if let error { continuation.finish(throwing: error) } else { continuation.finish() }
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch unwrapInboundIn(data) {
-        case .head(let h):
-            status = Int(h.status.code)
-        case .body(let buffer):
-            pending += buffer.readableBytesView
-            guard status == 200 else { return }
-            while let nl = pending.firstIndex(of: UInt8(ascii: "\n")) {
-                let line = Array(pending[..<nl])
-                pending.removeSubrange(...nl)
-                if line.allSatisfy({ $0 == 0x20 || $0 == 0x0D }) { continue }
-                handle(line, context)
-            }
-        case .end:
-            if status != 200 {
-                finish(EtcdError(.server(status: status), "etcd watch refused: \(String(decoding: pending, as: UTF8.self))"))
-            } else {
-                finish(EtcdError(.unavailable, "etcd ended the watch"))
-            }
-            context.close(promise: nil)
-        }
-    }
-
-    private func handle(_ line: [UInt8], _ context: ChannelHandlerContext) {
-        guard let message = try? JSONValue.parse(line) else {
-            finish(EtcdError(.protocolError, "etcd watch sent invalid JSON"))
-            context.close(promise: nil)
-            return
-        }
-        if let error = message["error"] {
-            finish(EtcdError(.protocolError, "etcd watch error: \(error)"))
-            context.close(promise: nil)
-            return
-        }
-        guard let result = message["result"] else { return }
+    func handle(_ line: [UInt8]) -> EtcdError? {
+        guard let message = try? JSONValue.parse(line) else { return EtcdError(.protocolError, "etcd watch sent invalid JSON") }
+        if let error = message["error"] { return EtcdError(.protocolError, "etcd watch error: \(error)") }
+        guard let result = message["result"] else { return nil }
         let revision = EtcdClient.int64(result["header"]?["revision"])
         if result["canceled"] == .bool(true) {
             let compacted = EtcdClient.int64(result["compact_revision"])
             if compacted > 0 {
                 continuation.yield(.compacted(revision: compacted))
-                finish(EtcdError(.compacted(revision: compacted), "etcd compacted the watch's start revision"))
-            } else {
-                finish(EtcdError(.unavailable, "etcd canceled the watch"))
+                return EtcdError(.compacted(revision: compacted), "etcd compacted the watch's start revision")
             }
-            context.close(promise: nil)
-            return
+            return EtcdError(.unavailable, "etcd canceled the watch")
         }
         if result["created"] == .bool(true) {
             continuation.yield(.created(revision: revision))
-            return
+            return nil
         }
         var events: [EtcdWatchEvent] = []
         for e in result["events"]?.arrayValue ?? [] {
@@ -153,15 +108,6 @@ final class WatchStreamHandler: ChannelInboundHandler {
             events.append(EtcdWatchEvent(isDelete: e["type"]?.stringValue == "DELETE", kv: kv))
         }
         if !events.isEmpty { continuation.yield(.events(events, revision: revision)) }
-    }
-
-    func channelInactive(context: ChannelHandlerContext) {
-        finish(EtcdError(.unavailable, "etcd watch connection closed"))
-        context.fireChannelInactive()
-    }
-
-    func errorCaught(context: ChannelHandlerContext, error: Error) {
-        finish(EtcdError(.unavailable, "etcd watch failed: \(error)"))
-        context.close(promise: nil)
+        return nil
     }
 }
