@@ -257,12 +257,3 @@ public enum KubeConfigLoader {
         return (scheme, host, port ?? (scheme == "https" ? 443 : 80), basePath)
     }
 }
-
-extension String {
-    func trimmingWhitespace() -> String {
-        var s = Substring(self)
-        while let f = s.first, f.isWhitespace { s = s.dropFirst() }
-        while let l = s.last, l.isWhitespace { s = s.dropLast() }
-        return String(s)
-    }
-}

@@ -1,3 +1,5 @@
+import SluiceCore
+
 /// A Kubernetes label selector in its query-string form:
 /// `app=web,tier!=cache,release,!canary,env in (prod,staging),zone notin (a)`.
 public struct LabelSelector: Sendable, Hashable {
@@ -23,20 +25,20 @@ public struct LabelSelector: Sendable, Hashable {
     public init(_ text: String) throws(ParseError) {
         var reqs: [Requirement] = []
         for part in Self.splitTopLevel(text) {
-            let p = part.trimmed()
+            let p = part.trimmingWhitespace()
             if p.isEmpty { continue }
             if let r = p.firstRange(of: " notin ") {
-                reqs.append(.notIn(String(p[..<r.lowerBound]).trimmed(), try Self.set(p[r.upperBound...])))
+                reqs.append(.notIn(String(p[..<r.lowerBound]).trimmingWhitespace(), try Self.set(p[r.upperBound...])))
             } else if let r = p.firstRange(of: " in ") {
-                reqs.append(.in(String(p[..<r.lowerBound]).trimmed(), try Self.set(p[r.upperBound...])))
+                reqs.append(.in(String(p[..<r.lowerBound]).trimmingWhitespace(), try Self.set(p[r.upperBound...])))
             } else if let r = p.firstRange(of: "!=") {
-                reqs.append(.notEquals(String(p[..<r.lowerBound]).trimmed(), String(p[r.upperBound...]).trimmed()))
+                reqs.append(.notEquals(String(p[..<r.lowerBound]).trimmingWhitespace(), String(p[r.upperBound...]).trimmingWhitespace()))
             } else if let r = p.firstRange(of: "==") {
-                reqs.append(.equals(String(p[..<r.lowerBound]).trimmed(), String(p[r.upperBound...]).trimmed()))
+                reqs.append(.equals(String(p[..<r.lowerBound]).trimmingWhitespace(), String(p[r.upperBound...]).trimmingWhitespace()))
             } else if let r = p.firstRange(of: "=") {
-                reqs.append(.equals(String(p[..<r.lowerBound]).trimmed(), String(p[r.upperBound...]).trimmed()))
+                reqs.append(.equals(String(p[..<r.lowerBound]).trimmingWhitespace(), String(p[r.upperBound...]).trimmingWhitespace()))
             } else if p.hasPrefix("!") {
-                reqs.append(.notExists(String(p.dropFirst()).trimmed()))
+                reqs.append(.notExists(String(p.dropFirst()).trimmingWhitespace()))
             } else {
                 reqs.append(.exists(p))
             }
@@ -71,9 +73,9 @@ public struct LabelSelector: Sendable, Hashable {
     }
 
     static func set(_ s: Substring) throws(ParseError) -> Set<String> {
-        let t = String(s).trimmed()
+        let t = String(s).trimmingWhitespace()
         guard t.hasPrefix("("), t.hasSuffix(")") else { throw ParseError(description: "invalid set \"\(t)\" in label selector") }
-        return Set(t.dropFirst().dropLast().split(separator: ",").map { String($0).trimmed() }.filter { !$0.isEmpty })
+        return Set(t.dropFirst().dropLast().split(separator: ",").map { String($0).trimmingWhitespace() }.filter { !$0.isEmpty })
     }
 
     public func matches(_ labels: [String: String]) -> Bool {
@@ -88,14 +90,5 @@ public struct LabelSelector: Sendable, Hashable {
             }
         }
         return true
-    }
-}
-
-extension String {
-    func trimmed() -> String {
-        var s = Substring(self)
-        while s.first == " " { s = s.dropFirst() }
-        while s.last == " " { s = s.dropLast() }
-        return String(s)
     }
 }

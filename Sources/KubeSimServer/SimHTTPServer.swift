@@ -302,12 +302,7 @@ final class SimRequestHandler: ChannelInboundHandler {
 
     static func split(_ uri: String) -> (String, [String: String]) {
         guard let q = uri.firstIndex(of: "?") else { return (uri, [:]) }
-        var query: [String: String] = [:]
-        for pair in uri[uri.index(after: q)...].split(separator: "&") {
-            let kv = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            query[PercentDecoding.decode(kv[0])] = kv.count > 1 ? PercentDecoding.decode(kv[1]) : ""
-        }
-        return (String(uri[..<q]), query)
+        return (String(uri[..<q]), PercentDecoding.queryParameters(uri[uri.index(after: q)...]))
     }
 
     static func selector(_ query: [String: String]) throws(APIError) -> LabelSelector {

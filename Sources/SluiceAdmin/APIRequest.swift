@@ -13,17 +13,13 @@ public struct APIRequest: Sendable {
 
     public init(method: String, uri: String, headers: [(String, String)], body: [UInt8], remoteAddress: IPAddress?) {
         self.method = method
-        var query: [String: String] = [:]
         if let q = uri.firstIndex(of: "?") {
             path = String(uri[..<q])
-            for pair in uri[uri.index(after: q)...].split(separator: "&") {
-                let kv = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-                query[Self.decode(kv[0])] = kv.count > 1 ? Self.decode(kv[1]) : ""
-            }
+            query = PercentDecoding.queryParameters(uri[uri.index(after: q)...])
         } else {
             path = uri
+            query = [:]
         }
-        self.query = query
         var h: [String: String] = [:]
         for (k, v) in headers { h[k.lowercased()] = v }
         self.headers = h
@@ -31,7 +27,6 @@ public struct APIRequest: Sendable {
         self.remoteAddress = remoteAddress
     }
 
-    static func decode(_ s: Substring) -> String { PercentDecoding.decode(s) }
 }
 
 /// A JSON answer.

@@ -150,20 +150,3 @@ public struct AdminAPI: APIHandler {
         return .object(o)
     }
 }
-
-extension ResourceKind {
-    /// `route` → `.routes`, as APISIX's schema endpoints name them.
-    public init?(singular: String) {
-        switch singular {
-        case "route": self = .routes
-        case "service": self = .services
-        case "upstream": self = .upstreams
-        case "consumer": self = .consumers
-        case "ssl": self = .ssls
-        case "global_rule": self = .globalRules
-        case "plugin_config": self = .pluginConfigs
-        case "stream_route": self = .streamRoutes
-        default: return nil
-        }
-    }
-}

@@ -230,7 +230,7 @@ public actor ConfigService {
             throw AdminError(400, "invalid configuration: \(error)")
         }
         for ref in scratch.references(of: kind, id: resolvedID) where !state.contains(ref.kind, ref.id) {
-            throw AdminError(400, "invalid configuration: \(ref.field): \(Self.singular(ref.kind)) \"\(ref.id)\" not found")
+            throw AdminError(400, "invalid configuration: \(ref.field): \(ref.kind.singular) \"\(ref.id)\" not found")
         }
         let entry: StoreEntry
         do {
@@ -300,7 +300,7 @@ public actor ConfigService {
         guard entries[kind]?[id] != nil else { throw AdminError(404, "Key not found") }
         let users = state.referrers(of: kind, id: id)
         if !users.isEmpty && !force {
-            throw AdminError(400, "can not delete this \(Self.singular(kind)), \(users.joined(separator: ", ")) \(users.count == 1 ? "is" : "are") still using it now")
+            throw AdminError(400, "can not delete this \(kind.singular), \(users.joined(separator: ", ")) \(users.count == 1 ? "is" : "are") still using it now")
         }
         do {
             if let deletedAt = try await store.delete(kind: kind, id: id) { revision = max(revision, deletedAt) }
@@ -347,19 +347,6 @@ public actor ConfigService {
             }
         }
         return AdminError(503, "config store unavailable: \(error)")
-    }
-
-    static func singular(_ kind: ResourceKind) -> String {
-        switch kind {
-        case .routes: return "route"
-        case .services: return "service"
-        case .upstreams: return "upstream"
-        case .consumers: return "consumer"
-        case .ssls: return "ssl"
-        case .globalRules: return "global rule"
-        case .pluginConfigs: return "plugin_config"
-        case .streamRoutes: return "stream_route"
-        }
     }
 }
 

@@ -5,6 +5,25 @@ public enum ResourceKind: String, Sendable, CaseIterable, Hashable {
     case pluginConfigs = "plugin_configs"
     case streamRoutes = "stream_routes"
 
+    /// `route`, `upstream`, ...: as APISIX names one object of the kind.
+    public var singular: String {
+        switch self {
+        case .routes: return "route"
+        case .services: return "service"
+        case .upstreams: return "upstream"
+        case .consumers: return "consumer"
+        case .ssls: return "ssl"
+        case .globalRules: return "global_rule"
+        case .pluginConfigs: return "plugin_config"
+        case .streamRoutes: return "stream_route"
+        }
+    }
+
+    public init?(singular: String) {
+        guard let kind = ResourceKind.allCases.first(where: { $0.singular == singular }) else { return nil }
+        self = kind
+    }
+
     /// Kinds this build can serve. Objects of the other kinds are refused with a clear error
     /// instead of being stored and silently not acted upon.
     public var isSupported: Bool {
@@ -104,22 +123,11 @@ public struct ConfigState: Sendable {
     /// References that point at nothing: `upstream_id`, `service_id`, `plugin_config_id`.
     public func referenceErrors() -> [ConfigError] {
         var errors: [ConfigError] = []
-        for id in routes.keys.sorted() {
-            let route = routes[id]!
-            let base = "routes[\(id)]"
-            if let u = route.upstreamID, upstreams[u] == nil {
-                errors.append(ConfigError(path: "\(base).upstream_id", "upstream \"\(u)\" not found"))
-            }
-            if let s = route.serviceID, services[s] == nil {
-                errors.append(ConfigError(path: "\(base).service_id", "service \"\(s)\" not found"))
-            }
-            if let p = route.pluginConfigID, pluginConfigs[p] == nil {
-                errors.append(ConfigError(path: "\(base).plugin_config_id", "plugin_config \"\(p)\" not found"))
-            }
-        }
-        for id in services.keys.sorted() {
-            if let u = services[id]!.upstreamID, upstreams[u] == nil {
-                errors.append(ConfigError(path: "services[\(id)].upstream_id", "upstream \"\(u)\" not found"))
+        for (kind, ids) in [(ResourceKind.routes, routes.keys.sorted()), (.services, services.keys.sorted())] {
+            for id in ids {
+                for ref in references(of: kind, id: id) where !contains(ref.kind, ref.id) {
+                    errors.append(ConfigError(path: "\(kind.rawValue)[\(id)].\(ref.field)", "\(ref.kind.singular) \"\(ref.id)\" not found"))
+                }
             }
         }
         return errors

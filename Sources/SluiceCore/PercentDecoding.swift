@@ -10,6 +10,22 @@ public enum PercentDecoding {
         }
     }
 
+    /// The `name=value` pairs of a query string, decoded, in order (a name without `=` has
+    /// the value "").
+    public static func queryPairs(_ query: Substring) -> [(name: String, value: String)] {
+        query.split(separator: "&").map { pair in
+            guard let eq = pair.firstIndex(of: "=") else { return (decode(pair), "") }
+            return (decode(pair[..<eq]), decode(pair[pair.index(after: eq)...]))
+        }
+    }
+
+    /// The query as a dictionary; a repeated name keeps its last value.
+    public static func queryParameters(_ query: Substring) -> [String: String] {
+        var out: [String: String] = [:]
+        for (k, v) in queryPairs(query) { out[k] = v }
+        return out
+    }
+
     /// Decodes `%XX` escapes (a malformed escape is kept as written) and, for query strings,
     /// `+` as a space.
     public static func decode(_ s: Substring, plusAsSpace: Bool = true) -> String {

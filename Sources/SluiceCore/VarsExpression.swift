@@ -279,10 +279,10 @@ public struct VarCondition: Sendable {
         case (.has, .string(let s)):
             // Multi-valued variables (a repeated header, a list) arrive joined with ", ".
             guard let value else { return false }
-            return value.split(separator: ",").contains { $0.trimmingCharacters(in: " ") == s }
+            return value.split(separator: ",").contains { $0.trimmingWhitespace() == s }
         case (.has, .number(let n)):
             guard let value else { return false }
-            return value.split(separator: ",").contains { Double($0.trimmingCharacters(in: " ")) == n }
+            return value.split(separator: ",").contains { Double($0.trimmingWhitespace()) == n }
         case (.ipmatch, .cidrs(let cidrs)):
             guard let value, let ip = IPAddress(value) else { return false }
             return cidrs.contains { $0.contains(ip) }
@@ -292,11 +292,12 @@ public struct VarCondition: Sendable {
     }
 }
 
-extension Substring {
-    func trimmingCharacters(in set: Character) -> Substring {
-        var s = self
-        while s.first == set { s = s.dropFirst() }
-        while s.last == set { s = s.dropLast() }
-        return s
+extension StringProtocol {
+    /// Without leading and trailing whitespace (spaces, tabs, line breaks).
+    public func trimmingWhitespace() -> String {
+        var s = Substring(self)
+        while let f = s.first, f.isWhitespace { s = s.dropFirst() }
+        while let l = s.last, l.isWhitespace { s = s.dropLast() }
+        return String(s)
     }
 }

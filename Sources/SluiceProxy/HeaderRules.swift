@@ -35,7 +35,7 @@ enum HeaderRules {
         if let te = transferEncoding {
             if contentLengths > 0 { return .badRequest("both Content-Length and Transfer-Encoding") }
             if head.version.minor == 0 && head.version.major == 1 { return .badRequest("Transfer-Encoding in HTTP/1.0") }
-            if te.trimmingSpaces().lowercased() != "chunked" { return .notImplemented("unsupported Transfer-Encoding") }
+            if te.trimmingWhitespace().lowercased() != "chunked" { return .notImplemented("unsupported Transfer-Encoding") }
         }
         if hosts > 1 { return .badRequest("duplicate Host") }
         if hosts == 0 && head.version.major == 1 && head.version.minor >= 1 { return .badRequest("missing Host") }
@@ -50,7 +50,7 @@ enum HeaderRules {
         for value in headers["connection"] {
             if value.isASCII(caseInsensitivelyEqualTo: "keep-alive") || value.isASCII(caseInsensitivelyEqualTo: "close") { continue }
             for t in value.split(separator: ",") {
-                let token = String(t).trimmingSpaces().lowercased()
+                let token = String(t).trimmingWhitespace().lowercased()
                 if token != "keep-alive" && token != "close" { tokens.append(token) }
             }
         }
@@ -179,12 +179,5 @@ extension String {
             i = b.index(after: i)
         }
         return true
-    }
-
-    func trimmingSpaces() -> String {
-        var s = Substring(self)
-        while let f = s.first, f == " " || f == "\t" { s = s.dropFirst() }
-        while let l = s.last, l == " " || l == "\t" { s = s.dropLast() }
-        return String(s)
     }
 }

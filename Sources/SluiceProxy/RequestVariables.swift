@@ -46,20 +46,6 @@ final class HTTPRequestVariables: RequestVariableSource {
 
     static func queryArgument(_ name: String, in query: String?) -> String? {
         guard let query else { return nil }
-        for pair in query.split(separator: "&") {
-            let key: Substring
-            let value: Substring
-            if let eq = pair.firstIndex(of: "=") {
-                key = pair[..<eq]
-                value = pair[pair.index(after: eq)...]
-            } else {
-                key = pair
-                value = ""
-            }
-            if percentDecode(key) == name { return percentDecode(value) }
-        }
-        return nil
+        return PercentDecoding.queryPairs(Substring(query)).first { $0.name == name }?.value
     }
-
-    static func percentDecode(_ s: Substring) -> String { PercentDecoding.decode(s) }
 }
