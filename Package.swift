@@ -22,12 +22,15 @@ let package = Package(
         .library(name: "SluiceStore", targets: ["SluiceStore"]),
         .library(name: "SluiceEtcd", targets: ["SluiceEtcd"]),
         .library(name: "SluiceTesting", targets: ["SluiceTesting"]),
+        .library(name: "KubeClient", targets: ["KubeClient"]),
+        .library(name: "KubeSimServer", targets: ["KubeSimServer"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
     ],
     targets: [
         // Config model, JSON, validation. No NIO.
@@ -45,13 +48,13 @@ let package = Package(
         .target(name: "SluiceYAML", dependencies: ["SluiceCore", .product(name: "Yams", package: "Yams")]),
         // Kubernetes API client: kubeconfig and in-cluster config, typed resources.
         // A small HTTP/1.1 client for control-plane APIs (Kubernetes).
-        .target(name: "SluiceHTTPClient", dependencies: nio),
+        .target(name: "SluiceHTTPClient", dependencies: [.product(name: "NIOSSL", package: "swift-nio-ssl")] + nio),
         .target(name: "KubeClient", dependencies: ["SluiceCore", "SluiceYAML", "SluiceHTTPClient"] + nio),
         .testTarget(name: "KubeClientTests", dependencies: ["KubeClient", "SluiceCore"]),
         // The Kubernetes API simulator's storage: objects, resourceVersions, watch history.
         .target(name: "KubeSim", dependencies: ["SluiceCore"]),
         .testTarget(name: "KubeSimTests", dependencies: ["KubeSim", "KubeSimServer", "KubeClient", "SluiceCore", "SluiceTesting"] + nio),
-        .target(name: "KubeSimServer", dependencies: ["KubeSim", "SluiceCore"] + nio),
+        .target(name: "KubeSimServer", dependencies: ["KubeSim", "SluiceCore", .product(name: "NIOSSL", package: "swift-nio-ssl")] + nio),
         .executableTarget(name: "kube-sim", dependencies: [
             "KubeSimServer", "KubeSim", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ] + nio),

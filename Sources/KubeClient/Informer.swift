@@ -6,6 +6,14 @@ import SluiceCore
 /// nothing that changed meanwhile is missed; on a lost connection the watch resumes from
 /// the last resourceVersion seen, with backoff. resourceVersions are compared for equality
 /// only, never ordered.
+///
+/// With `watchList`, the initial state comes from one watch with `sendInitialEvents`
+/// instead of a list (the API server streams it, the client holds no full list response);
+/// a server that refuses it gets a plain list instead.
+///
+/// Indexes keep the cache searchable by a derived value, e.g. EndpointSlices by the
+/// `kubernetes.io/service-name` label, so a consumer reads one Service's slices without
+/// scanning all of them.
 public actor Informer {
     public enum Event: Sendable {
         case added(JSONValue)
@@ -13,32 +21,79 @@ public actor Informer {
         case deleted(JSONValue)
     }
 
+    /// Values an object is indexed under (none: not indexed).
+    public typealias IndexFunction = @Sendable (JSONValue) -> [String]
+
     public let api: KubeAPI
     public let resource: KubeResource
-    public let labelSelector: String?
+    public let selector: KubeSelector
     public let pageSize: Int
+    public let watchList: Bool
     public private(set) var cache: [String: JSONValue] = [:]
     public private(set) var resourceVersion = ""
     /// Lists after the first one (after 410 Gone).
     public private(set) var relists = 0
     /// Watches started (the first, and each resume).
     public private(set) var watches = 0
+    /// Initial states that came from a WatchList stream rather than a list.
+    public private(set) var watchListSyncs = 0
     private var synced = false
+    private var watchListRefused = false
+    private let indexers: [String: IndexFunction]
+    /// index name → value → object keys.
+    private var indexes: [String: [String: Set<String>]] = [:]
 
-    public init(api: KubeAPI, resource: KubeResource, labelSelector: String? = nil, pageSize: Int = 500) {
+    public init(
+        api: KubeAPI, resource: KubeResource, selector: KubeSelector = .everything, pageSize: Int = 500, watchList: Bool = false,
+        indexers: [String: IndexFunction] = [:]
+    ) {
         self.api = api
         self.resource = resource
-        self.labelSelector = labelSelector
+        self.selector = selector
         self.pageSize = pageSize
+        self.watchList = watchList
+        self.indexers = indexers
+        for name in indexers.keys { indexes[name] = [:] }
+    }
+
+    /// An index of objects by one label's value.
+    public static func labelIndex(_ label: String) -> IndexFunction {
+        { o in o["metadata"]?["labels"]?[label]?.stringValue.map { [$0] } ?? [] }
     }
 
     public var hasSynced: Bool { synced }
 
-    static func key(_ o: JSONValue) -> String {
+    public static func key(_ o: JSONValue) -> String {
         "\(o["metadata"]?["namespace"]?.stringValue ?? "")/\(o["metadata"]?["name"]?.stringValue ?? "")"
     }
 
     static func rv(_ o: JSONValue) -> String { o["metadata"]?["resourceVersion"]?.stringValue ?? "" }
+
+    /// The cached objects whose index `name` has `value`, e.g.
+    /// `byIndex("service", "default/httpbin")`.
+    public func byIndex(_ name: String, _ value: String) -> [JSONValue] {
+        guard let keys = indexes[name]?[value] else { return [] }
+        return keys.compactMap { cache[$0] }
+    }
+
+    /// The values index `name` currently has objects under.
+    public func indexValues(_ name: String) -> [String] { indexes[name].map { Array($0.keys) } ?? [] }
+
+    private func store(_ key: String, _ new: JSONValue?) {
+        let old = cache[key]
+        if let new { cache[key] = new } else { cache.removeValue(forKey: key) }
+        guard !indexers.isEmpty else { return }
+        for (name, f) in indexers {
+            let before = old.map(f) ?? []
+            let after = new.map(f) ?? []
+            if before == after { continue }
+            for v in before where !after.contains(v) {
+                indexes[name]?[v]?.remove(key)
+                if indexes[name]?[v]?.isEmpty == true { indexes[name]?[v] = nil }
+            }
+            for v in after { indexes[name, default: [:]][v, default: []].insert(key) }
+        }
+    }
 
     /// Runs until the task is cancelled, calling `handler` for every change in order.
     public func run(_ handler: @Sendable (Event) async -> Void) async {
@@ -47,31 +102,18 @@ public actor Informer {
         while !Task.isCancelled {
             do {
                 if needList {
+                    if watchList && !watchListRefused, var rest = try await streamInitialState(handler) {
+                        // The WatchList stream carries on as the watch after its initial state.
+                        needList = false
+                        if try await follow(&rest, handler, onEvent: { backoffMs = 100 }) { needList = true }
+                        continue
+                    }
                     try await relist(handler)
                     needList = false
                 }
                 watches += 1
-                var gone = false
-                for try await event in api.watch(resource, resourceVersion: resourceVersion, labelSelector: labelSelector) {
-                    backoffMs = 100
-                    switch event {
-                    case .added(let o), .modified(let o):
-                        let k = Self.key(o)
-                        let old = cache[k]
-                        cache[k] = o
-                        resourceVersion = Self.rv(o)
-                        if let old { await handler(.updated(old: old, new: o)) } else { await handler(.added(o)) }
-                    case .deleted(let o):
-                        let k = Self.key(o)
-                        resourceVersion = Self.rv(o)
-                        if let old = cache.removeValue(forKey: k) { await handler(.deleted(old)) }
-                    case .bookmark(let rv):
-                        if !rv.isEmpty { resourceVersion = rv }
-                    case .error(let e):
-                        if e.isGone { gone = true }
-                    }
-                    if gone { break }
-                }
+                var events = api.watch(resource, resourceVersion: resourceVersion, selector: selector).makeAsyncIterator()
+                let gone = try await follow(&events, handler) { backoffMs = 100 }
                 if gone { needList = true }
                 continue  // a watch that ended normally is resumed at once
             } catch let e as KubeAPIError where e.isGone {
@@ -84,6 +126,74 @@ public actor Informer {
         }
     }
 
+    /// Applies a watch's events to the cache until it ends; true when it ended with 410 Gone.
+    private func follow(
+        _ events: inout AsyncThrowingStream<KubeWatchEvent, Error>.Iterator, _ handler: @Sendable (Event) async -> Void, onEvent: () -> Void
+    ) async throws -> Bool {
+        while let event = try await events.next(isolation: #isolation) {
+            onEvent()
+            switch event {
+            case .added(let o), .modified(let o):
+                let k = Self.key(o)
+                let old = cache[k]
+                store(k, o)
+                resourceVersion = Self.rv(o)
+                if let old { await handler(.updated(old: old, new: o)) } else { await handler(.added(o)) }
+            case .deleted(let o):
+                let k = Self.key(o)
+                resourceVersion = Self.rv(o)
+                if let old = cache[k] {
+                    store(k, nil)
+                    await handler(.deleted(old))
+                }
+            case .bookmark(let rv, _):
+                if !rv.isEmpty { resourceVersion = rv }
+            case .error(let e):
+                if e.isGone { return true }
+            }
+        }
+        return false
+    }
+
+    /// The initial state from a WatchList stream, diffed against the cache like a list;
+    /// returns the rest of the stream, to be followed as the watch. nil when the server
+    /// refused WatchList (the caller lists instead).
+    private func streamInitialState(_ handler: @Sendable (Event) async -> Void) async throws -> AsyncThrowingStream<KubeWatchEvent, Error>.Iterator? {
+        var listed: [String: JSONValue] = [:]
+        var listRV = ""
+        watches += 1
+        var iterator = api.watch(resource, resourceVersion: "", selector: selector, sendInitialEvents: true).makeAsyncIterator()
+        do {
+            initial: while let event = try await iterator.next(isolation: #isolation) {
+                switch event {
+                case .added(let o), .modified(let o): listed[Self.key(o)] = o
+                case .deleted(let o): listed[Self.key(o)] = nil
+                case .bookmark(let rv, let end):
+                    if end {
+                        listRV = rv
+                        break initial
+                    }
+                case .error(let e):
+                    if e.isGone { throw e }
+                    watchListRefused = true
+                    return nil
+                }
+            }
+        } catch let e as KubeAPIError where (400..<500).contains(e.code) && e.code != 410 {
+            watchListRefused = true  // e.g. 400/422 from a server without WatchList
+            return nil
+        }
+        guard !listRV.isEmpty else {
+            // The stream ended before the initial state was complete: a server that ignored
+            // sendInitialEvents never marks its end.
+            watchListRefused = true
+            return nil
+        }
+        await applyInitialState(listed, resourceVersion: listRV, handler)
+        watchListSyncs += 1
+        return iterator
+    }
+
     /// Lists everything (page by page) and reports the difference to the cache.
     private func relist(_ handler: @Sendable (Event) async -> Void) async throws {
         var listed: [String: JSONValue] = [:]
@@ -93,7 +203,7 @@ public actor Informer {
         while !done {
             let page: (items: [JSONValue], resourceVersion: String, continue: String?)
             do {
-                page = try await api.list(resource, labelSelector: labelSelector, limit: pageSize, continue: token)
+                page = try await api.list(resource, selector: selector, limit: pageSize, continue: token)
             } catch let e as KubeAPIError where e.isGone && token != nil {
                 // The continue token expired mid-list: start the list over.
                 listed = [:]
@@ -105,16 +215,26 @@ public actor Informer {
             token = page.continue
             done = token == nil
         }
+        await applyInitialState(listed, resourceVersion: listRV, handler)
+    }
+
+    private func applyInitialState(_ listed: [String: JSONValue], resourceVersion listRV: String, _ handler: @Sendable (Event) async -> Void) async {
         if synced { relists += 1 }
         for (k, o) in listed {
             if let old = cache[k] {
-                if Self.rv(old) != Self.rv(o) { await handler(.updated(old: old, new: o)) }
+                if Self.rv(old) != Self.rv(o) {
+                    store(k, o)
+                    await handler(.updated(old: old, new: o))
+                }
             } else {
+                store(k, o)
                 await handler(.added(o))
             }
         }
-        for (k, old) in cache where listed[k] == nil { await handler(.deleted(old)) }
-        cache = listed
+        for (k, old) in cache where listed[k] == nil {
+            store(k, nil)
+            await handler(.deleted(old))
+        }
         resourceVersion = listRV
         synced = true
     }

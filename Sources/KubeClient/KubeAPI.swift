@@ -1,6 +1,7 @@
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 import SluiceCore
 import SluiceHTTPClient
 
@@ -45,21 +46,62 @@ public enum KubeWatchEvent: Sendable {
     case added(JSONValue)
     case modified(JSONValue)
     case deleted(JSONValue)
-    case bookmark(resourceVersion: String)
+    /// `initialEventsEnd` marks the end of the initial state in a WatchList stream
+    /// (annotation `k8s.io/initial-events-end: "true"`).
+    case bookmark(resourceVersion: String, initialEventsEnd: Bool)
     case error(KubeAPIError)
 }
 
-/// The Kubernetes API over HTTP/1.1 with keep-alive: list (paged), get, create, update,
-/// merge patch, delete, watch. Bearer tokens from a file are read again on every request,
-/// so a rotated service-account token is picked up.
+/// Which objects a list or watch selects: label and field selectors in the API's syntax
+/// (`app=web,tier!=db`, `metadata.name=httpbin`).
+public struct KubeSelector: Sendable, Hashable {
+    public var labels: String?
+    public var fields: String?
+    public init(labels: String? = nil, fields: String? = nil) {
+        self.labels = labels
+        self.fields = fields
+    }
+    public static let everything = KubeSelector()
+    var queryItems: [(String, String?)] { [("labelSelector", labels), ("fieldSelector", fields)] }
+}
+
+/// The Kubernetes API over HTTP/1.1 (TLS for https servers) with keep-alive: list (paged),
+/// get, create, update, status update, merge and JSON patch, delete, watch. Bearer tokens
+/// from a file are read again on every request, so a rotated service-account token is
+/// picked up.
 public actor KubeAPI {
     public let connection: KubeConnection
     private let group: EventLoopGroup
     private var http: HTTP1Connection?
+    /// The TLS context for https servers, built once (or why it could not be).
+    private nonisolated let tls: Result<NIOSSLContext?, KubeAPIError>
+    /// Bytes read from the API server by this client, on every connection (after TLS).
+    public nonisolated let bytesReceived = ByteCounter()
 
     public init(_ connection: KubeConnection, group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton) {
         self.connection = connection
         self.group = group
+        self.tls = Self.makeTLS(connection)
+    }
+
+    static func makeTLS(_ c: KubeConnection) -> Result<NIOSSLContext?, KubeAPIError> {
+        switch c.scheme {
+        case "http": return .success(nil)
+        case "https":
+            var cert: [UInt8]? = nil, key: [UInt8]? = nil
+            if case .clientCertificate(let certificatePEM, let keyPEM) = c.auth {
+                cert = certificatePEM
+                key = keyPEM
+            }
+            do {
+                return .success(try HTTP1TLS.context(
+                    certificateAuthorityPEM: c.certificateAuthorityPEM, certificatePEM: cert, keyPEM: key, insecureSkipVerify: c.insecureSkipTLSVerify))
+            } catch {
+                return .failure(KubeAPIError(code: 0, reason: "InvalidTLSConfig", message: "\(c.server): the certificate authority, client certificate or key cannot be used: \(error)"))
+            }
+        default:
+            return .failure(KubeAPIError(code: 0, reason: "InvalidServer", message: "\(c.server): the scheme must be http or https"))
+        }
     }
 
     nonisolated func authHeaders() -> [(String, String)] {
@@ -74,14 +116,8 @@ public actor KubeAPI {
         return h
     }
 
-    nonisolated func checkTransport() throws(KubeAPIError) {
-        guard connection.scheme == "http" else {
-            throw KubeAPIError(code: 0, reason: "Unsupported", message: "https API servers need TLS, which this build does not have yet (\(connection.server))")
-        }
-    }
-
     private func send(_ method: HTTPMethod, _ path: String, body: JSONValue? = nil, contentType: String = "application/json") async throws -> JSONValue {
-        try checkTransport()
+        let tls = try self.tls.get()
         var headers = authHeaders()
         if body != nil { headers.append(("Content-Type", contentType)) }
         let response: HTTP1Response
@@ -90,7 +126,7 @@ public actor KubeAPI {
             if let c = http, c.isActive {
                 conn = c
             } else {
-                conn = try await HTTP1Connection.connect(host: connection.host, port: connection.port, group: group)
+                conn = try await HTTP1Connection.connect(host: connection.host, port: connection.port, group: group, tls: tls, counter: bytesReceived)
                 http = conn
             }
             response = try await conn.request(method, connection.basePath + path, headers: headers, body: body?.serializedBytes())
@@ -111,10 +147,10 @@ public actor KubeAPI {
     }
 
     /// One page: items, the list's resourceVersion, and the continue token when more remain.
-    public func list(_ r: KubeResource, labelSelector: String? = nil, limit: Int? = nil, continue token: String? = nil) async throws
+    public func list(_ r: KubeResource, selector: KubeSelector = .everything, limit: Int? = nil, continue token: String? = nil) async throws
         -> (items: [JSONValue], resourceVersion: String, continue: String?)
     {
-        let json = try await send(.GET, r.path() + Self.query([("labelSelector", labelSelector), ("limit", limit.map(String.init)), ("continue", token)]))
+        let json = try await send(.GET, r.path() + Self.query(selector.queryItems + [("limit", limit.map(String.init)), ("continue", token)]))
         let c = json["metadata"]?["continue"]?.stringValue
         return (json["items"]?.arrayValue ?? [], json["metadata"]?["resourceVersion"]?.stringValue ?? "", c?.isEmpty == false ? c : nil)
     }
@@ -124,6 +160,18 @@ public actor KubeAPI {
     public func update(_ r: KubeResource, name: String, _ object: JSONValue) async throws -> JSONValue { try await send(.PUT, r.path(name: name), body: object) }
     public func mergePatch(_ r: KubeResource, name: String, _ patch: JSONValue) async throws -> JSONValue {
         try await send(.PATCH, r.path(name: name), body: patch, contentType: "application/merge-patch+json")
+    }
+    /// RFC 6902 JSON patch: a list of operations (`add`, `remove`, `replace`, `test`, ...).
+    public func jsonPatch(_ r: KubeResource, name: String, _ operations: [JSONValue]) async throws -> JSONValue {
+        try await send(.PATCH, r.path(name: name), body: .array(operations), contentType: "application/json-patch+json")
+    }
+    /// Writes the `status` subresource: only `status` changes, and `metadata.resourceVersion`
+    /// in `object` (when present) must be current.
+    public func updateStatus(_ r: KubeResource, name: String, _ object: JSONValue) async throws -> JSONValue {
+        try await send(.PUT, r.path(name: name) + "/status", body: object)
+    }
+    public func mergePatchStatus(_ r: KubeResource, name: String, _ patch: JSONValue) async throws -> JSONValue {
+        try await send(.PATCH, r.path(name: name) + "/status", body: patch, contentType: "application/merge-patch+json")
     }
     @discardableResult
     public func delete(_ r: KubeResource, name: String) async throws -> JSONValue { try await send(.DELETE, r.path(name: name)) }
@@ -144,22 +192,25 @@ public actor KubeAPI {
     }
 
     /// A watch from `resourceVersion`, on a connection of its own. Ends when the server ends
-    /// it; a 410 arrives as `.error` with `isGone`.
+    /// it; a 410 arrives as `.error` with `isGone`. With `sendInitialEvents` (WatchList) the
+    /// server first sends the current state as ADDED events, then a bookmark marked
+    /// `initialEventsEnd`.
     public nonisolated func watch(
-        _ r: KubeResource, resourceVersion: String, labelSelector: String? = nil, bookmarks: Bool = true, timeoutSeconds: Int? = nil
+        _ r: KubeResource, resourceVersion: String, selector: KubeSelector = .everything, bookmarks: Bool = true, timeoutSeconds: Int? = nil,
+        sendInitialEvents: Bool = false
     ) -> AsyncThrowingStream<KubeWatchEvent, Error> {
-        let path = connection.basePath + r.path() + Self.query([
-            ("watch", "1"), ("resourceVersion", resourceVersion), ("labelSelector", labelSelector),
-            ("allowWatchBookmarks", bookmarks ? "true" : nil), ("timeoutSeconds", timeoutSeconds.map(String.init)),
+        let path = connection.basePath + r.path() + Self.query([("watch", "1"), ("resourceVersion", resourceVersion)] + selector.queryItems + [
+            ("allowWatchBookmarks", bookmarks || sendInitialEvents ? "true" : nil), ("timeoutSeconds", timeoutSeconds.map(String.init)),
+            ("sendInitialEvents", sendInitialEvents ? "true" : nil), ("resourceVersionMatch", sendInitialEvents ? "NotOlderThan" : nil),
         ])
-        let lines = HTTP1Connection.stream(host: connection.host, port: connection.port, group: group, path: path, headers: authHeaders())
-        let transportError: KubeAPIError? = { () -> KubeAPIError? in
-            do throws(KubeAPIError) { try checkTransport(); return nil } catch { return error }
-        }()
+        let tlsResult = tls
+        let tls = (try? tlsResult.get()) ?? nil
+        let lines = HTTP1Connection.stream(
+            host: connection.host, port: connection.port, group: group, tls: tls, counter: bytesReceived, path: path, headers: authHeaders())
         return AsyncThrowingStream { continuation in
             let task = Task {
-                if let transportError {
-                    continuation.finish(throwing: transportError)
+                if case .failure(let e) = tlsResult {
+                    continuation.finish(throwing: e)
                     return
                 }
                 do {
@@ -176,7 +227,11 @@ public actor KubeAPI {
                             case "ADDED": continuation.yield(.added(object))
                             case "MODIFIED": continuation.yield(.modified(object))
                             case "DELETED": continuation.yield(.deleted(object))
-                            case "BOOKMARK": continuation.yield(.bookmark(resourceVersion: object["metadata"]?["resourceVersion"]?.stringValue ?? ""))
+                            case "BOOKMARK":
+                                let meta = object["metadata"]
+                                continuation.yield(.bookmark(
+                                    resourceVersion: meta?["resourceVersion"]?.stringValue ?? "",
+                                    initialEventsEnd: meta?["annotations"]?["k8s.io/initial-events-end"]?.stringValue == "true"))
                             case "ERROR":
                                 continuation.yield(.error(KubeAPIError(
                                     code: Int(object["code"]?.intValue ?? 0), reason: object["reason"]?.stringValue ?? "",

@@ -28,11 +28,32 @@ public struct WatchEvent: Sendable {
     public var type: Kind
     public var object: JSONValue
     public var resourceVersion: Int64
+    /// The object before a MODIFIED change: a watch with a selector sees an object that
+    /// starts matching as ADDED and one that stops matching as DELETED.
+    public var previous: JSONValue?
 
-    public init(type: Kind, object: JSONValue, resourceVersion: Int64) {
+    public init(type: Kind, object: JSONValue, resourceVersion: Int64, previous: JSONValue? = nil) {
         self.type = type
         self.object = object
         self.resourceVersion = resourceVersion
+        self.previous = previous
+    }
+
+    /// This event as a watch on `namespace` with these selectors sees it, or nil.
+    public func seen(namespace: String?, selector: LabelSelector, fields: FieldSelector) -> WatchEvent? {
+        func matches(_ o: JSONValue) -> Bool {
+            let meta = o["metadata"]
+            if let namespace, meta?["namespace"]?.stringValue != namespace { return false }
+            return selector.matches(meta?["labels"]?.objectValue?.compactMapValues(\.stringValue) ?? [:]) && fields.matches(o)
+        }
+        let now = matches(object)
+        guard type == .MODIFIED, let previous else { return now ? self : nil }
+        switch (matches(previous), now) {
+        case (true, true): return self
+        case (false, true): return WatchEvent(type: .ADDED, object: object, resourceVersion: resourceVersion)
+        case (true, false): return WatchEvent(type: .DELETED, object: object, resourceVersion: resourceVersion)
+        case (false, false): return nil
+        }
     }
 }
 
@@ -127,6 +148,11 @@ public struct ObjectStore: Sendable {
         }
         resourceVersion += 1
         for k in ["name", "namespace", "uid", "creationTimestamp"] { meta[k] = oldMeta[k] }
+        if type.hasStatusSubresource {
+            // status is written through /status only.
+            o["status"] = oldObject["status"]
+            if o["status"] == nil { o.removeValue(forKey: "status") }
+        }
         let generation = oldMeta["generation"]?.intValue ?? 1
         meta["generation"] = .int(o["spec"] != oldObject["spec"] ? generation + 1 : generation)
         meta["resourceVersion"] = .string(String(resourceVersion))
@@ -135,8 +161,53 @@ public struct ObjectStore: Sendable {
         o["kind"] = .string(type.kind)
         let stored = JSONValue.object(o)
         objects[type, default: [:]][key] = stored
-        record(type, .MODIFIED, stored)
+        record(type, .MODIFIED, stored, previous: old)
         return stored
+    }
+
+    /// Writes the status subresource: the stored object with `status` taken from `object`;
+    /// a `metadata.resourceVersion` in `object` must be current. `generation` does not move.
+    public mutating func updateStatus(_ type: ResourceType, namespace: String?, name: String, _ object: JSONValue) throws(APIError) -> JSONValue {
+        guard type.hasStatusSubresource else { throw APIError(code: 404, reason: "NotFound", message: "\(type.plural) have no status subresource") }
+        let key = Self.key(type.namespaced ? namespace : nil, name)
+        guard let old = objects[type]?[key], case .object(var o) = old, case .object(var meta)? = o["metadata"] else {
+            throw .notFound("\(type.plural) \"\(name)\"")
+        }
+        if let rv = object["metadata"]?["resourceVersion"]?.stringValue, rv != meta["resourceVersion"]?.stringValue {
+            throw .conflict("\(type.plural) \"\(name)\"")
+        }
+        resourceVersion += 1
+        o["status"] = object["status"]
+        if o["status"] == nil { o.removeValue(forKey: "status") }
+        meta["resourceVersion"] = .string(String(resourceVersion))
+        o["metadata"] = .object(meta)
+        let stored = JSONValue.object(o)
+        objects[type, default: [:]][key] = stored
+        record(type, .MODIFIED, stored, previous: old)
+        return stored
+    }
+
+    public mutating func mergePatchStatus(_ type: ResourceType, namespace: String?, name: String, _ patch: JSONValue) throws(APIError) -> JSONValue {
+        let current = try get(type, namespace: namespace, name: name)
+        var merged = current.mergePatched(with: patch)
+        if patch["metadata"]?["resourceVersion"] == nil, case .object(var o) = merged, case .object(var m)? = o["metadata"] {
+            m["resourceVersion"] = current["metadata"]?["resourceVersion"]
+            o["metadata"] = .object(m)
+            merged = .object(o)
+        }
+        return try updateStatus(type, namespace: namespace, name: name, merged)
+    }
+
+    /// JSON patch (RFC 6902, `application/json-patch+json`); a `test` that fails is a 422.
+    public mutating func jsonPatch(_ type: ResourceType, namespace: String?, name: String, _ patch: JSONValue) throws(APIError) -> JSONValue {
+        let current = try get(type, namespace: namespace, name: name)
+        let patched: JSONValue
+        do throws(JSONPatchError) {
+            patched = try current.applyingJSONPatch(patch)
+        } catch {
+            throw .invalid("the JSON patch cannot be applied: \(error)")
+        }
+        return try update(type, namespace: namespace, name: name, patched)
     }
 
     /// JSON merge patch (RFC 7386, `application/merge-patch+json`).
@@ -166,8 +237,8 @@ public struct ObjectStore: Sendable {
         return final
     }
 
-    private mutating func record(_ type: ResourceType, _ kind: WatchEvent.Kind, _ object: JSONValue) {
-        history.append((type, WatchEvent(type: kind, object: object, resourceVersion: resourceVersion)))
+    private mutating func record(_ type: ResourceType, _ kind: WatchEvent.Kind, _ object: JSONValue, previous: JSONValue? = nil) {
+        history.append((type, WatchEvent(type: kind, object: object, resourceVersion: resourceVersion, previous: previous)))
         if history.count > historyLimit {
             let drop = history.count - historyLimit
             oldestWatchable = history[drop - 1].event.resourceVersion
@@ -184,7 +255,8 @@ public struct ObjectStore: Sendable {
     /// One page of a list, sorted by namespace/name, with the list's resourceVersion and a
     /// continue token when more remain.
     public func list(
-        _ type: ResourceType, namespace: String?, selector: LabelSelector = .everything, limit: Int? = nil, continue token: String? = nil
+        _ type: ResourceType, namespace: String?, selector: LabelSelector = .everything, fields: FieldSelector = .everything, limit: Int? = nil,
+        continue token: String? = nil
     ) throws(APIError) -> (items: [JSONValue], resourceVersion: Int64, continue: String?) {
         var after = ""
         var listRV = resourceVersion
@@ -202,6 +274,7 @@ public struct ObjectStore: Sendable {
             .filter { key, value in
                 (namespace == nil || key.hasPrefix("\(namespace!)/")) && key > after
                     && selector.matches(value["metadata"]?["labels"]?.objectValue?.compactMapValues(\.stringValue) ?? [:])
+                    && fields.matches(value)
             }
             .sorted { $0.key < $1.key }
         if let limit, limit > 0, all.count > limit {
@@ -220,16 +293,13 @@ public struct ObjectStore: Sendable {
 
     /// Changes after `since` for `type` (and `namespace`, `selector`), oldest first.
     public func events(
-        _ type: ResourceType, namespace: String?, selector: LabelSelector = .everything, since: Int64
+        _ type: ResourceType, namespace: String?, selector: LabelSelector = .everything, fields: FieldSelector = .everything, since: Int64
     ) throws(APIError) -> [WatchEvent] {
         // The history holds every change after `oldestWatchable`.
         if since < oldestWatchable { throw .gone(since, oldest: oldestWatchable) }
         return history.compactMap { entry in
             guard entry.type == type, entry.event.resourceVersion > since else { return nil }
-            let meta = entry.event.object["metadata"]
-            if let namespace, meta?["namespace"]?.stringValue != namespace { return nil }
-            if !selector.matches(meta?["labels"]?.objectValue?.compactMapValues(\.stringValue) ?? [:]) { return nil }
-            return entry.event
+            return entry.event.seen(namespace: namespace, selector: selector, fields: fields)
         }
     }
 }

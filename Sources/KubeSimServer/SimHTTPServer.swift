@@ -3,7 +3,34 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 import SluiceCore
+
+/// TLS for the simulator: its certificate and key (PEM), and, when `clientCAPEM` is set,
+/// client certificates signed by that CA are required (and authenticate the request, as
+/// with the real API server).
+public struct SimTLS: Sendable {
+    public var certificatePEM: [UInt8]
+    public var keyPEM: [UInt8]
+    public var clientCAPEM: [UInt8]?
+
+    public init(certificatePEM: [UInt8], keyPEM: [UInt8], clientCAPEM: [UInt8]? = nil) {
+        self.certificatePEM = certificatePEM
+        self.keyPEM = keyPEM
+        self.clientCAPEM = clientCAPEM
+    }
+
+    func context() throws -> NIOSSLContext {
+        var config = TLSConfiguration.makeServerConfiguration(
+            certificateChain: try NIOSSLCertificate.fromPEMBytes(certificatePEM).map { .certificate($0) },
+            privateKey: .privateKey(try NIOSSLPrivateKey(bytes: keyPEM, format: .pem)))
+        if let clientCAPEM {
+            config.certificateVerification = .noHostnameVerification
+            config.trustRoots = .certificates(try NIOSSLCertificate.fromPEMBytes(clientCAPEM))
+        }
+        return try NIOSSLContext(configuration: config)
+    }
+}
 
 /// The simulator's HTTP front: discovery, and list/watch/get/create/update/patch/delete for
 /// every resource type, in the Kubernetes API's JSON shapes.
@@ -17,9 +44,11 @@ public final class SimHTTPServer: Sendable {
 
     public static func start(
         state: SimState, host: String = "127.0.0.1", port: Int = 0, group: EventLoopGroup, bookmarkInterval: TimeAmount = .seconds(1),
-        controlPlane: SimControlPlane? = nil
+        controlPlane: SimControlPlane? = nil, tls: SimTLS? = nil
     ) async throws -> SimHTTPServer {
         let controlPlane = controlPlane ?? SimControlPlane(state: state)
+        let sslContext = try tls.map { try $0.context() }
+        let clientCertificates = tls?.clientCAPEM != nil
         let connections = NIOLockedValueBox<[ObjectIdentifier: Channel]>([:])
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -28,9 +57,12 @@ public final class SimHTTPServer: Sendable {
                 connections.withLockedValue { $0[id] = channel }
                 channel.closeFuture.whenComplete { _ in _ = connections.withLockedValue { $0.removeValue(forKey: id) } }
                 return channel.eventLoop.makeCompletedFuture {
+                    if let sslContext { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: sslContext)) }
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
                     try channel.pipeline.syncOperations.addHandler(
-                        SimRequestHandler(state: state, controlPlane: controlPlane, bookmarkInterval: bookmarkInterval))
+                        SimRequestHandler(
+                            state: state, controlPlane: controlPlane, bookmarkInterval: bookmarkInterval,
+                            clientCertificateVerified: clientCertificates))
                 }
             }
             .bind(host: host, port: port).get()
@@ -58,6 +90,8 @@ struct ResourcePath {
     var type: ResourceType
     var namespace: String?
     var name: String?
+    /// `status` for `/NAME/status`.
+    var subresource: String?
 
     static func parse(_ parts: [Substring], resources: [ResourceType]) -> ResourcePath? {
         var group = "", version = ""
@@ -80,7 +114,11 @@ struct ResourcePath {
         guard let plural = rest.first, let type = resources.first(where: { $0.group == group && $0.version == version && $0.plural == plural })
         else { return nil }
         rest = rest.dropFirst()
-        guard rest.count <= 1 else { return nil }
+        guard rest.count <= 2 else { return nil }
+        if rest.count == 2 {
+            guard rest.last == "status", type.hasStatusSubresource else { return nil }
+            return ResourcePath(type: type, namespace: namespace, name: String(rest[rest.startIndex]), subresource: "status")
+        }
         return ResourcePath(type: type, namespace: namespace, name: rest.first.map(String.init))
     }
 }
@@ -92,14 +130,16 @@ final class SimRequestHandler: ChannelInboundHandler {
     let state: SimState
     let controlPlane: SimControlPlane
     let bookmarkInterval: TimeAmount
+    let clientCertificateVerified: Bool
     private var head: HTTPRequestHead?
     private var body: [UInt8] = []
     private var watching = false
 
-    init(state: SimState, controlPlane: SimControlPlane, bookmarkInterval: TimeAmount) {
+    init(state: SimState, controlPlane: SimControlPlane, bookmarkInterval: TimeAmount, clientCertificateVerified: Bool) {
         self.state = state
         self.controlPlane = controlPlane
         self.bookmarkInterval = bookmarkInterval
+        self.clientCertificateVerified = clientCertificateVerified
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -140,6 +180,10 @@ final class SimRequestHandler: ChannelInboundHandler {
         let (path, query) = Self.split(h.uri)
         let parts = path.split(separator: "/")
         let keepAlive = h.isKeepAlive
+        guard state.authorized(h.headers.first(name: "authorization"), clientCertificateVerified: clientCertificateVerified) else {
+            respond(401, Self.status(APIError(code: 401, reason: "Unauthorized", message: "Unauthorized")), context, keepAlive: keepAlive)
+            return
+        }
         if h.method == .POST, parts.first == "sim", parts.count == 2 {
             // Scenario endpoints: POST /sim/scale?namespace=N&service=S&replicas=R[&port=P]
             // and POST /sim/rollout?namespace=N&service=S[&batch=B].
@@ -173,14 +217,33 @@ final class SimRequestHandler: ChannelInboundHandler {
             return
         }
         do throws(APIError) {
+            if rp.subresource == "status", let name = rp.name {
+                let object: JSONValue
+                switch h.method {
+                case .GET:
+                    object = try state.read { s throws(APIError) in try s.get(rp.type, namespace: rp.namespace, name: name) }
+                case .PUT:
+                    let body = try Self.parse(body)
+                    object = try state.write { s throws(APIError) in try s.updateStatus(rp.type, namespace: rp.namespace, name: name, body) }
+                case .PATCH:
+                    try Self.requireMergePatch(h)
+                    let patch = try Self.parse(body)
+                    object = try state.write { s throws(APIError) in try s.mergePatchStatus(rp.type, namespace: rp.namespace, name: name, patch) }
+                default:
+                    throw APIError(code: 405, reason: "MethodNotAllowed", message: "\(h.method.rawValue) is not supported on \(path)")
+                }
+                respond(200, object, context, keepAlive: keepAlive)
+                return
+            }
             switch (h.method, rp.name) {
             case (.GET, nil) where query["watch"] == "1" || query["watch"] == "true":
                 try startWatch(rp, query, context)
             case (.GET, nil):
                 let selector = try Self.selector(query)
+                let fields = try Self.fields(query, rp.type)
                 let limit = query["limit"].flatMap { Int($0) }
                 let page = try state.read { s throws(APIError) in
-                    try s.list(rp.type, namespace: rp.namespace, selector: selector, limit: limit, continue: query["continue"])
+                    try s.list(rp.type, namespace: rp.namespace, selector: selector, fields: fields, limit: limit, continue: query["continue"])
                 }
                 var meta: [String: JSONValue] = ["resourceVersion": .string(String(page.resourceVersion))]
                 if let c = page.continue { meta["continue"] = .string(c) }
@@ -195,11 +258,12 @@ final class SimRequestHandler: ChannelInboundHandler {
                 let object = try Self.parse(body)
                 respond(200, try state.write { s throws(APIError) in try s.update(rp.type, namespace: rp.namespace, name: name, object) }, context, keepAlive: keepAlive)
             case (.PATCH, let name?):
-                let contentType = h.headers.first(name: "content-type") ?? ""
-                guard contentType.hasPrefix("application/merge-patch+json") || contentType.hasPrefix("application/strategic-merge-patch+json") else {
-                    throw APIError(code: 415, reason: "UnsupportedMediaType", message: "the simulator takes merge patches (application/merge-patch+json)")
-                }
                 let patch = try Self.parse(body)
+                if (h.headers.first(name: "content-type") ?? "").hasPrefix("application/json-patch+json") {
+                    respond(200, try state.write { s throws(APIError) in try s.jsonPatch(rp.type, namespace: rp.namespace, name: name, patch) }, context, keepAlive: keepAlive)
+                    return
+                }
+                try Self.requireMergePatch(h)
                 respond(200, try state.write { s throws(APIError) in try s.mergePatch(rp.type, namespace: rp.namespace, name: name, patch) }, context, keepAlive: keepAlive)
             case (.DELETE, let name?):
                 respond(200, try state.write { s throws(APIError) in try s.delete(rp.type, namespace: rp.namespace, name: name) }, context, keepAlive: keepAlive)
@@ -211,10 +275,30 @@ final class SimRequestHandler: ChannelInboundHandler {
         }
     }
 
+    static func requireMergePatch(_ h: HTTPRequestHead) throws(APIError) {
+        let contentType = h.headers.first(name: "content-type") ?? ""
+        guard contentType.hasPrefix("application/merge-patch+json") || contentType.hasPrefix("application/strategic-merge-patch+json") else {
+            throw APIError(
+                code: 415, reason: "UnsupportedMediaType",
+                message: "the simulator takes merge patches (application/merge-patch+json) and JSON patches (application/json-patch+json)")
+        }
+    }
+
     private func startWatch(_ rp: ResourcePath, _ query: [String: String], _ context: ChannelHandlerContext) throws(APIError) {
         let selector = try Self.selector(query)
+        let fields = try Self.fields(query, rp.type)
+        // WatchList: the current state as ADDED events, then a bookmark marking its end.
+        let initialEvents = query["sendInitialEvents"] == "true"
+        if initialEvents {
+            guard state.watchListEnabled else {
+                throw APIError(code: 422, reason: "Invalid", message: "sendInitialEvents is forbidden for watch unless the WatchList feature gate is enabled")
+            }
+            guard query["resourceVersionMatch"] == "NotOlderThan", query["allowWatchBookmarks"] == "true" else {
+                throw APIError(code: 422, reason: "Invalid", message: "sendInitialEvents requires resourceVersionMatch=NotOlderThan and allowWatchBookmarks=true")
+            }
+        }
         let since: Int64?
-        if let rv = query["resourceVersion"], !rv.isEmpty, rv != "0" {
+        if !initialEvents, let rv = query["resourceVersion"], !rv.isEmpty, rv != "0" {
             guard let n = Int64(rv) else { throw APIError(code: 400, reason: "BadRequest", message: "invalid resourceVersion \"\(rv)\"") }
             since = n
         } else {
@@ -232,8 +316,10 @@ final class SimRequestHandler: ChannelInboundHandler {
             }
         }
         let missed: [WatchEvent]
+        let startRV: Int64
         do throws(APIError) {
-            (missed, _) = try state.addWatcher(id: ObjectIdentifier(self), type: rp.type, namespace: rp.namespace, selector: selector, since: since, push: push)
+            (missed, startRV) = try state.addWatcher(
+                id: ObjectIdentifier(self), type: rp.type, namespace: rp.namespace, selector: selector, fields: fields, since: since, push: push)
         } catch {
             // As the real server does: a 200 stream with one ERROR event, then the end.
             send(["type": "ERROR", "object": Self.status(error)], context)
@@ -242,6 +328,13 @@ final class SimRequestHandler: ChannelInboundHandler {
             return
         }
         for e in missed { send(["type": .string(e.type.rawValue), "object": e.object], context) }
+        if initialEvents {
+            send(
+                ["type": "BOOKMARK", "object": [
+                    "kind": .string(rp.type.kind), "apiVersion": .string(rp.type.apiVersion),
+                    "metadata": ["resourceVersion": .string(String(startRV)), "annotations": ["k8s.io/initial-events-end": "true"]],
+                ]], context)
+        }
         if query["allowWatchBookmarks"] == "true" { scheduleBookmark(rp, context) }
         if let timeout = query["timeoutSeconds"].flatMap({ Int64($0) }), timeout > 0 {
             let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
@@ -272,9 +365,14 @@ final class SimRequestHandler: ChannelInboundHandler {
     private func discovery(_ parts: [Substring]) -> JSONValue? {
         let resources = state.resources
         func resourceList(_ group: String, _ version: String) -> JSONValue {
-            let list = resources.filter { $0.group == group && $0.version == version }.map { r -> JSONValue in
-                ["name": .string(r.plural), "singularName": .string(r.kind.lowercased()), "namespaced": .bool(r.namespaced), "kind": .string(r.kind),
-                 "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"], "shortNames": .array(r.shortNames.map { .string($0) })]
+            let list = resources.filter { $0.group == group && $0.version == version }.flatMap { r -> [JSONValue] in
+                let main: JSONValue = [
+                    "name": .string(r.plural), "singularName": .string(r.kind.lowercased()), "namespaced": .bool(r.namespaced), "kind": .string(r.kind),
+                    "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"], "shortNames": .array(r.shortNames.map { .string($0) }),
+                ]
+                guard r.hasStatusSubresource else { return [main] }
+                return [main, ["name": .string("\(r.plural)/status"), "singularName": "", "namespaced": .bool(r.namespaced), "kind": .string(r.kind),
+                               "verbs": ["get", "patch", "update"]]]
             }
             return ["kind": "APIResourceList", "apiVersion": "v1", "groupVersion": .string(group.isEmpty ? version : "\(group)/\(version)"), "resources": .array(list)]
         }
@@ -309,6 +407,15 @@ final class SimRequestHandler: ChannelInboundHandler {
         guard let text = query["labelSelector"], !text.isEmpty else { return .everything }
         do throws(LabelSelector.ParseError) {
             return try LabelSelector(text)
+        } catch {
+            throw APIError(code: 400, reason: "BadRequest", message: error.description)
+        }
+    }
+
+    static func fields(_ query: [String: String], _ type: ResourceType) throws(APIError) -> FieldSelector {
+        guard let text = query["fieldSelector"], !text.isEmpty else { return .everything }
+        do throws(LabelSelector.ParseError) {
+            return try FieldSelector(text, allowed: type.selectableFields)
         } catch {
             throw APIError(code: 400, reason: "BadRequest", message: error.description)
         }

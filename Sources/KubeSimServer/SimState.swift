@@ -14,12 +14,39 @@ public final class SimState: Sendable {
         let type: ResourceType
         let namespace: String?
         let selector: LabelSelector
+        let fields: FieldSelector
         let push: @Sendable (WatchEvent) -> Void
     }
+
+    /// Bearer tokens the server accepts; empty means any request is accepted. Changing
+    /// them simulates a rotated service-account token.
+    private let tokens = NIOLockedValueBox<Set<String>>([])
 
     public init(resources: [ResourceType] = SimState.defaultResources, historyLimit: Int = 10_000) {
         self.resources = resources
         self.store = NIOLockedValueBox(ObjectStore(historyLimit: historyLimit))
+    }
+
+    private let watchList = NIOLockedValueBox(true)
+    /// Whether watches may ask for `sendInitialEvents` (the WatchList feature); when off they
+    /// are refused with 422, as by a server without the feature gate.
+    public var watchListEnabled: Bool {
+        get { watchList.withLockedValue { $0 } }
+        set { watchList.withLockedValue { $0 = newValue } }
+    }
+
+    public var acceptedTokens: Set<String> {
+        get { tokens.withLockedValue { $0 } }
+        set { tokens.withLockedValue { $0 = newValue } }
+    }
+
+    /// Whether a request with this `Authorization` header (or a verified client
+    /// certificate) may proceed.
+    func authorized(_ header: String?, clientCertificateVerified: Bool) -> Bool {
+        let accepted = acceptedTokens
+        if accepted.isEmpty || clientCertificateVerified { return true }
+        guard let header, header.hasPrefix("Bearer ") else { return false }
+        return accepted.contains(String(header.dropFirst(7)))
     }
 
     public static let defaultResources: [ResourceType] = [
@@ -59,10 +86,7 @@ public final class SimState: Sendable {
             let current = watchers.withLockedValue { $0 }
             for (type, event) in events {
                 for w in current.values where w.type == type {
-                    let meta = event.object["metadata"]
-                    if let ns = w.namespace, meta?["namespace"]?.stringValue != ns { continue }
-                    if !w.selector.matches(meta?["labels"]?.objectValue?.compactMapValues(\.stringValue) ?? [:]) { continue }
-                    w.push(event)
+                    if let seen = event.seen(namespace: w.namespace, selector: w.selector, fields: w.fields) { w.push(seen) }
                 }
             }
         }
@@ -72,21 +96,21 @@ public final class SimState: Sendable {
     /// Registers a watch and returns the events it missed since `since` (atomically with
     /// the registration, so nothing falls between them).
     func addWatcher(
-        id: ObjectIdentifier, type: ResourceType, namespace: String?, selector: LabelSelector, since: Int64?,
+        id: ObjectIdentifier, type: ResourceType, namespace: String?, selector: LabelSelector, fields: FieldSelector, since: Int64?,
         push: @escaping @Sendable (WatchEvent) -> Void
     ) throws(APIError) -> (missed: [WatchEvent], resourceVersion: Int64) {
         let result: Result<([WatchEvent], Int64), APIError> = store.withLockedValue { s in
             do throws(APIError) {
                 let missed: [WatchEvent]
                 if let since {
-                    missed = try s.events(type, namespace: namespace, selector: selector, since: since)
+                    missed = try s.events(type, namespace: namespace, selector: selector, fields: fields, since: since)
                 } else {
                     // No resourceVersion: the current state as ADDED events, then changes.
-                    missed = try s.list(type, namespace: namespace, selector: selector).items.map {
+                    missed = try s.list(type, namespace: namespace, selector: selector, fields: fields).items.map {
                         WatchEvent(type: .ADDED, object: $0, resourceVersion: s.resourceVersion)
                     }
                 }
-                watchers.withLockedValue { $0[id] = Watcher(type: type, namespace: namespace, selector: selector, push: push) }
+                watchers.withLockedValue { $0[id] = Watcher(type: type, namespace: namespace, selector: selector, fields: fields, push: push) }
                 return .success((missed, s.resourceVersion))
             } catch {
                 return .failure(error)

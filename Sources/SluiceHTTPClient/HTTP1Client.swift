@@ -1,6 +1,8 @@
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 
 /// A response read whole.
 public struct HTTP1Response: Sendable {
@@ -14,6 +16,60 @@ public struct HTTP1ClientError: Error, Sendable, CustomStringConvertible {
     public init(_ description: String) { self.description = description }
 }
 
+/// How a control-plane client reaches a server over TLS: the trust roots (a PEM bundle, or
+/// the system's), an optional client certificate, and whether to skip verification.
+/// Building an `NIOSSLContext` parses certificates, so a client builds one and reuses it.
+public enum HTTP1TLS {
+    public static func context(
+        certificateAuthorityPEM: [UInt8]?, certificatePEM: [UInt8]? = nil, keyPEM: [UInt8]? = nil, insecureSkipVerify: Bool = false
+    ) throws -> NIOSSLContext {
+        var config = TLSConfiguration.makeClientConfiguration()
+        if insecureSkipVerify {
+            config.certificateVerification = .none
+        } else if let ca = certificateAuthorityPEM {
+            config.trustRoots = .certificates(try NIOSSLCertificate.fromPEMBytes(ca))
+        }
+        if let certificatePEM, let keyPEM {
+            config.certificateChain = try NIOSSLCertificate.fromPEMBytes(certificatePEM).map { .certificate($0) }
+            config.privateKey = .privateKey(try NIOSSLPrivateKey(bytes: keyPEM, format: .pem))
+        }
+        return try NIOSSLContext(configuration: config)
+    }
+}
+
+/// Bytes read from the network by the connections it is given to (after TLS), for
+/// reporting what a watch or a list costs.
+public final class ByteCounter: Sendable {
+    private let count = NIOLockedValueBox(0)
+    public init() {}
+    public var value: Int { count.withLockedValue { $0 } }
+    func add(_ n: Int) { count.withLockedValue { $0 += n } }
+}
+
+final class ByteCountingHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    let counter: ByteCounter
+    init(_ counter: ByteCounter) { self.counter = counter }
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        counter.add(unwrapInboundIn(data).readableBytes)
+        context.fireChannelRead(data)
+    }
+}
+
+extension ChannelPipeline.SynchronousOperations {
+    /// TLS (when given) and byte counting (when asked) in front of the HTTP client codec.
+    func addTransportHandlers(host: String, tls: NIOSSLContext?, counter: ByteCounter?) throws {
+        if let tls {
+            // An IP literal is not sent as SNI; the certificate is then checked against the
+            // peer's address (its IP SANs).
+            let isIP = host.contains(":") || host.allSatisfy { $0 == "." || $0.isASCII && $0.isNumber }
+            try addHandler(NIOSSLClientHandler(context: tls, serverHostname: isIP ? nil : host))
+        }
+        if let counter { try addHandler(ByteCountingHandler(counter)) }
+        try addHTTPClientHandlers()
+    }
+}
+
 /// One keep-alive HTTP/1.1 connection for control-plane clients (Kubernetes API, etcd
 /// gateway): requests one at a time, responses read whole, plus `stream` for a long
 /// response read line by line (watches).
@@ -23,13 +79,15 @@ public final class HTTP1Connection: Sendable {
     public let host: String
     public let port: Int
 
-    public static func connect(host: String, port: Int, group: EventLoopGroup, timeout: TimeAmount = .seconds(5)) async throws -> HTTP1Connection {
+    public static func connect(
+        host: String, port: Int, group: EventLoopGroup, tls: NIOSSLContext? = nil, counter: ByteCounter? = nil, timeout: TimeAmount = .seconds(5)
+    ) async throws -> HTTP1Connection {
         let channel = try await ClientBootstrap(group: group)
             .connectTimeout(timeout)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHTTPClientHandlers()
+                    try channel.pipeline.syncOperations.addTransportHandlers(host: host, tls: tls, counter: counter)
                     try channel.pipeline.syncOperations.addHandler(WholeResponseCollector())
                 }
             }
@@ -81,8 +139,8 @@ public final class HTTP1Connection: Sendable {
     /// line until the server ends it or the stream's consumer goes away. The first element
     /// is the status code as a line `"HTTP <code>"`.
     public static func stream(
-        host: String, port: Int, group: EventLoopGroup, method: HTTPMethod = .GET, path: String, headers extra: [(String, String)] = [],
-        body: [UInt8]? = nil
+        host: String, port: Int, group: EventLoopGroup, tls: NIOSSLContext? = nil, counter: ByteCounter? = nil, method: HTTPMethod = .GET,
+        path: String, headers extra: [(String, String)] = [], body: [UInt8]? = nil
     ) -> AsyncThrowingStream<StreamPart, Error> {
         AsyncThrowingStream { continuation in
             let task = Task {
@@ -91,12 +149,12 @@ public final class HTTP1Connection: Sendable {
                         .connectTimeout(.seconds(5))
                         .channelInitializer { channel in
                             channel.eventLoop.makeCompletedFuture {
-                                try channel.pipeline.syncOperations.addHTTPClientHandlers()
+                                try channel.pipeline.syncOperations.addTransportHandlers(host: host, tls: tls, counter: counter)
                                 try channel.pipeline.syncOperations.addHandler(LineStreamHandler(continuation: continuation))
                             }
                         }
                         .connect(host: host, port: port).get()
-                    var headers = HTTPHeaders([("Host", "\(host):\(port)")])
+                    var headers = HTTPHeaders([("Host", host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)")])
                     for (k, v) in extra { headers.add(name: k, value: v) }
                     if let body { headers.add(name: "Content-Length", value: String(body.count)) }
                     channel.write(HTTPClientRequestPart.head(HTTPRequestHead(version: .http1_1, method: method, uri: path, headers: headers)), promise: nil)

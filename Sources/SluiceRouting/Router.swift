@@ -226,7 +226,7 @@ public final class Router: Sendable {
             var buffer = CandidateBuffer(storage: storage)
             trie.collect(path, into: &buffer)
             if buffer.count == 0 { return nil }
-            var all = UnsafeMutableBufferPointer(rebasing: storage[0..<buffer.count])
+            let all = UnsafeMutableBufferPointer(rebasing: storage[0..<buffer.count])
             if !buffer.overflow.isEmpty {
                 var merged = Array(all) + buffer.overflow
                 merged.sort(by: precedes)

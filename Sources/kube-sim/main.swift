@@ -28,20 +28,54 @@ struct KubeSimCommand: AsyncParsableCommand {
     @Option(name: .customLong("bookmark-interval"), help: "Seconds between watch bookmarks (default 60).")
     var bookmarkInterval = 60
 
+    @Option(name: .customLong("tls-cert"), help: "Serve HTTPS with this certificate (PEM); needs --tls-key.")
+    var tlsCert: String?
+
+    @Option(name: .customLong("tls-key"), help: "The private key (PEM) of --tls-cert.")
+    var tlsKey: String?
+
+    @Option(name: .customLong("client-ca"), help: "Require client certificates signed by this CA (PEM).")
+    var clientCA: String?
+
+    @Option(name: .customLong("token"), help: "Accept only this bearer token (repeatable); default: any request is accepted.")
+    var tokens: [String] = []
+
+    @Flag(name: .customLong("no-watch-list"), help: "Refuse sendInitialEvents watches (422), as a server without the WatchList feature.")
+    var noWatchList = false
+
     func run() async throws {
         let parts = listen.split(separator: ":")
         guard parts.count == 2, let port = Int(parts[1]) else { throw ValidationError("--listen must be HOST:PORT") }
+        func read(_ path: String, _ flag: String) throws -> [UInt8] {
+            guard let data = FileManager.default.contents(atPath: path) else { throw ValidationError("\(flag): cannot read \(path)") }
+            return Array(data)
+        }
+        var tls: SimTLS? = nil
+        switch (tlsCert, tlsKey) {
+        case (let cert?, let key?):
+            tls = SimTLS(certificatePEM: try read(cert, "--tls-cert"), keyPEM: try read(key, "--tls-key"), clientCAPEM: try clientCA.map { try read($0, "--client-ca") })
+        case (nil, nil):
+            if clientCA != nil { throw ValidationError("--client-ca needs --tls-cert and --tls-key") }
+        default:
+            throw ValidationError("--tls-cert and --tls-key go together")
+        }
+        let state = SimState()
+        state.acceptedTokens = Set(tokens)
+        state.watchListEnabled = !noWatchList
         let server = try await SimHTTPServer.start(
-            state: SimState(), host: String(parts[0]), port: port, group: MultiThreadedEventLoopGroup.singleton,
-            bookmarkInterval: .seconds(Int64(bookmarkInterval)))
-        let url = "http://\(parts[0]):\(server.port)"
+            state: state, host: String(parts[0]), port: port, group: MultiThreadedEventLoopGroup.singleton,
+            bookmarkInterval: .seconds(Int64(bookmarkInterval)), tls: tls)
+        let url = "\(tls == nil ? "http" : "https")://\(parts[0]):\(server.port)"
         if let file = writeKubeconfig {
+            // The kubeconfig trusts the server's own certificate (a self-signed one, or the
+            // leaf of a chain whose CA the user adds) and sends the first accepted token.
+            let ca = try tlsCert.map { ", certificate-authority-data: \"\(Data(try read($0, "--tls-cert")).base64EncodedString())\"" } ?? ""
             let config = """
                 apiVersion: v1
                 kind: Config
                 current-context: kube-sim
-                clusters: [{name: kube-sim, cluster: {server: "\(url)"}}]
-                users: [{name: kube-sim, user: {token: kube-sim}}]
+                clusters: [{name: kube-sim, cluster: {server: "\(url)"\(ca)}}]
+                users: [{name: kube-sim, user: {token: "\(tokens.first ?? "kube-sim")"}}]
                 contexts: [{name: kube-sim, context: {cluster: kube-sim, user: kube-sim, namespace: default}}]
                 """
             try config.write(toFile: file, atomically: true, encoding: .utf8)
