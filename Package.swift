@@ -23,6 +23,7 @@ let package = Package(
         .library(name: "SluiceEtcd", targets: ["SluiceEtcd"]),
         .library(name: "SluiceTesting", targets: ["SluiceTesting"]),
         .library(name: "KubeClient", targets: ["KubeClient"]),
+        .library(name: "SluiceHTTPClient", targets: ["SluiceHTTPClient"]),
         .library(name: "KubeSimServer", targets: ["KubeSimServer"]),
     ],
     dependencies: [

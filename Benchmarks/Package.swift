@@ -51,4 +51,14 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
             path: "Sources/EtcdPropagation"),
+        .executableTarget(
+            name: "InformerLoad",
+            dependencies: [
+                .product(name: "SluiceCore", package: "sluice"),
+                .product(name: "KubeClient", package: "sluice"),
+                .product(name: "SluiceHTTPClient", package: "sluice"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            path: "Sources/InformerLoad"),
     ])
