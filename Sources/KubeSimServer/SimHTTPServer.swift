@@ -376,6 +376,7 @@ final class SimRequestHandler: ChannelInboundHandler {
             }
             return ["kind": "APIResourceList", "apiVersion": "v1", "groupVersion": .string(group.isEmpty ? version : "\(group)/\(version)"), "resources": .array(list)]
         }
+        if parts.count >= 2, parts[0] == "openapi", parts[1] == "v3" { return openAPIv3(Array(parts.dropFirst(2))) }
         switch parts.count {
         case 1 where parts[0] == "version":
             return ["major": "1", "minor": "32", "gitVersion": "v1.32.0-sluice-kube-sim", "platform": "linux/amd64"]
@@ -396,6 +397,34 @@ final class SimRequestHandler: ChannelInboundHandler {
         default:
             return nil
         }
+    }
+
+    /// OpenAPI v3, as much as kubectl needs: the index of group-versions, and per
+    /// group-version the object paths whose PATCH declares the `fieldValidation` parameter
+    /// with the kind's `x-kubernetes-group-version-kind`. kubectl then leaves validation to
+    /// the server (`fieldValidation=Strict`) instead of downloading schemas. The simulator
+    /// checks an object's shape only as far as its own logic needs (metadata.name, JSON).
+    private func openAPIv3(_ rest: [Substring]) -> JSONValue? {
+        let resources = state.resources
+        var groupVersions: [String: [ResourceType]] = [:]
+        for r in resources { groupVersions[r.group.isEmpty ? "api/\(r.version)" : "apis/\(r.group)/\(r.version)", default: []].append(r) }
+        if rest.isEmpty {
+            var paths: [String: JSONValue] = [:]
+            for gv in groupVersions.keys { paths[gv] = ["serverRelativeURL": .string("/openapi/v3/\(gv)?hash=kube-sim")] }
+            return ["paths": .object(paths)]
+        }
+        guard let types = groupVersions[rest.joined(separator: "/")] else { return nil }
+        var paths: [String: JSONValue] = [:]
+        let fieldValidation: JSONValue = ["name": "fieldValidation", "in": "query", "schema": ["type": "string"]]
+        for r in types {
+            let gvk: JSONValue = ["group": .string(r.group), "version": .string(r.version), "kind": .string(r.kind)]
+            let base = r.group.isEmpty ? "/api/\(r.version)" : "/apis/\(r.group)/\(r.version)"
+            let collection = r.namespaced ? "\(base)/namespaces/{namespace}/\(r.plural)" : "\(base)/\(r.plural)"
+            let op: JSONValue = ["x-kubernetes-group-version-kind": gvk, "parameters": [fieldValidation], "responses": ["200": ["description": "OK"]]]
+            paths[collection] = ["post": op]
+            paths["\(collection)/{name}"] = ["put": op, "patch": op]
+        }
+        return ["openapi": "3.0.0", "info": ["title": "Kubernetes (kube-sim)", "version": "v1.32.0"], "paths": .object(paths), "components": ["schemas": [:]]]
     }
 
     static func split(_ uri: String) -> (String, [String: String]) {

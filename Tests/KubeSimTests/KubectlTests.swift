@@ -96,14 +96,29 @@ import Testing
             let file = NSTemporaryDirectory() + "svc-\(UUID().uuidString).yaml"
             try "apiVersion: v1\nkind: Service\nmetadata: {name: httpbin}\nspec: {ports: [{name: http, port: 80, targetPort: 8080}]}\n"
                 .write(toFile: file, atomically: true, encoding: .utf8)
-            // kubectl validates against the server's OpenAPI, which the simulator does not serve.
+            // kubectl reads the server's OpenAPI v3 and, finding fieldValidation, leaves
+            // validation to the server.
             let watch = try Kubectl(["get", "services", "--watch", "--output-watch-events", "-o", "json"], kubeconfig: kubeconfig)
-            var (status, out) = try await run(["create", "--validate=false", "-f", file], kubeconfig)
+            var (status, out) = try await run(["create", "-f", file], kubeconfig)
             #expect(status == 0, "\(out)" as Comment)
             #expect(out.contains("service/httpbin created"))
             (status, out) = try await run(["get", "services", "-o", "json"], kubeconfig)
             let list = try JSONValue.parse(out)
             #expect(list["items"]?.arrayValue?.first?["spec"]?["ports"]?.arrayValue?.first?["port"] == .int(80))
+            // An APISIX custom resource through kubectl apply, twice (create, then patch).
+            let route = NSTemporaryDirectory() + "ar-\(UUID().uuidString).yaml"
+            for host in ["httpbin.org", "httpbin.example"] {
+                try """
+                    apiVersion: apisix.apache.org/v2
+                    kind: ApisixRoute
+                    metadata: {name: httpbin-route}
+                    spec: {http: [{name: rule1, match: {hosts: [\(host)], paths: [/get]}, backends: [{serviceName: httpbin, servicePort: 80}]}]}
+                    """.write(toFile: route, atomically: true, encoding: .utf8)
+                (status, out) = try await run(["apply", "-f", route], kubeconfig)
+                #expect(status == 0, "\(out)" as Comment)
+            }
+            (status, out) = try await run(["get", "ar", "httpbin-route", "-o", "jsonpath={.spec.http[0].match.hosts[0]}"], kubeconfig)
+            #expect(out == "httpbin.example", "\(out)" as Comment)
             (status, out) = try await run(["label", "service", "httpbin", "tier=front"], kubeconfig)
             #expect(status == 0, "\(out)" as Comment)
             (status, out) = try await run(["delete", "service", "httpbin"], kubeconfig)
