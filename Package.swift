@@ -40,9 +40,15 @@ let package = Package(
         .target(name: "SluiceRouting", dependencies: ["SluiceCore"]),
         // Node sets and pickers. No NIO.
         .target(name: "SluiceBalancing", dependencies: ["SluiceCore"]),
+        // Plugins: the runtime (phases, chains, state that outlives snapshots) and the
+        // built-in plugins. Uses NIOHTTP1's header and method types; no sockets.
+        .target(name: "SluicePlugins", dependencies: [
+            "SluiceCore", .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "NIOCore", package: "swift-nio"),
+        ]),
+        .testTarget(name: "SluicePluginsTests", dependencies: ["SluicePlugins", "SluiceCore", .product(name: "NIOHTTP1", package: "swift-nio")]),
         // Data plane: ChannelHandlers, pools, tunnels.
         .target(name: "SluiceProxy", dependencies: [
-            "SluiceCore", "SluiceRouting", "SluiceBalancing",
+            "SluiceCore", "SluiceRouting", "SluiceBalancing", "SluicePlugins",
             .product(name: "Logging", package: "swift-log"),
         ] + nio),
         // YAML documents as JSONValue (the declarative file, kubeconfig).

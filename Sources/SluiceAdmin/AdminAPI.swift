@@ -41,8 +41,13 @@ public struct AdminAPI: APIHandler {
 
         switch first {
         case "plugins":
-            guard parts.count == 2, parts[1] == "list", isRead else { return .error(404, "not found") }
-            return APIResponse(status: 200, body: .array(PluginConfigs.known.sorted().map { .string($0) }))
+            guard parts.count == 2, isRead else { return .error(404, "not found") }
+            if let sub = request.query["subsystem"], sub != "http" { return .error(400, "unsupported subsystem: \(sub)") }
+            if parts[1] == "list" {
+                // By descending priority, as APISIX lists them.
+                return APIResponse(status: 200, body: .array(PluginCatalog.namesByPriority.map { .string($0) }))
+            }
+            return Self.pluginSchema(parts[1], consumer: request.query["schema_type"] == "consumer")
         case "schema":
             return schema(request, Array(parts.dropFirst()))
         default:
@@ -124,12 +129,19 @@ public struct AdminAPI: APIHandler {
         }
         guard request.method == "GET" else { return .error(405, "method \(request.method) is not allowed") }
         if rest.count == 2, rest[0] == "plugins" {
-            return .error(404, "unknown plugin \(rest[1])")
+            return Self.pluginSchema(rest[1], consumer: request.query["schema_type"] == "consumer")
         }
         guard rest.count == 1, let kind = ResourceKind(rawValue: rest[0]) ?? ResourceKind(singular: rest[0]), let s = Schemas.schema(for: kind) else {
             return .error(404, "unknown resource")
         }
         return APIResponse(status: 200, body: s)
+    }
+
+    /// A plugin's JSON Schema (`_meta` included), or its consumer schema.
+    static func pluginSchema(_ name: String, consumer: Bool) -> APIResponse {
+        guard let spec = PluginCatalog.all[name] else { return .error(404, "plugin not found") }
+        guard let doc = PluginCatalog.schemaDocument(spec, consumer: consumer) else { return .error(400, "not found schema") }
+        return APIResponse(status: 200, body: doc)
     }
 
     static func parseBody(_ request: APIRequest) throws(AdminError) -> JSONValue {

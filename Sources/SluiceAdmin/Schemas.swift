@@ -6,7 +6,7 @@ public enum Schemas {
     static let id = #"{"anyOf":[{"type":"string","pattern":"^[a-zA-Z0-9-_.]{1,64}$"},{"type":"integer","minimum":1}]}"#
     static let labels = #"{"type":"object","additionalProperties":{"type":"string","minLength":1,"maxLength":256}}"#
     static let timeout = #"{"type":"object","properties":{"connect":{"type":"number","exclusiveMinimum":0},"send":{"type":"number","exclusiveMinimum":0},"read":{"type":"number","exclusiveMinimum":0}},"required":["connect","send","read"],"additionalProperties":false}"#
-    static let plugins = #"{"type":"object","description":"plugin name to config; no plugins are available in this build","maxProperties":0}"#
+    static let plugins = #"{"type":"object","description":"plugin name to config; each config is checked against GET /apisix/admin/schema/plugins/{name}"}"#
     static let hosts = #"{"type":"array","minItems":1,"uniqueItems":true,"items":{"type":"string","pattern":"^\\*?[0-9a-zA-Z-._\\[\\]:]+$"}}"#
 
     static let upstream = """

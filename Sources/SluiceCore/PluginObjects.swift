@@ -19,7 +19,7 @@ public struct Consumer: Sendable {
             throw ConfigError(path: r.path("username"), "must equal the id in the path (\"\(id)\")")
         }
         var c = Consumer(username: username)
-        if let plugins = try r.object("plugins") { c.plugins = try PluginConfigs.validate(plugins, path: r.path("plugins")) }
+        if let plugins = try r.object("plugins") { c.plugins = try PluginConfigs.validate(plugins, path: r.path("plugins"), consumer: true) }
         c.desc = try r.string("desc", maxLength: 256)
         c.labels = try r.labels()
         try r.rejectUnknown()

@@ -135,17 +135,18 @@ public struct Service: Sendable {
     }
 }
 
-/// Plugin configurations. The plugin runtime is a separate piece of work; until it lands no
-/// plugin name is known, and a config that names one is refused rather than silently ignored
-/// (an ignored `key-auth` would leave a route open).
+/// Plugin configurations: each is checked against its plugin's schema (defaults filled in,
+/// errors naming the field), and a name the build does not run is refused rather than
+/// ignored (an ignored `key-auth` would leave a route open).
 public enum PluginConfigs {
-    public static let known: Set<String> = []
+    public static var known: Set<String> { Set(PluginCatalog.all.keys) }
 
-    public static func validate(_ plugins: [String: JSONValue], path: String) throws(ConfigError) -> [String: JSONValue] {
-        for name in plugins.keys.sorted() where !known.contains(name) {
-            throw ConfigError(path: FieldPath.join(path, name), "unknown plugin")
+    public static func validate(_ plugins: [String: JSONValue], path: String, consumer: Bool = false) throws(ConfigError) -> [String: JSONValue] {
+        var out: [String: JSONValue] = [:]
+        for name in plugins.keys.sorted() {
+            out[name] = try PluginCatalog.validate(name, plugins[name]!, path: FieldPath.join(path, name), consumer: consumer)
         }
-        return plugins
+        return out
     }
 }
 

@@ -4,6 +4,9 @@ public enum RequestVariable: Sendable, Hashable {
     case arg(String)  // arg_name
     case cookie(String)  // cookie_name
     case uri, requestURI, host, remoteAddr, remotePort, serverAddr, serverPort, requestMethod, scheme, queryString
+    /// Known once plugins ran: the authenticated consumer, the matched route and service,
+    /// and (in response phases) the response status.
+    case consumerName, routeID, serviceID, status
 
     /// Parses an APISIX/NGINX variable name. Returns nil for names Sluice does not know.
     public init?(name: String) {
@@ -25,6 +28,10 @@ public enum RequestVariable: Sendable, Hashable {
             case "request_method": self = .requestMethod
             case "scheme": self = .scheme
             case "query_string", "args": self = .queryString
+            case "consumer_name": self = .consumerName
+            case "route_id": self = .routeID
+            case "service_id": self = .serviceID
+            case "status": self = .status
             default: return nil
             }
         }
@@ -58,6 +65,29 @@ public final class CompiledRegex: @unchecked Sendable {
     /// Replaces the first match with `template`, where `$1`..`$9` name capture groups.
     public func replaceFirst(in s: String, with template: String) -> String? {
         guard let match = try? regex.firstMatch(in: s) else { return nil }
+        return String(s[..<match.range.lowerBound]) + Self.expand(template, match) + String(s[match.range.upperBound...])
+    }
+
+    /// Replaces every match (`$1`..`$9` in `template` name capture groups).
+    public func replaceAll(in s: String, with template: String) -> String {
+        var out = ""
+        var rest = s[...]
+        while !rest.isEmpty, let match = try? regex.firstMatch(in: rest) {
+            out += rest[..<match.range.lowerBound]
+            out += Self.expand(template, match)
+            if match.range.isEmpty {
+                // An empty match: keep one character and go on after it.
+                guard match.range.upperBound < rest.endIndex else { rest = rest[rest.endIndex...]; break }
+                out.append(rest[match.range.upperBound])
+                rest = rest[rest.index(after: match.range.upperBound)...]
+            } else {
+                rest = rest[match.range.upperBound...]
+            }
+        }
+        return out + rest
+    }
+
+    static func expand(_ template: String, _ match: Regex<AnyRegexOutput>.Match) -> String {
         var out = ""
         var chars = template.makeIterator()
         while let c = chars.next() {
@@ -73,7 +103,7 @@ public final class CompiledRegex: @unchecked Sendable {
                 out.append(c)
             }
         }
-        return String(s[..<match.range.lowerBound]) + out + String(s[match.range.upperBound...])
+        return out
     }
 }
 

@@ -1,5 +1,6 @@
 import SluiceBalancing
 import SluiceCore
+import SluicePlugins
 import SluiceRouting
 
 /// An upstream ready for traffic: its validated config and its balancer plan. The compiler
@@ -31,15 +32,26 @@ public final class CompiledUpstream: Sendable {
 /// What a matched route leads to. A class, so a request takes it with one retain.
 public final class RouteTarget: Sendable {
     public let routeID: String
+    public let serviceID: String?
     public let upstream: CompiledUpstream?
     public let timeouts: Timeouts
     public let enableWebsocket: Bool
+    /// Service, plugin config and route plugins, merged and compiled.
+    public let plugins: PluginChain
+    /// The plugin config the route names (its changes renew the target).
+    public let pluginConfigID: String?
 
-    init(routeID: String, upstream: CompiledUpstream?, timeouts: Timeouts, enableWebsocket: Bool) {
+    init(
+        routeID: String, serviceID: String?, upstream: CompiledUpstream?, timeouts: Timeouts, enableWebsocket: Bool, plugins: PluginChain,
+        pluginConfigID: String?
+    ) {
         self.routeID = routeID
+        self.serviceID = serviceID
         self.upstream = upstream
         self.timeouts = timeouts
         self.enableWebsocket = enableWebsocket
+        self.plugins = plugins
+        self.pluginConfigID = pluginConfigID
     }
 }
 
@@ -53,12 +65,20 @@ public final class ConfigSnapshot: Sendable {
     public let targets: [RouteTarget]
     /// Every compiled upstream by key, inline ones included.
     public let upstreams: [String: CompiledUpstream]
+    /// Global rules, by id, each its own chain.
+    public let globalRules: [PluginChain]
+    public let consumers: ConsumerIndex
 
-    public init(version: UInt64, router: Router, targets: [RouteTarget], upstreams: [String: CompiledUpstream]) {
+    public init(
+        version: UInt64, router: Router, targets: [RouteTarget], upstreams: [String: CompiledUpstream], globalRules: [PluginChain] = [],
+        consumers: ConsumerIndex = .empty
+    ) {
         self.version = version
         self.router = router
         self.targets = targets
         self.upstreams = upstreams
+        self.globalRules = globalRules
+        self.consumers = consumers
     }
 
     public static let empty = ConfigSnapshot(version: 0, router: Router(entries: []), targets: [], upstreams: [:])
@@ -75,6 +95,11 @@ public final class SnapshotCompiler {
     private var targets: [RouteTarget] = []
     /// Route id → index in the router's entries.
     private var routeIndex: [String: Int] = [:]
+    /// Plugin state that outlives snapshots (rate-limit counters).
+    public let pluginState = PluginStateStore()
+    private var globalRules: [PluginChain] = []
+    private var consumers = ConsumerIndex.empty
+    private var compiles = 0
 
     public init() {}
 
@@ -121,9 +146,12 @@ public final class SnapshotCompiler {
             }
         }
         let timeouts = route.timeout ?? upstream?.config.timeout ?? .default
+        var pluginContext = PluginCompileContext(owner: "routes/\(id)", state: pluginState)
+        let configs = PluginFactory.routeConfigs(route, service: service, pluginConfig: route.pluginConfigID.flatMap { state.pluginConfigs[$0] })
         let target = RouteTarget(
-            routeID: id, upstream: upstream, timeouts: timeouts,
-            enableWebsocket: route.enableWebsocket ?? service?.enableWebsocket ?? false)
+            routeID: id, serviceID: route.serviceID, upstream: upstream, timeouts: timeouts,
+            enableWebsocket: route.enableWebsocket ?? service?.enableWebsocket ?? false,
+            plugins: configs.isEmpty ? .empty : PluginFactory.chain(configs, &pluginContext), pluginConfigID: route.pluginConfigID)
         let hosts = route.hosts.isEmpty ? (service?.hosts ?? []) : route.hosts
         let entry = Router.Entry(
             id: id, paths: route.uris, hosts: hosts, methods: MethodSet(route.methods),
@@ -148,15 +176,31 @@ public final class SnapshotCompiler {
             targets.append(target)
         }
         let router = Router(entries: entries)
+        compileGlobals(state)
+        // Every live config asked for its state just now: the rest belongs to deleted ones.
+        pluginState.sweep()
         return remember(router, targets, routeIndex, upstreams)
+    }
+
+    private func compileGlobals(_ state: ConfigState) {
+        consumers = ConsumerIndex(state.consumers.values.map { PluginFactory.compileConsumer($0, state: pluginState) })
+        globalRules = state.globalRules.keys.sorted().compactMap { id in
+            var ctx = PluginCompileContext(owner: "global_rules/\(id)", state: pluginState)
+            let chain = PluginFactory.chain(state.globalRules[id]?.plugins ?? [:], &ctx)
+            return chain.isEmpty ? nil : chain
+        }
     }
 
     private func incremental(_ state: ConfigState, _ changes: [ConfigChange], _ router: Router) -> ConfigSnapshot? {
         // Services change hosts and upstreams of many routes: rebuild. So does a table whose
         // holes outnumber its routes.
-        if changes.contains(where: { $0.kind == .services }) || router.removedCount > max(1024, routeIndex.count) {
+        // Plugin state of deleted configs is swept on full compiles: one in 1,000 compiles
+        // is full, whatever changed.
+        compiles += 1
+        if changes.contains(where: { $0.kind == .services }) || router.removedCount > max(1024, routeIndex.count) || compiles % 1000 == 0 {
             return nil
         }
+        if changes.contains(where: { $0.kind == .consumers || $0.kind == .globalRules }) { compileGlobals(state) }
         var upstreams = previous
         var targets = self.targets
         var routeIndex = self.routeIndex
@@ -182,10 +226,14 @@ public final class SnapshotCompiler {
             targets.append(target)
             next += 1
         }
-        // Routes that reach a changed upstream keep their entry; their target is renewed.
-        if !changedUpstreams.isEmpty {
+        // Routes that reach a changed upstream or plugin config keep their entry; their
+        // target is renewed.
+        let changedPluginConfigs = Set(changes.filter { $0.kind == .pluginConfigs }.map(\.id))
+        if !changedUpstreams.isEmpty || !changedPluginConfigs.isEmpty {
             for (id, index) in routeIndex {
-                guard let key = targets[index].upstream?.key, changedUpstreams.contains(key) else { continue }
+                let viaUpstream = targets[index].upstream.map { changedUpstreams.contains($0.key) } ?? false
+                let viaPluginConfig = targets[index].pluginConfigID.map { changedPluginConfigs.contains($0) } ?? false
+                guard viaUpstream || viaPluginConfig else { continue }
                 if let (_, target) = compileRoute(id, state, index, &upstreams) { targets[index] = target }
             }
         }
@@ -200,6 +248,7 @@ public final class SnapshotCompiler {
         self.targets = targets
         self.routeIndex = routeIndex
         previous = upstreams
-        return ConfigSnapshot(version: version, router: router, targets: targets, upstreams: upstreams)
+        return ConfigSnapshot(
+            version: version, router: router, targets: targets, upstreams: upstreams, globalRules: globalRules, consumers: consumers)
     }
 }

@@ -2,6 +2,7 @@ import NIOCore
 import NIOHTTP1
 import SluiceBalancing
 import SluiceCore
+import SluicePlugins
 
 /// One request/response exchange on a client connection, from its head to its end.
 final class Exchange {
@@ -11,16 +12,31 @@ final class Exchange {
     /// Whether the client connection stays open after this exchange.
     var keepAlive: Bool
     /// The `Upgrade` value forwarded upstream (WebSocket), or nil.
-    let upgrade: String?
+    var upgrade: String?
     let expectContinue: Bool
     let startedAt: NIODeadline
 
-    // Proxying; nil for exchanges answered by the gateway itself.
-    let upstream: CompiledUpstream?
-    let balancer: Balancer?
-    let timeouts: Timeouts
+    // Proxying; nil for exchanges answered by the gateway itself (and until the plugins
+    // have run).
+    var upstream: CompiledUpstream?
+    var balancer: Balancer?
+    var timeouts: Timeouts
     var upstreamHead: HTTPRequestHead?
-    let hashKey: UInt64
+    var hashKey: UInt64
+
+    // Plugins: the run (nil when the route and global rules have none), what the response
+    // side does with the body, and what the log phase learns.
+    var plugins: PluginRun?
+    var requestBodyBytes = 0
+    var maxBodySize: Int?
+    enum BodyMode { case pass, collect, discard }
+    var bodyMode = BodyMode.pass
+    var heldHead: HTTPResponseHead?
+    var collected: [UInt8] = []
+    var status = 0
+    var upstreamStatus: Int?
+    var responseBytes = 0
+    var endedAt: NIODeadline?
 
     var tried: [Int] = []
     var node: Int?
@@ -75,6 +91,15 @@ final class Exchange {
         self.timeouts = timeouts
         self.upstreamHead = upstreamHead
         self.hashKey = hashKey
+    }
+
+    deinit {
+        guard let plugins else { return }
+        let end = endedAt ?? .now()
+        plugins.log(PluginLogInfo(
+            status: status, upstreamStatus: upstreamStatus, latencyNanos: UInt64(max(0, (end - startedAt).nanoseconds)),
+            upstreamLatencyNanos: nil, requestBytes: requestBodyBytes, responseBytes: responseBytes,
+            node: node.flatMap { n in upstream.map { $0.plan.nodes[n].address } }))
     }
 
     static func local(head: HTTPRequestHead, keepAlive: Bool) -> Exchange {

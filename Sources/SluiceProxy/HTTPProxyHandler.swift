@@ -3,6 +3,7 @@ import NIOHTTP1
 import NIOPosix
 import SluiceBalancing
 import SluiceCore
+import SluicePlugins
 import SluiceRouting
 
 /// The client side of the proxy: one per client connection, behind NIO's HTTP/1.1 decoder,
@@ -32,6 +33,9 @@ public final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
     /// Graceful shutdown asked this connection to close after its current exchange.
     private var quiescing = false
     static let maxQueuedParts = 64
+    /// The most a plugin that rewrites response bodies (response-rewrite filters, echo)
+    /// collects of an upstream body.
+    static let maxRewrittenBody = 16 << 20
     private var clientAddress = "0.0.0.0"
     private var clientIP: IPAddress?
     private var serverPort = 0
@@ -267,8 +271,68 @@ public final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
             return
         }
         let route = snapshot.targets[index]
+        let plan = ForwardPlan(
+            head: head, target: target, hostHeader: hostHeader, route: route, wantsUpgrade: wantsUpgrade, upgradeValue: upgradeValue)
+        if route.plugins.isEmpty && snapshot.globalRules.isEmpty {
+            let ex = Exchange(
+                head: head, keepAlive: keepAlive, upgrade: nil, upstream: nil, balancer: nil, timeouts: route.timeouts, upstreamHead: nil,
+                hashKey: 0)
+            exchange = ex
+            forward(ex, plan, nil)
+            return
+        }
+        let r = PluginRequest(
+            method: head.method, path: target.path, query: target.query, headers: head.headers, requestURI: head.uri, host: host,
+            remoteAddress: clientAddress, clientIP: clientIP, remotePort: variables.remotePort, serverAddress: variables.serverAddress,
+            serverPort: serverPort, scheme: loop.settings.scheme, routeID: route.routeID, serviceID: route.serviceID,
+            startNanos: NIODeadline.now().uptimeNanoseconds)
+        r.consumers = snapshot.consumers
+        let run = PluginRun(request: r, route: route.plugins, globals: snapshot.globalRules)
+        // The exchange exists while the plugins run, so that the request body waits in it.
+        let ex = Exchange(
+            head: head, keepAlive: keepAlive, upgrade: nil, upstream: nil, balancer: nil, timeouts: route.timeouts, upstreamHead: nil, hashKey: 0)
+        ex.plugins = run
+        exchange = ex
+        runPlugins(ex, plan)
+    }
+
+    /// What forwarding a routed request needs once its plugins have run.
+    struct ForwardPlan {
+        let head: HTTPRequestHead
+        let target: RequestPath
+        let hostHeader: String?
+        let route: RouteTarget
+        let wantsUpgrade: Bool
+        let upgradeValue: String?
+    }
+
+    private func runPlugins(_ ex: Exchange, _ plan: ForwardPlan) {
+        guard let run = ex.plugins else { return }
+        switch run.advance() {
+        case .done:
+            ex.maxBodySize = run.request.maxBodySize
+            if let max = ex.maxBodySize, ex.requestBodyBytes > max {
+                respondLocally(.payloadTooLarge, "request body too large", close: true)
+                return
+            }
+            forward(ex, plan, run.request)
+        case .respond(let reply):
+            respondWithReply(ex, reply)
+        case .delay(let nanos, let then):
+            guard let context else { return }
+            context.eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(Int64(min(nanos, UInt64(Int64.max))))) { [self] in
+                guard self.exchange === ex else { return }  // the client left meanwhile
+                if let then { self.respondWithReply(ex, then) } else { self.runPlugins(ex, plan) }
+            }
+        }
+    }
+
+    /// Routes the exchange to its upstream: the request as the plugins left it (method,
+    /// path, query, headers, Host), or as it came.
+    private func forward(_ ex: Exchange, _ plan: ForwardPlan, _ r: PluginRequest?) {
+        let route = plan.route
         guard let upstream = route.upstream, !upstream.plan.isEmpty else {
-            exchange = .local(head: head, keepAlive: keepAlive)
+            ex.local = true
             if route.upstream == nil {
                 respondLocally(.serviceUnavailable, "missing upstream configuration in Route or Service", close: false)
             } else {
@@ -277,7 +341,7 @@ public final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
             return
         }
         var forwardUpgrade: String? = nil
-        if wantsUpgrade, route.enableWebsocket, let u = upgradeValue, u.lowercased() == "websocket" {
+        if plan.wantsUpgrade, route.enableWebsocket, let u = plan.upgradeValue, u.lowercased() == "websocket" {
             forwardUpgrade = u
         }
         var hashKey: UInt64 = 0
@@ -286,21 +350,73 @@ public final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
             hashKey = StableHash.hash(value)
         }
         let upstreamHost: String
-        switch upstream.config.passHost {
-        case .pass: upstreamHost = hostHeader ?? ""
-        case .rewrite: upstreamHost = upstream.config.upstreamHost ?? hostHeader ?? ""
-        case .node: upstreamHost = ""  // set per node at connect time
+        if let h = r?.upstreamHost {
+            upstreamHost = h
+        } else {
+            switch upstream.config.passHost {
+            case .pass: upstreamHost = plan.hostHeader ?? ""
+            case .rewrite: upstreamHost = upstream.config.upstreamHost ?? plan.hostHeader ?? ""
+            case .node: upstreamHost = ""  // set per node at connect time
+            }
         }
-        let upstreamHead = HeaderRules.upstreamHead(
+        var head = plan.head
+        var target = plan.target
+        var address = clientAddress
+        if let r {
+            head.method = r.method
+            head.headers = r.headers
+            target = RequestPath(path: r.path, query: r.query, authority: nil)
+            address = r.remoteAddress
+        }
+        ex.upstreamHead = HeaderRules.upstreamHead(
             head, target: target,
-            client: .init(address: clientAddress, hostHeader: hostHeader, scheme: loop.settings.scheme, serverPort: serverPortText),
+            client: .init(address: address, hostHeader: plan.hostHeader, scheme: loop.settings.scheme, serverPort: serverPortText),
             host: upstreamHost, upgrade: forwardUpgrade)
-        let ex = Exchange(
-            head: head, keepAlive: keepAlive, upgrade: forwardUpgrade, upstream: upstream,
-            balancer: loop.balancer(for: upstream), timeouts: route.timeouts, upstreamHead: upstreamHead,
-            hashKey: hashKey)
-        exchange = ex
+        ex.upgrade = forwardUpgrade
+        ex.upstream = upstream
+        ex.balancer = loop.balancer(for: upstream)
+        ex.hashKey = hashKey
         acquireUpstream(ex, fresh: false)
+    }
+
+    /// A plugin's own response (an authentication refusal, a redirect, a mock): the header
+    /// filters run on it as on an upstream response.
+    private func respondWithReply(_ ex: Exchange, _ reply: PluginReply) {
+        guard let context else { return }
+        ex.local = true
+        ex.pendingBody.removeAll()
+        ex.pendingBytes = 0
+        var headers = HTTPHeaders(reply.headers)
+        var body = reply.body
+        var status = reply.status
+        if let run = ex.plugins {
+            var response = PluginResponse(status: reply.status, headers: headers)
+            run.headerFilters(&response)
+            headers = response.headers
+            status = response.status
+            if response.bodyRewritten { body = run.transformBody(body) }
+        }
+        headers.replaceOrAdd(name: "Content-Length", value: String(body.count))
+        headers.replaceOrAdd(name: "Server", value: LocalResponse.server)
+        if !ex.keepAlive { headers.replaceOrAdd(name: "Connection", value: "close") }
+        ex.status = status
+        ex.responseBytes = body.count
+        ex.responseStarted = true
+        ex.responseEnded = true
+        ex.endedAt = .now()
+        let version = ex.clientVersion.minor == 0 ? HTTPVersion.http1_0 : .http1_1
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: version, status: HTTPResponseStatus(statusCode: status), headers: headers))), promise: nil)
+        if !body.isEmpty && ex.method != .HEAD {
+            context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: body)))), promise: nil)
+        }
+        if !ex.keepAlive {
+            exchange = nil
+            context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+        } else {
+            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+            if ex.requestEnded { finishExchange(ex) }
+        }
+        resumeReadsIfPossible()
     }
 
     /// `Host` as the router compares it: lower case, without the port.
@@ -317,6 +433,11 @@ public final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
 
     private func requestBody(_ buffer: ByteBuffer) {
         guard let ex = exchange, !ex.local else { return }
+        ex.requestBodyBytes += buffer.readableBytes
+        if let max = ex.maxBodySize, ex.requestBodyBytes > max {
+            bodyTooLarge(ex)
+            return
+        }
         if let conn = ex.connection {
             conn.write(.body(.byteBuffer(buffer)))
             ex.bodyForwarded = true
@@ -325,6 +446,24 @@ public final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
         } else {
             ex.pendingBody.append(buffer)
             ex.pendingBytes += buffer.readableBytes
+        }
+    }
+
+    /// client-control's limit, found while the body streams: the upstream exchange is
+    /// abandoned and the client gets 413 (or, if its response already started, a close).
+    private func bodyTooLarge(_ ex: Exchange) {
+        if let conn = ex.connection {
+            ex.connection = nil
+            conn.close()
+            if let node = ex.node { ex.balancer?.release(node) }
+        }
+        if ex.responseStarted {
+            exchange = nil
+            context?.close(promise: nil)
+        } else {
+            ex.pendingBody.removeAll()
+            ex.pendingBytes = 0
+            respondLocally(.payloadTooLarge, "request body too large", close: true)
         }
     }
 
@@ -492,15 +631,60 @@ public final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
             }
             var out = HeaderRules.downstreamHead(head, close: !ex.keepAlive, upgrade: false)
             if ex.clientVersion.minor == 0 { out.version = .http1_0 }
+            ex.upstreamStatus = Int(head.status.code)
+            ex.bodyMode = .pass
+            ex.heldHead = nil
+            ex.collected = []
+            if let run = ex.plugins, run.hasResponseWork {
+                var response = PluginResponse(status: Int(out.status.code), headers: out.headers)
+                run.headerFilters(&response)
+                out.status = HTTPResponseStatus(statusCode: response.status)
+                out.headers = response.headers
+                if response.bodyRewritten && ex.method != .HEAD && out.status.mayHaveResponseBody {
+                    // The head waits for the body, which the plugins rewrite whole.
+                    ex.bodyMode = response.upstreamBodyUnused ? .discard : .collect
+                    ex.heldHead = out
+                    ex.status = response.status
+                    return
+                }
+            }
+            ex.status = Int(out.status.code)
             ex.responseStarted = true
             context.write(wrapOutboundOut(.head(out)), promise: nil)
         case .body(let buffer):
-            context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+            switch ex.bodyMode {
+            case .pass:
+                ex.responseBytes += buffer.readableBytes
+                context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+            case .discard:
+                break
+            case .collect:
+                ex.collected += buffer.readableBytesView
+                if ex.collected.count > Self.maxRewrittenBody {
+                    ex.connection = nil
+                    conn.close()
+                    if let node = ex.node { ex.balancer?.release(node) }
+                    ex.local = true
+                    respondLocally(.badGateway, "the upstream response is too large for the plugins that rewrite it", close: !ex.requestEnded)
+                }
+            }
         case .end(let trailers):
             if let switching = ex.switchingHead {
                 startTunnel(ex, switching, conn, context)
                 return
             }
+            if var held = ex.heldHead, let run = ex.plugins {
+                let body = run.transformBody(ex.bodyMode == .collect ? ex.collected : [])
+                ex.collected = []
+                ex.heldHead = nil
+                held.headers.remove(name: "transfer-encoding")
+                held.headers.replaceOrAdd(name: "Content-Length", value: String(body.count))
+                ex.responseStarted = true
+                ex.responseBytes = body.count
+                context.write(wrapOutboundOut(.head(held)), promise: nil)
+                if !body.isEmpty { context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: body)))), promise: nil) }
+            }
+            ex.endedAt = .now()
             ex.responseEnded = true
             ex.connection = nil
             if let node = ex.node {
@@ -652,6 +836,8 @@ public final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
         ex.local = true
         ex.responseStarted = true
         ex.responseEnded = true
+        ex.status = Int(status.code)
+        ex.endedAt = .now()
         writeLocal(status: status, message: message, close: !ex.keepAlive, version: ex.clientVersion)
         if !ex.keepAlive {
             exchange = nil

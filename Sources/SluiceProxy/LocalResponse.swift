@@ -3,12 +3,13 @@ import NIOHTTP1
 
 /// Responses the gateway writes itself: `{"error_msg": "..."}` with the status.
 enum LocalResponse {
+    static let server = "sluice"
     static func head(status: HTTPResponseStatus, bodyLength: Int, close: Bool, version: HTTPVersion) -> HTTPResponseHead {
         var headers = HTTPHeaders()
         headers.reserveCapacity(4)
         headers.add(name: "Content-Type", value: "application/json")
         headers.add(name: "Content-Length", value: String(bodyLength))
-        headers.add(name: "Server", value: "sluice")
+        headers.add(name: "Server", value: server)
         if close { headers.add(name: "Connection", value: "close") }
         return HTTPResponseHead(version: version.major == 1 && version.minor == 0 ? .http1_0 : .http1_1, status: status, headers: headers)
     }

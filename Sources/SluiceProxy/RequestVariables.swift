@@ -41,6 +41,7 @@ final class HTTPRequestVariables: RequestVariableSource {
         case .requestMethod: return head.method.rawValue
         case .scheme: return scheme
         case .queryString: return path.query
+        case .consumerName, .routeID, .serviceID, .status: return nil  // not known while routing
         }
     }
 

@@ -1,0 +1,270 @@
+import NIOHTTP1
+import SluiceCore
+
+/// A consumer ready for authentication lookups, with its own plugins compiled.
+public final class CompiledConsumer: Sendable {
+    public let username: String
+    public let labels: [String: String]
+    /// The consumer's credentials by auth plugin name (validated, defaults filled).
+    public let credentials: [String: JSONValue]
+    /// Its non-authentication plugins, merged over the route's after it authenticates.
+    public let chain: PluginChain
+
+    public init(username: String, labels: [String: String], credentials: [String: JSONValue], chain: PluginChain) {
+        self.username = username
+        self.labels = labels
+        self.credentials = credentials
+        self.chain = chain
+    }
+}
+
+/// Consumers by credential, built once per snapshot: key-auth keys, basic-auth usernames.
+public final class ConsumerIndex: Sendable {
+    public let byUsername: [String: CompiledConsumer]
+    let byKey: [String: CompiledConsumer]
+    let byBasicUser: [String: CompiledConsumer]
+
+    public init(_ consumers: [CompiledConsumer]) {
+        var names: [String: CompiledConsumer] = [:]
+        var keys: [String: CompiledConsumer] = [:]
+        var basic: [String: CompiledConsumer] = [:]
+        for c in consumers.sorted(by: { $0.username < $1.username }) {
+            names[c.username] = c
+            if let k = c.credentials["key-auth"]?["key"]?.stringValue, keys[k] == nil { keys[k] = c }
+            if let u = c.credentials["basic-auth"]?["username"]?.stringValue, basic[u] == nil { basic[u] = c }
+        }
+        byUsername = names
+        byKey = keys
+        byBasicUser = basic
+    }
+
+    public static let empty = ConsumerIndex([])
+}
+
+/// One request as the plugins see and change it: method, path, query and headers become
+/// the upstream request; the consumer is set by authentication; response headers are
+/// added on the way back. Made only for requests whose route (or a global rule) has
+/// plugins.
+public final class PluginRequest: RequestVariableSource {
+    public var method: HTTPMethod
+    /// The routed (normalized) path; a rewrite changes what the upstream receives.
+    public var path: String
+    /// The query without `?`.
+    public var query: String?
+    /// The request's headers, which go to the upstream (after the proxy's own rules).
+    public var headers: HTTPHeaders
+    /// The Host the upstream receives, when a plugin sets it (proxy-rewrite `host`).
+    public var upstreamHost: String?
+    /// The request target as the client sent it.
+    public let requestURI: String
+    public let host: String?
+    public var remoteAddress: String
+    public var clientIP: IPAddress?
+    public let remotePort: Int
+    public let serverAddress: String
+    public let serverPort: Int
+    public let scheme: String
+    public let routeID: String
+    public let serviceID: String?
+    public let startNanos: UInt64
+    /// Set by an authentication plugin.
+    public var consumer: CompiledConsumer?
+    /// The snapshot's consumers, for authentication plugins.
+    public var consumers: ConsumerIndex = .empty
+    /// The response status, known in the response phases.
+    public var status: Int?
+    /// Headers to add to the response (limit-count quota, request-id), applied before the
+    /// header filters run, or to a plugin's own reply.
+    public var responseHeaders: [(String, String)] = []
+    /// The largest request body allowed (client-control); the proxy counts streamed bytes.
+    public var maxBodySize: Int?
+    /// Per-request values plugins leave for their later phases, by plugin instance.
+    var scratch: [ObjectIdentifier: Any] = [:]
+
+    public init(
+        method: HTTPMethod, path: String, query: String?, headers: HTTPHeaders, requestURI: String, host: String?, remoteAddress: String,
+        clientIP: IPAddress?, remotePort: Int, serverAddress: String, serverPort: Int, scheme: String, routeID: String, serviceID: String?,
+        startNanos: UInt64
+    ) {
+        self.method = method
+        self.path = path
+        self.query = query
+        self.headers = headers
+        self.requestURI = requestURI
+        self.host = host
+        self.remoteAddress = remoteAddress
+        self.clientIP = clientIP
+        self.remotePort = remotePort
+        self.serverAddress = serverAddress
+        self.serverPort = serverPort
+        self.scheme = scheme
+        self.routeID = routeID
+        self.serviceID = serviceID
+        self.startNanos = startNanos
+    }
+
+    public func value(of variable: RequestVariable) -> String? {
+        switch variable {
+        case .header(let name):
+            let values = headers[name]
+            if values.isEmpty { return nil }
+            return values.count == 1 ? values[0] : values.joined(separator: ", ")
+        case .arg(let name):
+            guard let query else { return nil }
+            return PercentDecoding.queryPairs(Substring(query)).first { $0.name == name }?.value
+        case .cookie(let name): return Self.cookie(name, in: headers)
+        case .uri: return path
+        case .requestURI: return requestURI
+        case .host: return host
+        case .remoteAddr: return remoteAddress
+        case .remotePort: return String(remotePort)
+        case .serverAddr: return serverAddress
+        case .serverPort: return String(serverPort)
+        case .requestMethod: return method.rawValue
+        case .scheme: return scheme
+        case .queryString: return query
+        case .consumerName: return consumer?.username
+        case .routeID: return routeID
+        case .serviceID: return serviceID
+        case .status: return status.map(String.init)
+        }
+    }
+
+    static func cookie(_ name: String, in headers: HTTPHeaders) -> String? {
+        for header in headers["cookie"] {
+            for pair in header.split(separator: ";") {
+                let trimmed = pair.drop(while: { $0 == " " })
+                if let eq = trimmed.firstIndex(of: "="), trimmed[..<eq] == name {
+                    return String(trimmed[trimmed.index(after: eq)...])
+                }
+            }
+        }
+        return nil
+    }
+
+    /// The value of `$name` / `${name}` variables in plugin templates; unknown names are "".
+    func variable(_ name: Substring) -> String {
+        guard let v = RequestVariable(name: String(name)) else { return "" }
+        return value(of: v) ?? ""
+    }
+
+    /// The query with one argument removed (hide_credentials).
+    func removeQueryArgument(_ name: String) {
+        guard let q = query else { return }
+        let kept = q.split(separator: "&", omittingEmptySubsequences: true).filter { part in
+            let key = part.split(separator: "=", maxSplits: 1).first.map { PercentDecoding.decode($0) } ?? ""
+            return key != name
+        }
+        query = kept.isEmpty ? nil : kept.joined(separator: "&")
+    }
+}
+
+/// A string with `$var` / `${var}` references, parsed once.
+struct Template: Sendable {
+    enum Part: Sendable {
+        case literal(String)
+        case variable(String)
+    }
+    let parts: [Part]
+    let isLiteral: Bool
+
+    init(_ text: String) {
+        var parts: [Part] = []
+        var literal = ""
+        var i = text.startIndex
+        while i < text.endIndex {
+            let c = text[i]
+            if c == "\\", text.index(after: i) < text.endIndex, text[text.index(after: i)] == "$" {
+                literal.append("$")
+                i = text.index(i, offsetBy: 2)
+                continue
+            }
+            if c == "$" {
+                var j = text.index(after: i)
+                var braced = false
+                if j < text.endIndex, text[j] == "{" {
+                    braced = true
+                    j = text.index(after: j)
+                }
+                let start = j
+                while j < text.endIndex, text[j].isLetter || text[j].isNumber || text[j] == "_" { j = text.index(after: j) }
+                if j > start, !braced || (j < text.endIndex && text[j] == "}") {
+                    if !literal.isEmpty { parts.append(.literal(literal)); literal = "" }
+                    parts.append(.variable(String(text[start..<j])))
+                    i = braced ? text.index(after: j) : j
+                    continue
+                }
+            }
+            literal.append(c)
+            i = text.index(after: i)
+        }
+        if !literal.isEmpty { parts.append(.literal(literal)) }
+        self.parts = parts
+        self.isLiteral = !parts.contains { if case .variable = $0 { return true } else { return false } }
+    }
+
+    func render(_ r: PluginRequest) -> String {
+        if isLiteral, parts.count <= 1 {
+            if case .literal(let s)? = parts.first { return s }
+            return ""
+        }
+        var out = ""
+        for p in parts {
+            switch p {
+            case .literal(let s): out += s
+            case .variable(let name): out += r.variable(Substring(name))
+            }
+        }
+        return out
+    }
+}
+
+/// Header actions of proxy-rewrite and response-rewrite: add, then set, then remove.
+struct HeaderActions: Sendable {
+    var add: [(String, Template)] = []
+    var set: [(String, Template)] = []
+    var remove: [String] = []
+
+    /// From `{add: {..}, set: {..}, remove: [..]}`, or a flat object meaning `set`.
+    init(_ value: JSONValue?, addAsList: Bool = false) {
+        guard case .object(let o)? = value else { return }
+        func pairs(_ v: JSONValue?) -> [(String, Template)] {
+            guard case .object(let m)? = v else { return [] }
+            return m.keys.sorted().map { k in (k, Template(Self.text(m[k]!))) }
+        }
+        if o["add"] != nil || o["set"] != nil || o["remove"] != nil {
+            if addAsList {
+                for item in o["add"]?.arrayValue ?? [] {
+                    guard let s = item.stringValue, let colon = s.firstIndex(of: ":") else { continue }
+                    add.append((String(s[..<colon]), Template(String(s[s.index(after: colon)...]).trimmingWhitespace())))
+                }
+            } else {
+                add = pairs(o["add"])
+            }
+            set = pairs(o["set"])
+            remove = (o["remove"]?.arrayValue ?? []).compactMap(\.stringValue)
+        } else {
+            set = pairs(value)
+        }
+    }
+
+    static func text(_ v: JSONValue) -> String {
+        switch v {
+        case .string(let s): return s
+        case .int(let i): return String(i)
+        case .double(let d): return String(d)
+        default: return v.serialized()
+        }
+    }
+
+    var isEmpty: Bool { add.isEmpty && set.isEmpty && remove.isEmpty }
+
+    func apply(_ headers: inout HTTPHeaders, _ r: PluginRequest) {
+        for (k, t) in add { headers.add(name: k, value: t.render(r)) }
+        for (k, t) in set {
+            let v = t.render(r)
+            if v.isEmpty { headers.remove(name: k) } else { headers.replaceOrAdd(name: k, value: v) }
+        }
+        for k in remove { headers.remove(name: k) }
+    }
+}

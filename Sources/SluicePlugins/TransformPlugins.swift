@@ -1,0 +1,363 @@
+import NIOHTTP1
+import SluiceCore
+
+/// request-id: gives each request an id (unless the client sent one) in a header, to the
+/// upstream and back in the response.
+final class RequestIDPlugin: HTTPPlugin {
+    static let name = "request-id"
+    static let nanoidAlphabet = Array("useandom-26T198340PX75pxJACKVERYMINDBUSHWOLF_GQZbfghjklqvwyzrict")
+    let header: String
+    let includeInResponse: Bool
+    let algorithm: String
+    let rangeLength: Int
+    let rangeCharset: [Character]
+
+    init(_ c: JSONValue) {
+        header = c["header_name"]?.stringValue ?? "X-Request-Id"
+        includeInResponse = c["include_in_response"] != false
+        algorithm = c["algorithm"]?.stringValue ?? "uuid"
+        rangeLength = Int(c["range_id"]?["length"]?.intValue ?? 16)
+        rangeCharset = Array(c["range_id"]?["char_set"]?.stringValue ?? "abcdefghijklmnopqrstuvwxyzABCDEFGHIGKLMNOPQRSTUVWXYZ0123456789")
+    }
+
+    var hasResponsePhases: Bool { includeInResponse }
+
+    static func uuid() -> String {
+        var g = SystemRandomNumberGenerator()
+        var bytes = (0..<16).map { _ in UInt8.random(in: 0...255, using: &g) }
+        bytes[6] = (bytes[6] & 0x0F) | 0x40
+        bytes[8] = (bytes[8] & 0x3F) | 0x80
+        let hex = bytes.map { b -> String in
+            let s = String(b, radix: 16)
+            return s.count == 1 ? "0" + s : s
+        }.joined()
+        let h = Array(hex)
+        return "\(String(h[0..<8]))-\(String(h[8..<12]))-\(String(h[12..<16]))-\(String(h[16..<20]))-\(String(h[20..<32]))"
+    }
+
+    func generate() -> String {
+        switch algorithm {
+        case "nanoid": return String((0..<21).map { _ in Self.nanoidAlphabet.randomElement()! })
+        case "range_id": return String((0..<rangeLength).map { _ in rangeCharset.randomElement() ?? "x" })
+        default: return Self.uuid()
+        }
+    }
+
+    func rewrite(_ r: PluginRequest) -> PluginAction {
+        var id = r.headers.first(name: header) ?? ""
+        if id.isEmpty {
+            id = generate()
+            r.headers.replaceOrAdd(name: header, value: id)
+        }
+        r.scratch[ObjectIdentifier(self)] = id
+        return .next
+    }
+
+    func headerFilter(_ r: PluginRequest, _ response: inout PluginResponse) {
+        guard includeInResponse, let id = r.scratch[ObjectIdentifier(self)] as? String, !response.headers.contains(name: header) else { return }
+        response.headers.add(name: header, value: id)
+    }
+}
+
+/// Whether a fault with `percentage` and `vars` applies to this request.
+private func faultApplies(_ percentage: Int?, _ vars: VarsExpression?, _ r: PluginRequest) -> Bool {
+    if let vars, !vars.evaluate(r) { return false }
+    if let p = percentage { return Int.random(in: 1...100) <= p }
+    return true
+}
+
+/// fault-injection: delays and aborts, each for a share of requests and/or requests
+/// matching `vars`: the delay first, then the abort.
+final class FaultInjectionPlugin: HTTPPlugin {
+    static let name = "fault-injection"
+    let abortStatus: Int?
+    let abortBody: Template?
+    let abortHeaders: [(String, Template)]
+    let abortPercentage: Int?
+    let abortVars: VarsExpression?
+    let delayNanos: UInt64?
+    let delayPercentage: Int?
+    let delayVars: VarsExpression?
+
+    init(_ c: JSONValue) {
+        let a = c["abort"]
+        abortStatus = a?["http_status"]?.intValue.map(Int.init)
+        abortBody = a?["body"]?.stringValue.map(Template.init)
+        abortHeaders = (a?["headers"]?.objectValue ?? [:]).sorted { $0.key < $1.key }.map { ($0.key, Template(HeaderActions.text($0.value))) }
+        abortPercentage = a?["percentage"]?.intValue.map(Int.init)
+        abortVars = a?["vars"].flatMap { try? VarsExpression.parse($0, path: "") }
+        let d = c["delay"]
+        delayNanos = d?["duration"]?.doubleValue.map { UInt64($0 * 1e9) }
+        delayPercentage = d?["percentage"]?.intValue.map(Int.init)
+        delayVars = d?["vars"].flatMap { try? VarsExpression.parse($0, path: "") }
+    }
+
+    func rewrite(_ r: PluginRequest) -> PluginAction {
+        var reply: PluginReply? = nil
+        if let abortStatus, faultApplies(abortPercentage, abortVars, r) {
+            reply = PluginReply(status: abortStatus, headers: abortHeaders.map { ($0.0, $0.1.render(r)) }, body: Array((abortBody?.render(r) ?? "").utf8))
+        }
+        if let delayNanos, delayNanos > 0, faultApplies(delayPercentage, delayVars, r) {
+            return .delay(nanoseconds: delayNanos, then: reply)
+        }
+        if let reply { return .respond(reply) }
+        return .next
+    }
+}
+
+/// mocking: answers from the gateway with an example, or data generated from a JSON schema.
+final class MockingPlugin: HTTPPlugin {
+    static let name = "mocking"
+    let status: Int
+    let contentType: String
+    let example: Template?
+    let schema: JSONValue?
+    let delayNanos: UInt64
+    let headers: [(String, String)]
+
+    init(_ c: JSONValue) {
+        status = Int(c["response_status"]?.intValue ?? 200)
+        contentType = c["content_type"]?.stringValue ?? "application/json;charset=utf8"
+        example = c["response_example"]?.stringValue.map(Template.init)
+        schema = c["response_schema"]
+        delayNanos = UInt64(c["delay"]?.intValue ?? 0) * 1_000_000_000
+        var h: [(String, String)] = [("Content-Type", contentType)]
+        if c["with_mock_header"] != false { h.append(("x-mock-by", "Sluice")) }
+        for (k, v) in (c["response_headers"]?.objectValue ?? [:]).sorted(by: { $0.key < $1.key }) { h.append((k, HeaderActions.text(v))) }
+        headers = h
+    }
+
+    func access(_ r: PluginRequest) -> PluginAction {
+        let body: String
+        if let example {
+            body = example.render(r)
+        } else if let schema {
+            let data = Self.generate(schema, depth: 0)
+            let main = contentType.split(separator: ";").first.map { String($0).trimmingWhitespace().lowercased() } ?? ""
+            body = main.hasSuffix("xml") ? "<data>\(Self.xml(data))</data>" : data.serialized()
+        } else {
+            body = ""
+        }
+        let reply = PluginReply(status: status, headers: headers, body: Array(body.utf8))
+        return delayNanos > 0 ? .delay(nanoseconds: delayNanos, then: reply) : .respond(reply)
+    }
+
+    /// A value of the schema's shape; `example` values are used as given.
+    static func generate(_ schema: JSONValue, depth: Int) -> JSONValue {
+        if let e = schema["example"] { return e }
+        switch schema["type"]?.stringValue ?? "object" {
+        case "string": return .string(String((0..<8).map { _ in "abcdefghijklmnopqrstuvwxyz".randomElement()! }))
+        case "integer": return .int(Int64.random(in: 0...1000))
+        case "number": return .double(Double(Int.random(in: 0...100_000)) / 100)
+        case "boolean": return .bool(Bool.random())
+        case "array":
+            guard depth < 8, let items = schema["items"] else { return [] }
+            return .array((0..<Int.random(in: 1...3)).map { _ in generate(items, depth: depth + 1) })
+        default:
+            var o: [String: JSONValue] = [:]
+            if depth < 8 { for (k, v) in schema["properties"]?.objectValue ?? [:] { o[k] = generate(v, depth: depth + 1) } }
+            return .object(o)
+        }
+    }
+
+    static func xml(_ v: JSONValue) -> String {
+        switch v {
+        case .object(let o): return o.keys.sorted().map { "<\($0)>\(xml(o[$0]!))</\($0)>" }.joined()
+        case .array(let a): return a.map { "<item>\(xml($0))</item>" }.joined()
+        case .string(let s): return s.replacing("&", with: "&amp;").replacing("<", with: "&lt;").replacing(">", with: "&gt;")
+        default: return v.serialized()
+        }
+    }
+}
+
+/// proxy-rewrite: what the upstream receives: URI (a template, or regex rewrites), method,
+/// Host, and headers.
+final class ProxyRewritePlugin: HTTPPlugin {
+    static let name = "proxy-rewrite"
+    let uri: Template?
+    let regexURI: [(CompiledRegex, String)]
+    let method: HTTPMethod?
+    let host: String?
+    let headers: HeaderActions
+
+    init(_ c: JSONValue) {
+        uri = c["uri"]?.stringValue.map(Template.init)
+        var pairs: [(CompiledRegex, String)] = []
+        let list = (c["regex_uri"]?.arrayValue ?? []).compactMap(\.stringValue)
+        var i = 0
+        while i + 1 < list.count {
+            if let re = try? CompiledRegex(list[i]) { pairs.append((re, list[i + 1])) }
+            i += 2
+        }
+        regexURI = pairs
+        method = c["method"]?.stringValue.map { HTTPMethod(rawValue: $0) }
+        host = c["host"]?.stringValue
+        headers = HeaderActions(c["headers"])
+    }
+
+    func rewrite(_ r: PluginRequest) -> PluginAction {
+        var newURI: String? = nil
+        if let uri {
+            newURI = uri.render(r)
+        } else {
+            for (re, template) in regexURI {
+                if let out = re.replaceFirst(in: r.path, with: template) {
+                    newURI = out
+                    break
+                }
+            }
+        }
+        if let newURI {
+            // The client's query string follows the new URI's own.
+            if let q = newURI.firstIndex(of: "?") {
+                let own = String(newURI[newURI.index(after: q)...])
+                r.path = String(newURI[..<q])
+                r.query = [own, r.query].compactMap { $0 }.filter { !$0.isEmpty }.joined(separator: "&")
+                if r.query?.isEmpty == true { r.query = nil }
+            } else {
+                r.path = newURI
+            }
+        }
+        if let method { r.method = method }
+        if let host { r.upstreamHost = host }
+        if !headers.isEmpty { headers.apply(&r.headers, r) }
+        return .next
+    }
+}
+
+/// redirect: answers with a Location: to https, to a URI template, or to a regex rewrite of
+/// the path.
+final class RedirectPlugin: HTTPPlugin {
+    static let name = "redirect"
+    let httpToHTTPS: Bool
+    let uri: Template?
+    let regexURI: (CompiledRegex, String)?
+    let code: Int
+    let encodeURI: Bool
+    let appendQuery: Bool
+
+    init(_ c: JSONValue) {
+        httpToHTTPS = c["http_to_https"] == true
+        uri = c["uri"]?.stringValue.map(Template.init)
+        if let list = c["regex_uri"]?.arrayValue, list.count == 2, let p = list[0].stringValue, let t = list[1].stringValue, let re = try? CompiledRegex(p) {
+            regexURI = (re, t)
+        } else {
+            regexURI = nil
+        }
+        code = Int(c["ret_code"]?.intValue ?? 302)
+        encodeURI = c["encode_uri"] == true
+        appendQuery = c["append_query_string"] == true
+    }
+
+    func rewrite(_ r: PluginRequest) -> PluginAction {
+        if httpToHTTPS {
+            guard r.scheme == "http" else { return .next }
+            let status = r.method == .GET || r.method == .HEAD ? 301 : 308
+            return .respond(PluginReply(status: status, headers: [("Location", "https://\(r.host ?? "")\(r.requestURI)")]))
+        }
+        var target: String
+        if let uri {
+            target = uri.render(r)
+        } else if let (re, template) = regexURI, let out = re.replaceFirst(in: r.path, with: template) {
+            target = out
+        } else {
+            return .next
+        }
+        if encodeURI { target = Self.encode(target) }
+        if appendQuery, let q = r.query, !q.isEmpty { target += (target.contains("?") ? "&" : "?") + q }
+        return .respond(PluginReply(status: code, headers: [("Location", target)]))
+    }
+
+    /// Percent-encodes what may not appear in a URI, keeping its structure characters.
+    static func encode(_ s: String) -> String {
+        var out = ""
+        for b in s.utf8 {
+            let c = Character(Unicode.Scalar(b))
+            if b < 0x80, c.isLetter || c.isNumber || "-._~:/?#[]@!$&'()*+,;=%".contains(c) {
+                out.append(c)
+            } else {
+                out += "%" + (b < 16 ? "0" : "") + String(b, radix: 16, uppercase: true)
+            }
+        }
+        return out
+    }
+}
+
+/// response-rewrite: the status, headers and body the client gets, when `vars` (which may
+/// name `status`) match.
+final class ResponseRewritePlugin: HTTPPlugin {
+    static let name = "response-rewrite"
+    let status: Int?
+    let body: [UInt8]?
+    let headers: HeaderActions
+    let vars: VarsExpression?
+    let filters: [(CompiledRegex, String, Bool)]
+
+    init(_ c: JSONValue) {
+        status = c["status_code"]?.intValue.map(Int.init)
+        if let b = c["body"]?.stringValue {
+            body = c["body_base64"] == true ? (Base64.decode(b) ?? []) : Array(b.utf8)
+        } else {
+            body = nil
+        }
+        headers = HeaderActions(c["headers"], addAsList: true)
+        vars = c["vars"].flatMap { try? VarsExpression.parse($0, path: "") }
+        filters = (c["filters"]?.arrayValue ?? []).compactMap { f in
+            guard let p = f["regex"]?.stringValue, let re = try? CompiledRegex(p, caseInsensitive: (f["options"]?.stringValue ?? "").contains("i")) else { return nil }
+            return (re, f["replace"]?.stringValue ?? "", f["scope"]?.stringValue == "global")
+        }
+    }
+
+    var hasResponsePhases: Bool { true }
+
+    func headerFilter(_ r: PluginRequest, _ response: inout PluginResponse) {
+        if let vars, !vars.evaluate(r) { return }
+        r.scratch[ObjectIdentifier(self)] = true
+        if let status { response.status = status }
+        if body != nil || !filters.isEmpty {
+            response.bodyRewritten = true
+            if body != nil { response.upstreamBodyUnused = true }
+            response.headers.remove(name: "content-length")
+            response.headers.remove(name: "content-encoding")
+        }
+        if !headers.isEmpty { headers.apply(&response.headers, r) }
+    }
+
+    func transformBody(_ r: PluginRequest, _ original: [UInt8]) -> [UInt8] {
+        guard r.scratch[ObjectIdentifier(self)] != nil else { return original }
+        if let body { return body }
+        // Filters are regular expressions over text: a body that is not UTF-8 passes as it is.
+        guard !filters.isEmpty, var text = String(validating: original, as: UTF8.self) else { return original }
+        for (re, replacement, global) in filters {
+            text = global ? re.replaceAll(in: text, with: replacement) : (re.replaceFirst(in: text, with: replacement) ?? text)
+        }
+        return Array(text.utf8)
+    }
+}
+
+/// echo: a body of the gateway's own, or text before and after the upstream's.
+final class EchoPlugin: HTTPPlugin {
+    static let name = "echo"
+    let before: [UInt8]
+    let body: [UInt8]?
+    let after: [UInt8]
+    let headers: [(String, String)]
+
+    init(_ c: JSONValue) {
+        before = Array((c["before_body"]?.stringValue ?? "").utf8)
+        body = c["body"]?.stringValue.map { Array($0.utf8) }
+        after = Array((c["after_body"]?.stringValue ?? "").utf8)
+        headers = (c["headers"]?.objectValue ?? [:]).sorted { $0.key < $1.key }.map { ($0.key, HeaderActions.text($0.value)) }
+    }
+
+    var hasResponsePhases: Bool { true }
+
+    func headerFilter(_ r: PluginRequest, _ response: inout PluginResponse) {
+        response.bodyRewritten = true
+        if body != nil { response.upstreamBodyUnused = true }
+        response.headers.remove(name: "content-length")
+        for (k, v) in headers { response.headers.replaceOrAdd(name: k, value: v) }
+    }
+
+    func transformBody(_ r: PluginRequest, _ original: [UInt8]) -> [UInt8] { before + (body ?? original) + after }
+}
