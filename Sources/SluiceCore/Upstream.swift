@@ -165,9 +165,6 @@ public struct Upstream: Sendable, Hashable {
             if u.hashOn == .vars, let key = u.key, RequestVariable(name: key) == nil {
                 throw ConfigError(path: r.path("key"), "unknown variable \"\(key)\" for hash_on vars")
             }
-            if u.hashOn == .consumer {
-                throw ConfigError(path: r.path("hash_on"), "\"consumer\" needs authentication plugins, which this build does not have yet")
-            }
         }
         u.retries = try r.int("retries", range: 0...Int64(Int32.max))
         u.retryTimeout = try r.number("retry_timeout", min: 0) ?? 0

@@ -346,7 +346,10 @@ public final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
         }
         var hashKey: UInt64 = 0
         if upstream.config.type == .chash {
-            let value = upstream.hashKeyVariable.flatMap { variables.value(of: $0) } ?? clientAddress
+            // hash_on consumer: the authenticated consumer's name, else the client address.
+            let value = upstream.config.hashOn == .consumer
+                ? (r?.consumer?.username ?? clientAddress)
+                : (upstream.hashKeyVariable.flatMap { variables.value(of: $0) } ?? clientAddress)
             hashKey = StableHash.hash(value)
         }
         let upstreamHost: String

@@ -342,6 +342,26 @@ import Testing
         await s.stop()
     }
 
+    /// chash with hash_on consumer: each consumer sticks to one node.
+    @Test func consistentHashOnTheConsumer() async throws {
+        let b = try await startUpstream("b")
+        let c = try await startUpstream("c")
+        let consumers = (1...6).map { #"{"username":"u\#($0)","plugins":{"key-auth":{"key":"k\#($0)"}}}"# }.joined(separator: ",")
+        let s = try await Setup.start(
+            #"{"routes":[{"id":"r1","uri":"/*","plugins":{"key-auth":{}},"upstream":{"type":"chash","hash_on":"consumer","nodes":{"UP":1,"\#(b.address)":1,"\#(c.address)":1}}}],"consumers":[\#(consumers)]}"#)
+        var nodes = Set<String>()
+        for i in 1...6 {
+            var seen = Set<String>()
+            for _ in 0..<8 { seen.insert(try await s.get("/", headers: [("apikey", "k\(i)")]).headers.first(name: "x-upstream") ?? "?") }
+            #expect(seen.count == 1, "consumer u\(i) went to \(seen)" as Comment)
+            nodes.formUnion(seen)
+        }
+        #expect(nodes.count >= 2)  // six consumers do not all hash to one of three nodes
+        await s.stop()
+        await b.stop()
+        await c.stop()
+    }
+
     @Test func metaDisableFilterAndErrorResponse() async throws {
         let consumers = #","consumers":[{"username":"jack","plugins":{"key-auth":{"key":"k"}}}]}"#
         let s = try await Setup.start(Self.route(#"{"key-auth":{"_meta":{"disable":true}}}"#) + consumers)
