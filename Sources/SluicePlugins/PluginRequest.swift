@@ -76,6 +76,8 @@ public final class PluginRequest: RequestVariableSource {
     /// Headers to add to the response (limit-count quota, request-id), applied before the
     /// header filters run, or to a plugin's own reply.
     public var responseHeaders: [(String, String)] = []
+    /// The upstream to use instead of the route's, by snapshot key (traffic-split).
+    public var upstreamOverride: String?
     /// The largest request body allowed (client-control); the proxy counts streamed bytes.
     public var maxBodySize: Int?
     /// Per-request values plugins leave for their later phases, by plugin instance.

@@ -201,6 +201,8 @@ public enum PluginFactory {
         m[LimitCountPlugin.name] = { c, ctx in LimitCountPlugin(c, ctx) }
         m[LimitReqPlugin.name] = { c, ctx in LimitReqPlugin(c, ctx) }
         m[LimitConnPlugin.name] = { c, ctx in LimitConnPlugin(c, ctx) }
+        m[TrafficSplitPlugin.name] = { c, ctx in TrafficSplitPlugin(c, ctx) }
+        m[APIBreakerPlugin.name] = { c, ctx in APIBreakerPlugin(c, ctx) }
         return m
     }()
 
@@ -375,6 +377,21 @@ extension PluginFactory {
         var ctx = PluginCompileContext(owner: "consumers/\(c.username)", state: state)
         let credentials = c.plugins.filter { PluginCatalog.all[$0.key]?.isAuth == true }
         return CompiledConsumer(username: c.username, labels: c.labels, credentials: credentials, chain: chain(c.plugins, &ctx, fromConsumer: true))
+    }
+
+    /// The inline upstreams of a traffic-split config, by the snapshot key the plugin
+    /// will ask for.
+    public static func splitUpstreams(owner: String, _ configs: [String: JSONValue]) -> [(key: String, upstream: Upstream)] {
+        guard let c = configs["traffic-split"], c["_meta"]?["disable"] != true else { return [] }
+        var out: [(String, Upstream)] = []
+        for (i, rule) in (c["rules"]?.arrayValue ?? []).enumerated() {
+            for (j, w) in (rule["weighted_upstreams"]?.arrayValue ?? []).enumerated() {
+                if let u = w["upstream"], let decoded = try? Upstream.decode(u, path: "") {
+                    out.append((TrafficSplitPlugin.upstreamKey(owner: owner, rule: i, entry: j), decoded))
+                }
+            }
+        }
+        return out
     }
 
     /// A route's plugins: the service's, overridden by the route's, plus a plugin config's

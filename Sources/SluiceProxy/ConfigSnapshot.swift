@@ -148,6 +148,7 @@ public final class SnapshotCompiler {
         let timeouts = route.timeout ?? upstream?.config.timeout ?? .default
         var pluginContext = PluginCompileContext(owner: "routes/\(id)", state: pluginState)
         let configs = PluginFactory.routeConfigs(route, service: service, pluginConfig: route.pluginConfigID.flatMap { state.pluginConfigs[$0] })
+        for (key, u) in PluginFactory.splitUpstreams(owner: "routes/\(id)", configs) { _ = compiledUpstream(key, u, into: &upstreams) }
         let target = RouteTarget(
             routeID: id, serviceID: route.serviceID, upstream: upstream, timeouts: timeouts,
             enableWebsocket: route.enableWebsocket ?? service?.enableWebsocket ?? false,
@@ -176,17 +177,20 @@ public final class SnapshotCompiler {
             targets.append(target)
         }
         let router = Router(entries: entries)
-        compileGlobals(state)
+        compileGlobals(state, &upstreams)
         // Every live config asked for its state just now: the rest belongs to deleted ones.
         pluginState.sweep()
         return remember(router, targets, routeIndex, upstreams)
     }
 
-    private func compileGlobals(_ state: ConfigState) {
+    private func compileGlobals(_ state: ConfigState, _ upstreams: inout [String: CompiledUpstream]) {
         consumers = ConsumerIndex(state.consumers.values.map { PluginFactory.compileConsumer($0, state: pluginState) })
         globalRules = state.globalRules.keys.sorted().compactMap { id in
-            var ctx = PluginCompileContext(owner: "global_rules/\(id)", state: pluginState)
-            let chain = PluginFactory.chain(state.globalRules[id]?.plugins ?? [:], &ctx)
+            let owner = "global_rules/\(id)"
+            var ctx = PluginCompileContext(owner: owner, state: pluginState)
+            let configs = state.globalRules[id]?.plugins ?? [:]
+            for (key, u) in PluginFactory.splitUpstreams(owner: owner, configs) { _ = compiledUpstream(key, u, into: &upstreams) }
+            let chain = PluginFactory.chain(configs, &ctx)
             return chain.isEmpty ? nil : chain
         }
     }
@@ -200,8 +204,8 @@ public final class SnapshotCompiler {
         if changes.contains(where: { $0.kind == .services }) || router.removedCount > max(1024, routeIndex.count) || compiles % 1000 == 0 {
             return nil
         }
-        if changes.contains(where: { $0.kind == .consumers || $0.kind == .globalRules }) { compileGlobals(state) }
         var upstreams = previous
+        if changes.contains(where: { $0.kind == .consumers || $0.kind == .globalRules }) { compileGlobals(state, &upstreams) }
         var targets = self.targets
         var routeIndex = self.routeIndex
         var changedUpstreams = Set<String>()

@@ -272,7 +272,8 @@ public final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
         }
         let route = snapshot.targets[index]
         let plan = ForwardPlan(
-            head: head, target: target, hostHeader: hostHeader, route: route, wantsUpgrade: wantsUpgrade, upgradeValue: upgradeValue)
+            head: head, target: target, hostHeader: hostHeader, route: route, wantsUpgrade: wantsUpgrade, upgradeValue: upgradeValue,
+            snapshot: snapshot)
         if route.plugins.isEmpty && snapshot.globalRules.isEmpty {
             let ex = Exchange(
                 head: head, keepAlive: keepAlive, upgrade: nil, upstream: nil, balancer: nil, timeouts: route.timeouts, upstreamHead: nil,
@@ -304,6 +305,7 @@ public final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
         let route: RouteTarget
         let wantsUpgrade: Bool
         let upgradeValue: String?
+        let snapshot: ConfigSnapshot
     }
 
     private func runPlugins(_ ex: Exchange, _ plan: ForwardPlan) {
@@ -331,7 +333,15 @@ public final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
     /// path, query, headers, Host), or as it came.
     private func forward(_ ex: Exchange, _ plan: ForwardPlan, _ r: PluginRequest?) {
         let route = plan.route
-        guard let upstream = route.upstream, !upstream.plan.isEmpty else {
+        var chosen = route.upstream
+        if let key = r?.upstreamOverride {
+            guard let u = plan.snapshot.upstreams[key] else {
+                respondLocally(.serviceUnavailable, "traffic-split: upstream \(key) not found", close: false)
+                return
+            }
+            chosen = u
+        }
+        guard let upstream = chosen, !upstream.plan.isEmpty else {
             ex.local = true
             if route.upstream == nil {
                 respondLocally(.serviceUnavailable, "missing upstream configuration in Route or Service", close: false)

@@ -210,6 +210,46 @@ import Testing
         await s.stop()
     }
 
+    /// traffic-split: weights over the route's own upstream, an upstream by id and an inline
+    /// one; a rule with `match` sends only matching requests.
+    @Test func trafficSplit() async throws {
+        let b = try await startUpstream("b")
+        let c = try await startUpstream("c")
+        let s = try await Setup.start(#"""
+            {"upstreams":[{"id":"ub","nodes":{"\#(b.address)":1}}],
+             "routes":[{"id":"r1","uri":"/*","upstream":{"nodes":{"UP":1}},"plugins":{"traffic-split":{"rules":[
+                {"match":[{"vars":[["http_x_canary","==","1"]]}],"weighted_upstreams":[{"upstream":{"nodes":{"\#(c.address)":1}},"weight":1}]},
+                {"weighted_upstreams":[{"upstream_id":"ub","weight":1},{"weight":3}]}]}}}]}
+            """#)
+        var counts: [String: Int] = [:]
+        for _ in 0..<40 { counts[try await s.get("/").headers.first(name: "x-upstream") ?? "?", default: 0] += 1 }
+        #expect(counts == ["b": 10, "origin": 30], "\(counts)" as Comment)
+        for _ in 0..<5 { #expect(try await s.get("/", headers: [("X-Canary", "1")]).headers.first(name: "x-upstream") == "c") }
+        await s.stop()
+        await b.stop()
+        await c.stop()
+    }
+
+    /// api-breaker: two 500s open the breaker (the gateway answers 502 itself for 2 s); a
+    /// healthy answer after it closes resets it.
+    @Test func apiBreaker() async throws {
+        let s = try await Setup.start(Self.route(
+            #"{"api-breaker":{"break_response_code":502,"break_response_body":"breaker open","break_response_headers":[{"key":"X-Breaker","value":"open"}],"unhealthy":{"http_statuses":[500],"failures":2},"healthy":{"successes":1}}}"#) + "}")
+        #expect(try await s.get("/status/500").status == .internalServerError)
+        #expect(try await s.get("/status/500").status == .internalServerError)
+        let before = s.up.requestsServed
+        var r = try await s.get("/status/500")
+        #expect(r.status == .badGateway)
+        #expect(r.bodyString == "breaker open")
+        #expect(r.headers.first(name: "x-breaker") == "open")
+        #expect(s.up.requestsServed == before)
+        // Another path is another breaker.
+        #expect(try await s.get("/status/200").status == .ok)
+        // After 2 s the breaker lets requests through again.
+        #expect(try await eventually(timeout: .seconds(5)) { try await s.get("/status/500").status == .internalServerError })
+        await s.stop()
+    }
+
     // MARK: Rewrites
 
     @Test func proxyRewrite() async throws {
