@@ -32,6 +32,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     ],
     targets: [
         // Config model, JSON, validation. No NIO.
@@ -44,6 +45,7 @@ let package = Package(
         // built-in plugins. Uses NIOHTTP1's header and method types; no sockets.
         .target(name: "SluicePlugins", dependencies: [
             "SluiceCore", .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
         ]),
         .testTarget(name: "SluicePluginsTests", dependencies: ["SluicePlugins", "SluiceCore", .product(name: "NIOHTTP1", package: "swift-nio")]),
         // Data plane: ChannelHandlers, pools, tunnels.
@@ -67,7 +69,7 @@ let package = Package(
         ] + nio),
         // Listeners, snapshot publisher, config sources, lifecycle.
         .target(name: "SluiceServer", dependencies: [
-            "SluiceCore", "SluiceProxy", "SluiceAdmin", "SluiceStore", "SluiceEtcd", "SluiceYAML",
+            "SluiceCore", "SluiceProxy", "SluicePlugins", "SluiceAdmin", "SluiceStore", "SluiceEtcd", "SluiceYAML",
             .product(name: "Logging", package: "swift-log"),
         ] + nio),
         // Config stores: the store protocol and the embedded durable store. No NIO.

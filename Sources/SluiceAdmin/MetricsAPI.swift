@@ -13,10 +13,13 @@ public protocol StoreHealth: Sendable {
 public struct MetricsAPI: APIHandler {
     public let service: ConfigService
     public let storeHealth: (any StoreHealth)?
+    /// The data plane's metrics (connections, and the prometheus plugin's request metrics).
+    public let dataPlane: (@Sendable () async -> String)?
 
-    public init(service: ConfigService, storeHealth: (any StoreHealth)?) {
+    public init(service: ConfigService, storeHealth: (any StoreHealth)?, dataPlane: (@Sendable () async -> String)? = nil) {
         self.service = service
         self.storeHealth = storeHealth
+        self.dataPlane = dataPlane
     }
 
     public func handle(_ request: APIRequest) async -> APIResponse {
@@ -35,6 +38,7 @@ public struct MetricsAPI: APIHandler {
             out += "apisix_etcd_modify_indexes{key=\"\(kind.rawValue)\"} \(highest)\n"
         }
         out += "apisix_etcd_modify_indexes{key=\"x_etcd_index\"} \(await service.revision)\n"
+        if let dataPlane { out += await dataPlane() }
         return APIResponse(status: 200, text: out, contentType: "text/plain; version=0.0.4")
     }
 }

@@ -76,6 +76,12 @@ public final class PluginRequest: RequestVariableSource {
     /// Headers to add to the response (limit-count quota, request-id), applied before the
     /// header filters run, or to a plugin's own reply.
     public var responseHeaders: [(String, String)] = []
+    /// For metrics: the route's and service's names, and the path and host patterns the
+    /// route matched by.
+    public var routeName: String?
+    public var serviceName: String?
+    public var matchedURI = ""
+    public var matchedHost = ""
     /// The upstream to use instead of the route's, by snapshot key (traffic-split).
     public var upstreamOverride: String?
     /// The largest request body allowed (client-control); the proxy counts streamed bytes.

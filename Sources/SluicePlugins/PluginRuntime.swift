@@ -170,10 +170,13 @@ public struct PluginCompileContext {
     /// `routes/1`, `services/2`, `global_rules/3`, `consumers/jack`: the owner of the config.
     public var owner: String
     public var state: PluginStateStore
+    /// Where the prometheus plugin reports (nil: nowhere).
+    public var metrics: HTTPMetrics?
 
-    public init(owner: String, state: PluginStateStore) {
+    public init(owner: String, state: PluginStateStore, metrics: HTTPMetrics? = nil) {
         self.owner = owner
         self.state = state
+        self.metrics = metrics
     }
 }
 
@@ -203,6 +206,7 @@ public enum PluginFactory {
         m[LimitConnPlugin.name] = { c, ctx in LimitConnPlugin(c, ctx) }
         m[TrafficSplitPlugin.name] = { c, ctx in TrafficSplitPlugin(c, ctx) }
         m[APIBreakerPlugin.name] = { c, ctx in APIBreakerPlugin(c, ctx) }
+        m[PrometheusPlugin.name] = { c, ctx in PrometheusPlugin(c, ctx) }
         return m
     }()
 
@@ -373,8 +377,8 @@ public final class PluginRun {
 
 extension PluginFactory {
     /// A consumer with its credentials and its other plugins compiled.
-    public static func compileConsumer(_ c: Consumer, state: PluginStateStore) -> CompiledConsumer {
-        var ctx = PluginCompileContext(owner: "consumers/\(c.username)", state: state)
+    public static func compileConsumer(_ c: Consumer, state: PluginStateStore, metrics: HTTPMetrics? = nil) -> CompiledConsumer {
+        var ctx = PluginCompileContext(owner: "consumers/\(c.username)", state: state, metrics: metrics)
         let credentials = c.plugins.filter { PluginCatalog.all[$0.key]?.isAuth == true }
         return CompiledConsumer(username: c.username, labels: c.labels, credentials: credentials, chain: chain(c.plugins, &ctx, fromConsumer: true))
     }

@@ -40,11 +40,21 @@ public final class RouteTarget: Sendable {
     public let plugins: PluginChain
     /// The plugin config the route names (its changes renew the target).
     public let pluginConfigID: String?
+    /// For metrics.
+    public let routeName: String?
+    public let serviceName: String?
+    /// The route's path and host patterns, when it has one of each (metrics label them).
+    public let matchedURI: String
+    public let matchedHost: String
 
     init(
         routeID: String, serviceID: String?, upstream: CompiledUpstream?, timeouts: Timeouts, enableWebsocket: Bool, plugins: PluginChain,
-        pluginConfigID: String?
+        pluginConfigID: String?, routeName: String? = nil, serviceName: String? = nil, matchedURI: String = "", matchedHost: String = ""
     ) {
+        self.routeName = routeName
+        self.serviceName = serviceName
+        self.matchedURI = matchedURI
+        self.matchedHost = matchedHost
         self.routeID = routeID
         self.serviceID = serviceID
         self.upstream = upstream
@@ -97,11 +107,13 @@ public final class SnapshotCompiler {
     private var routeIndex: [String: Int] = [:]
     /// Plugin state that outlives snapshots (rate-limit counters).
     public let pluginState = PluginStateStore()
+    /// Where the prometheus plugin reports.
+    public let metrics: HTTPMetrics?
     private var globalRules: [PluginChain] = []
     private var consumers = ConsumerIndex.empty
     private var compiles = 0
 
-    public init() {}
+    public init(metrics: HTTPMetrics? = nil) { self.metrics = metrics }
 
     /// Compiles `state`. With `changes` (the objects written since the previous compile),
     /// only the affected routes are recompiled; without, everything is.
@@ -146,14 +158,16 @@ public final class SnapshotCompiler {
             }
         }
         let timeouts = route.timeout ?? upstream?.config.timeout ?? .default
-        var pluginContext = PluginCompileContext(owner: "routes/\(id)", state: pluginState)
+        var pluginContext = PluginCompileContext(owner: "routes/\(id)", state: pluginState, metrics: metrics)
         let configs = PluginFactory.routeConfigs(route, service: service, pluginConfig: route.pluginConfigID.flatMap { state.pluginConfigs[$0] })
         for (key, u) in PluginFactory.splitUpstreams(owner: "routes/\(id)", configs) { _ = compiledUpstream(key, u, into: &upstreams) }
+        let hosts = route.hosts.isEmpty ? (service?.hosts ?? []) : route.hosts
         let target = RouteTarget(
             routeID: id, serviceID: route.serviceID, upstream: upstream, timeouts: timeouts,
             enableWebsocket: route.enableWebsocket ?? service?.enableWebsocket ?? false,
-            plugins: configs.isEmpty ? .empty : PluginFactory.chain(configs, &pluginContext), pluginConfigID: route.pluginConfigID)
-        let hosts = route.hosts.isEmpty ? (service?.hosts ?? []) : route.hosts
+            plugins: configs.isEmpty ? .empty : PluginFactory.chain(configs, &pluginContext), pluginConfigID: route.pluginConfigID,
+            routeName: route.name, serviceName: service?.name, matchedURI: route.uris.count == 1 ? route.uris[0] : "",
+            matchedHost: hosts.count == 1 ? hosts[0] : "")
         let entry = Router.Entry(
             id: id, paths: route.uris, hosts: hosts, methods: MethodSet(route.methods),
             remoteAddrs: route.remoteAddrs, vars: route.vars, priority: route.priority, target: index)
@@ -184,10 +198,10 @@ public final class SnapshotCompiler {
     }
 
     private func compileGlobals(_ state: ConfigState, _ upstreams: inout [String: CompiledUpstream]) {
-        consumers = ConsumerIndex(state.consumers.values.map { PluginFactory.compileConsumer($0, state: pluginState) })
+        consumers = ConsumerIndex(state.consumers.values.map { PluginFactory.compileConsumer($0, state: pluginState, metrics: metrics) })
         globalRules = state.globalRules.keys.sorted().compactMap { id in
             let owner = "global_rules/\(id)"
-            var ctx = PluginCompileContext(owner: owner, state: pluginState)
+            var ctx = PluginCompileContext(owner: owner, state: pluginState, metrics: metrics)
             let configs = state.globalRules[id]?.plugins ?? [:]
             for (key, u) in PluginFactory.splitUpstreams(owner: owner, configs) { _ = compiledUpstream(key, u, into: &upstreams) }
             let chain = PluginFactory.chain(configs, &ctx)

@@ -36,7 +36,10 @@ final class Exchange {
     var status = 0
     var upstreamStatus: Int?
     var responseBytes = 0
+    var requestHeadBytes = 0
     var endedAt: NIODeadline?
+    /// When the request went to the upstream (the last attempt), for upstream latency.
+    var upstreamSentAt: NIODeadline?
 
     var tried: [Int] = []
     var node: Int?
@@ -98,7 +101,8 @@ final class Exchange {
         let end = endedAt ?? .now()
         plugins.log(PluginLogInfo(
             status: status, upstreamStatus: upstreamStatus, latencyNanos: UInt64(max(0, (end - startedAt).nanoseconds)),
-            upstreamLatencyNanos: nil, requestBytes: requestBodyBytes, responseBytes: responseBytes,
+            upstreamLatencyNanos: upstreamSentAt.map { UInt64(max(0, (end - $0).nanoseconds)) },
+            requestBytes: requestHeadBytes + requestBodyBytes, responseBytes: responseBytes,
             node: node.flatMap { n in upstream.map { $0.plan.nodes[n].address } }))
     }
 

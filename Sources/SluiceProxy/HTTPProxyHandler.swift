@@ -220,6 +220,7 @@ public final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
     private func requestHead(_ head: HTTPRequestHead, _ context: ChannelHandlerContext) {
         headGuard?.headReceived()
         servedAny = true
+        loop.requestsServed &+= 1
         let snapshot = loop.snapshot
         var keepAlive = head.isKeepAlive && !quiescing
 
@@ -288,11 +289,19 @@ public final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
             serverPort: serverPort, scheme: loop.settings.scheme, routeID: route.routeID, serviceID: route.serviceID,
             startNanos: NIODeadline.now().uptimeNanoseconds)
         r.consumers = snapshot.consumers
+        r.routeName = route.routeName
+        r.serviceName = route.serviceName
+        r.matchedURI = route.matchedURI
+        r.matchedHost = route.matchedHost
         let run = PluginRun(request: r, route: route.plugins, globals: snapshot.globalRules)
         // The exchange exists while the plugins run, so that the request body waits in it.
         let ex = Exchange(
             head: head, keepAlive: keepAlive, upgrade: nil, upstream: nil, balancer: nil, timeouts: route.timeouts, upstreamHead: nil, hashKey: 0)
         ex.plugins = run
+        // The request line and headers, as a client would count them on the wire.
+        var headBytes = head.method.rawValue.utf8.count + head.uri.utf8.count + 12
+        for (k, v) in head.headers { headBytes += k.utf8.count + v.utf8.count + 4 }
+        ex.requestHeadBytes = headBytes
         exchange = ex
         runPlugins(ex, plan)
     }
@@ -430,6 +439,13 @@ public final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
             if ex.requestEnded { finishExchange(ex) }
         }
         resumeReadsIfPossible()
+    }
+
+    /// A response head's size on the wire (status line and headers).
+    static func headBytes(_ head: HTTPResponseHead) -> Int {
+        var n = 17 + head.status.reasonPhrase.utf8.count
+        for (k, v) in head.headers { n += k.utf8.count + v.utf8.count + 4 }
+        return n
     }
 
     /// `Host` as the router compares it: lower case, without the port.
@@ -588,6 +604,7 @@ public final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
             head.headers.replaceOrAdd(name: "Host", value: n.port == 80 ? n.host : n.address)
         }
         conn.write(.head(head))
+        ex.upstreamSentAt = .now()
         if ex.expectContinue && !ex.requestEnded && !ex.sentContinue && !ex.bodyForwarded && ex.pendingBytes == 0 {
             ex.sentContinue = true
             context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .continue))), promise: nil)
@@ -663,6 +680,7 @@ public final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
             }
             ex.status = Int(out.status.code)
             ex.responseStarted = true
+            if ex.plugins != nil { ex.responseBytes += Self.headBytes(out) }
             context.write(wrapOutboundOut(.head(out)), promise: nil)
         case .body(let buffer):
             switch ex.bodyMode {
@@ -693,7 +711,7 @@ public final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
                 held.headers.remove(name: "transfer-encoding")
                 held.headers.replaceOrAdd(name: "Content-Length", value: String(body.count))
                 ex.responseStarted = true
-                ex.responseBytes = body.count
+                ex.responseBytes = body.count + Self.headBytes(held)
                 context.write(wrapOutboundOut(.head(held)), promise: nil)
                 if !body.isEmpty { context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: body)))), promise: nil) }
             }

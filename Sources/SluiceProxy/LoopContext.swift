@@ -57,8 +57,12 @@ public final class LoopContext {
     public var idleUpstreamConnections: Int { pool.idleCount }
 
     public var openConnections: Int { connections.count }
+    /// Client connections accepted and requests read on this loop since it started.
+    public private(set) var connectionsAccepted = 0
+    public internal(set) var requestsServed = 0
 
     public func track(_ channel: Channel) {
+        connectionsAccepted += 1
         let id = ObjectIdentifier(channel)
         connections[id] = channel
         channel.closeFuture.assumeIsolated().whenComplete { [self] _ in

@@ -3,6 +3,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import SluiceCore
+import SluicePlugins
 import SluiceProxy
 import Synchronization
 
@@ -23,6 +24,8 @@ public final class GatewayServer: Sendable {
     private let compiler: Mutex<SnapshotCompiler>
     private let configuration: Configuration
     private let logger: Logger
+    /// The prometheus plugin's metrics, served with the connection gauges by `metricsText`.
+    public let metrics = HTTPMetrics()
 
     /// Starts the event loops and a `LoopContext` on each (listeners come with `start()`).
     public static func make(configuration: Configuration, logger: Logger) async throws -> GatewayServer {
@@ -50,7 +53,7 @@ public final class GatewayServer: Sendable {
         for loop in group.makeIterator() { list.append(loop) }
         loopList = list
         channels = NIOLockedValueBox([])
-        compiler = Mutex(SnapshotCompiler())
+        compiler = Mutex(SnapshotCompiler(metrics: metrics))
     }
 
     /// Binds every proxy listener. Returns the bound addresses (port 0 resolves to a real port).
@@ -106,6 +109,27 @@ public final class GatewayServer: Sendable {
             results.append(try await loop.submit { body(ctx.value) }.get())
         }
         return results
+    }
+
+    /// Prometheus text: the connection gauges (APISIX's names), the node, and the request
+    /// metrics of routes with the prometheus plugin.
+    public func metricsText() async -> String {
+        let counts = (try? await inspectLoops { ($0.openConnections, $0.connectionsAccepted, $0.requestsServed) }) ?? []
+        let active = counts.reduce(0) { $0 + $1.0 }, accepted = counts.reduce(0) { $0 + $1.1 }, requests = counts.reduce(0) { $0 + $1.2 }
+        var out = "# HELP apisix_nginx_http_current_connections Number of HTTP connections\n"
+        out += "# TYPE apisix_nginx_http_current_connections gauge\n"
+        out += "apisix_nginx_http_current_connections{state=\"active\"} \(active)\n"
+        out += "apisix_nginx_http_current_connections{state=\"accepted\"} \(accepted)\n"
+        out += "apisix_nginx_http_current_connections{state=\"handled\"} \(accepted)\n"
+        out += "# HELP apisix_http_requests_total The total number of client requests since APISIX started\n"
+        out += "# TYPE apisix_http_requests_total gauge\n"
+        out += "apisix_http_requests_total \(requests)\n"
+        var host = [CChar](repeating: 0, count: 256)
+        gethostname(&host, host.count)
+        let hostname = String(decoding: host.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        out += "# HELP apisix_node_info Info of APISIX node\n# TYPE apisix_node_info gauge\n"
+        out += "apisix_node_info{hostname=\"\(hostname)\"} 1\n"
+        return out + metrics.text()
     }
 
     /// Graceful stop: stop accepting, let in-flight exchanges finish (idle keep-alive

@@ -150,7 +150,8 @@ struct Serve: AsyncParsableCommand {
             apis.append(
                 try await APIServer.start(
                     name: "metrics", listen: settings.metricsListen,
-                    handler: MetricsAPI(service: service, storeHealth: storeHealth), group: server.group, logger: logger))
+                    handler: MetricsAPI(service: service, storeHealth: storeHealth, dataPlane: { await server.metricsText() }), group: server.group,
+                    logger: logger))
             try await server.start()
         } catch {
             logger.critical("cannot listen", metadata: ["error": "\(error)"])

@@ -250,6 +250,34 @@ import Testing
         await s.stop()
     }
 
+    /// prometheus: APISIX's metric names and labels, counted per request.
+    @Test func prometheusMetrics() async throws {
+        let s = try await Setup.start(
+            #"{"services":[{"id":"svc","name":"billing","upstream":{"nodes":{"UP":1}}}],"routes":[{"id":"r1","name":"pay","uri":"/status/*","service_id":"svc","plugins":{"prometheus":{"prefer_name":true}}},{"id":"r2","uri":"/other","upstream":{"nodes":{"UP":1}},"plugins":{"prometheus":{}}}]}"#)
+        for _ in 0..<3 { #expect(try await s.get("/status/200").status == .ok) }
+        #expect(try await s.get("/status/404").status == .notFound)
+        #expect(try await s.get("/other", body: "12345").status == .ok)
+        let text = await s.gw.server.metricsText()
+        let lines = text.split(separator: "\n").map(String.init)
+        func value(_ prefix: String, _ parts: [String]) -> String? {
+            lines.first { $0.hasPrefix(prefix + "{") && parts.allSatisfy($0.contains) }?.split(separator: " ").last.map(String.init)
+        }
+        let node = "node=\"\(s.up.address)\""
+        #expect(value("apisix_http_status", ["code=\"200\"", "route=\"pay\"", "service=\"billing\"", "matched_uri=\"/status/*\"", node]) == "3", "\(text)" as Comment)
+        #expect(value("apisix_http_status", ["code=\"404\"", "route=\"pay\""]) == "1")
+        #expect(value("apisix_http_status", ["code=\"200\"", "route=\"r2\"", "service=\"\""]) == "1")
+        #expect(value("apisix_http_latency_count", ["type=\"request\"", "route=\"pay\""]) == "4")
+        #expect(value("apisix_http_latency_count", ["type=\"upstream\"", "route=\"pay\""]) == "4")
+        #expect(value("apisix_http_latency_bucket", ["type=\"request\"", "route=\"pay\"", "le=\"60000"]) == "4")
+        let ingress = Int(value("apisix_bandwidth", ["type=\"ingress\"", "route=\"r2\""]) ?? "") ?? 0
+        #expect(ingress > 5)  // head and the 5-byte body
+        let egress = Int(value("apisix_bandwidth", ["type=\"egress\"", "route=\"r2\""]) ?? "") ?? 0
+        #expect(egress > "ok from origin".utf8.count)
+        #expect(text.contains("apisix_nginx_http_current_connections{state=\"active\"}"))
+        #expect(Int(lines.first { $0.hasPrefix("apisix_http_requests_total ") }?.split(separator: " ").last ?? "") ?? 0 >= 5)
+        await s.stop()
+    }
+
     // MARK: Rewrites
 
     @Test func proxyRewrite() async throws {
