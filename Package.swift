@@ -33,6 +33,7 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
     ],
     targets: [
         // Config model, JSON, validation. No NIO.
@@ -46,6 +47,7 @@ let package = Package(
         .target(name: "SluicePlugins", dependencies: [
             "SluiceCore", .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "Prometheus", package: "swift-prometheus"),
+            .product(name: "Crypto", package: "swift-crypto"), .product(name: "_CryptoExtras", package: "swift-crypto"),
         ]),
         .testTarget(name: "SluicePluginsTests", dependencies: ["SluicePlugins", "SluiceCore", .product(name: "NIOHTTP1", package: "swift-nio")]),
         // Data plane: ChannelHandlers, pools, tunnels.
@@ -96,6 +98,7 @@ let package = Package(
             "SluiceProxy", "SluiceCore", "SluiceRouting", .product(name: "NIOEmbedded", package: "swift-nio"),
         ] + nio),
         .testTarget(name: "SluiceIntegrationTests", dependencies: [
+            .product(name: "Crypto", package: "swift-crypto"), .product(name: "_CryptoExtras", package: "swift-crypto"),
             "SluiceServer", "SluiceAdmin", "SluiceStore", "SluiceEtcd", "SluiceTesting", "SluiceCore", "SluiceProxy",
             .product(name: "Logging", package: "swift-log"),
         ] + nio),

@@ -19,7 +19,7 @@ public enum PluginCatalog {
     /// but they are refused until they run (a test keeps this list and the runtime's equal).
     public static let runnable: Set<String> = [
         "real-ip", "client-control", "request-id", "fault-injection", "mocking", "cors", "ip-restriction", "uri-blocker", "basic-auth",
-        "key-auth", "consumer-restriction", "proxy-rewrite", "limit-conn", "limit-count", "limit-req", "redirect", "response-rewrite", "echo", "traffic-split", "api-breaker", "prometheus",
+        "key-auth", "consumer-restriction", "proxy-rewrite", "limit-conn", "limit-count", "limit-req", "redirect", "response-rewrite", "echo", "traffic-split", "api-breaker", "prometheus", "jwt-auth",
     ]
 
     public static let all: [String: PluginSpec] = Dictionary(uniqueKeysWithValues: specs.filter { runnable.contains($0.name) }.map { ($0.name, $0) })

@@ -23,19 +23,30 @@ public final class ConsumerIndex: Sendable {
     public let byUsername: [String: CompiledConsumer]
     let byKey: [String: CompiledConsumer]
     let byBasicUser: [String: CompiledConsumer]
+    let byJWTKey: [String: CompiledConsumer]
+    /// jwt-auth credentials with their keys parsed, by username.
+    let jwtVerifiers: [String: JWTVerifier]
 
     public init(_ consumers: [CompiledConsumer]) {
         var names: [String: CompiledConsumer] = [:]
         var keys: [String: CompiledConsumer] = [:]
         var basic: [String: CompiledConsumer] = [:]
+        var jwt: [String: CompiledConsumer] = [:]
+        var verifiers: [String: JWTVerifier] = [:]
         for c in consumers.sorted(by: { $0.username < $1.username }) {
             names[c.username] = c
             if let k = c.credentials["key-auth"]?["key"]?.stringValue, keys[k] == nil { keys[k] = c }
             if let u = c.credentials["basic-auth"]?["username"]?.stringValue, basic[u] == nil { basic[u] = c }
+            if let credential = c.credentials["jwt-auth"], let k = credential["key"]?.stringValue, jwt[k] == nil {
+                jwt[k] = c
+                verifiers[c.username] = JWTVerifier(credential)
+            }
         }
         byUsername = names
         byKey = keys
         byBasicUser = basic
+        byJWTKey = jwt
+        jwtVerifiers = verifiers
     }
 
     public static let empty = ConsumerIndex([])

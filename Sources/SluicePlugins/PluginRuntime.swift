@@ -188,6 +188,7 @@ public enum PluginFactory {
         var m: [String: Make] = [:]
         m[KeyAuthPlugin.name] = { c, _ in KeyAuthPlugin(c) }
         m[BasicAuthPlugin.name] = { c, _ in BasicAuthPlugin(c) }
+        m[JWTAuthPlugin.name] = { c, _ in JWTAuthPlugin(c) }
         m[ConsumerRestrictionPlugin.name] = { c, _ in ConsumerRestrictionPlugin(c) }
         m[IPRestrictionPlugin.name] = { c, _ in IPRestrictionPlugin(c) }
         m[URIBlockerPlugin.name] = { c, _ in URIBlockerPlugin(c) }
