@@ -46,6 +46,7 @@ let package = Package(
         // built-in plugins. Uses NIOHTTP1's header and method types; no sockets.
         .target(name: "SluicePlugins", dependencies: [
             "SluiceCore", .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"), .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             .product(name: "Prometheus", package: "swift-prometheus"),
             .product(name: "Crypto", package: "swift-crypto"), .product(name: "_CryptoExtras", package: "swift-crypto"),
         ]),
@@ -99,7 +100,7 @@ let package = Package(
         ] + nio),
         .testTarget(name: "SluiceIntegrationTests", dependencies: [
             .product(name: "Crypto", package: "swift-crypto"), .product(name: "_CryptoExtras", package: "swift-crypto"),
-            "SluiceServer", "SluiceAdmin", "SluiceStore", "SluiceEtcd", "SluiceTesting", "SluiceCore", "SluiceProxy",
+            "SluiceServer", "SluiceYAML", "SluiceAdmin", "SluiceStore", "SluiceEtcd", "SluiceTesting", "SluiceCore", "SluiceProxy",
             .product(name: "Logging", package: "swift-log"),
         ] + nio),
     ]

@@ -307,15 +307,16 @@ public enum PluginCatalog {
                 .field("group", .nonEmptyString),
                 .field("rejected_code", rejectedCode, default: 503),
                 .field("rejected_msg", .nonEmptyString),
-                .field("policy", .stringEnum("local"), default: "local"),
+                .field("policy", .stringEnum("local", "redis"), default: "local"),
                 .field("allow_degradation", .boolean, default: false),
                 .field("show_limit_quota_header", .boolean, default: true),
                 .field("redis_host", .string(.init(minLength: 2))),
-                .field("redis_port", .int(min: 1, max: 65535), default: 6379),
+                // With policy redis, absent ones mean port 6379, database 0, timeout 1000 ms.
+                .field("redis_port", .int(min: 1, max: 65535)),
                 .field("redis_username", .nonEmptyString),
                 .field("redis_password", .string()),
-                .field("redis_database", .int(min: 0), default: 0),
-                .field("redis_timeout", .int(min: 1), default: 1000),
+                .field("redis_database", .int(min: 0)),
+                .field("redis_timeout", .int(min: 1)),
             ], required: ["count", "time_window"], check: { v, p throws(ConfigError) in
                 if v["policy"] == "redis", v["redis_host"] == nil { throw ConfigError(path: FieldPath.join(p, "redis_host"), "is required when policy is redis") }
             })),

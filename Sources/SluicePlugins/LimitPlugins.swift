@@ -124,39 +124,87 @@ final class FixedWindowCounters: Sendable {
 /// elsewhere in the route keeps them.
 final class LimitCountPlugin: HTTPPlugin {
     static let name = "limit-count"
+    /// Decrements the key's remaining count, creating it with the window as its expiry:
+    /// returns {remaining, seconds to reset}. One round trip, atomic in Redis.
+    static let script = """
+        local ttl = redis.call('ttl', KEYS[1])
+        if ttl < 0 then
+            redis.call('set', KEYS[1], ARGV[1] - ARGV[3], 'EX', ARGV[2])
+            return {ARGV[1] - ARGV[3], ARGV[2]}
+        end
+        return {redis.call('incrby', KEYS[1], 0 - ARGV[3]), ttl}
+        """
+
     let count: Int
+    let window: Int
     let key: LimitKey
-    let counters: FixedWindowCounters
+    /// Local counters, or nil with the redis policy.
+    let counters: FixedWindowCounters?
+    let redis: RedisClient?
+    /// The counter's name: the group, or the owner and the config.
     let prefix: String
     let showHeaders: Bool
     let rejectedCode: Int
     let rejectedMessage: String?
+    let allowDegradation: Bool
 
     init(_ c: JSONValue, _ ctx: PluginCompileContext) {
         count = Int(c["count"]?.intValue ?? 1)
-        let window = Int(c["time_window"]?.intValue ?? 1)
+        window = Int(c["time_window"]?.intValue ?? 1)
         key = LimitKey(c)
-        let stateKey: String
         if let group = c["group"]?.stringValue {
-            stateKey = "limit-count/group/\(group)"
+            prefix = "group/\(group)"
         } else {
-            stateKey = "limit-count/\(ctx.owner)/\(PluginFactory.fingerprint(c))"
+            prefix = "\(ctx.owner)/\(PluginFactory.fingerprint(c))"
         }
-        counters = ctx.state.state(stateKey) { FixedWindowCounters(windowSeconds: window) }
-        prefix = ""
+        if c["policy"] == "redis" {
+            let options = RedisClient.Options(
+                host: c["redis_host"]?.stringValue ?? "127.0.0.1", port: Int(c["redis_port"]?.intValue ?? 6379),
+                username: c["redis_username"]?.stringValue, password: c["redis_password"]?.stringValue,
+                database: Int(c["redis_database"]?.intValue ?? 0), timeout: .milliseconds(c["redis_timeout"]?.intValue ?? 1000))
+            // One connection per Redis server and database, kept across snapshots.
+            redis = ctx.state.state("redis/\(options.host):\(options.port)/\(options.database)/\(options.username ?? "")/\(options.password ?? "")") {
+                RedisClient(options)
+            }
+            counters = nil
+        } else {
+            let window = self.window
+            counters = ctx.state.state("limit-count/\(prefix)") { FixedWindowCounters(windowSeconds: window) }
+            redis = nil
+        }
         showHeaders = c["show_limit_quota_header"] != false
         rejectedCode = Int(c["rejected_code"]?.intValue ?? 503)
         rejectedMessage = c["rejected_msg"]?.stringValue
+        allowDegradation = c["allow_degradation"] == true
+    }
+
+    func decide(allowed: Bool, remaining: Int, reset: Int) -> PluginDecision {
+        var headers: [(String, String)] = []
+        if showHeaders {
+            headers = [("X-RateLimit-Limit", String(count)), ("X-RateLimit-Remaining", String(max(0, remaining))), ("X-RateLimit-Reset", String(reset))]
+        }
+        return PluginDecision(allowed ? .next : .respond(.errorMessage(rejectedCode, rejectedMessage)), responseHeaders: headers)
     }
 
     func access(_ r: PluginRequest) -> PluginAction {
-        let (allowed, remaining, reset) = counters.take(key.value(r), limit: count, now: monotonicNanos())
-        if showHeaders {
-            r.responseHeaders.append(("X-RateLimit-Limit", String(count)))
-            r.responseHeaders.append(("X-RateLimit-Remaining", String(remaining)))
-            r.responseHeaders.append(("X-RateLimit-Reset", String(reset)))
+        let k = key.value(r)
+        if let counters {
+            let (allowed, remaining, reset) = counters.take(k, limit: count, now: monotonicNanos())
+            let d = decide(allowed: allowed, remaining: remaining, reset: reset)
+            r.responseHeaders += d.responseHeaders
+            return d.action
         }
-        return allowed ? .next : .respond(.errorMessage(rejectedCode, rejectedMessage))
+        guard let redis else { return .next }
+        let degrade = allowDegradation
+        let f = redis.command(["EVAL", Self.script, "1", "plugin-limit-count:\(prefix):\(k)", String(count), String(window), "1"])
+            .map { [self] reply -> PluginDecision in
+                guard case .array(let items?) = reply, items.count == 2, let remaining = items[0].int, let ttl = items[1].int else {
+                    return PluginDecision(degrade ? .next : .respond(.errorMessage(500, "failed to limit count")))
+                }
+                return self.decide(allowed: remaining >= 0, remaining: Int(remaining), reset: Int(ttl))
+            }
+            .recover { _ in PluginDecision(degrade ? .next : .respond(.errorMessage(500, "failed to limit count"))) }
+        return .wait(f)
     }
 }
 

@@ -1,3 +1,4 @@
+import NIOCore
 import NIOHTTP1
 import SluiceCore
 
@@ -10,6 +11,20 @@ public enum PluginAction: Sendable {
     /// Wait this long (limit-req, limit-conn, fault-injection), then answer with `then`, or
     /// go on with the next plugin. The request's body waits in the gateway meanwhile.
     case delay(nanoseconds: UInt64, then: PluginReply? = nil)
+    /// Decide when this completes (a call to Redis); the proxy waits without blocking its
+    /// event loop. The decision's action must not itself be `.wait`.
+    case wait(EventLoopFuture<PluginDecision>)
+}
+
+/// What an asynchronous plugin decided, with the response headers it adds (applied on the
+/// request's own event loop).
+public struct PluginDecision: Sendable {
+    public var action: PluginAction
+    public var responseHeaders: [(String, String)]
+    public init(_ action: PluginAction, responseHeaders: [(String, String)] = []) {
+        self.action = action
+        self.responseHeaders = responseHeaders
+    }
 }
 
 /// A response a plugin gives instead of the upstream's.
@@ -262,6 +277,8 @@ public final class PluginRun {
         case done
         case respond(PluginReply)
         case delay(nanoseconds: UInt64, then: PluginReply?)
+        /// Call `resume` with the future's result.
+        case wait(EventLoopFuture<PluginDecision>)
     }
 
     enum Phase { case rewrite, access }
@@ -275,6 +292,7 @@ public final class PluginRun {
     private var position = 0
     private var consumerMerged = false
     private var logged = false
+    private var waitingEntry: ChainEntry?
 
     public init(request: PluginRequest, route: PluginChain, globals: [PluginChain]) {
         self.request = request
@@ -309,12 +327,29 @@ public final class PluginRun {
             position += 1
             guard passes(entry) else { continue }
             let action = phase == .rewrite ? entry.plugin.rewrite(request) : entry.plugin.access(request)
-            switch action {
-            case .next: continue
-            case .respond(let reply): return .respond(withErrorResponse(reply, entry))
-            case .delay(let n, let then): return .delay(nanoseconds: n, then: then.map { withErrorResponse($0, entry) })
-            }
+            if let outcome = outcome(action, entry) { return outcome }
         }
+    }
+
+    /// What `action` means for the run; nil: go on with the next plugin.
+    private func outcome(_ action: PluginAction, _ entry: ChainEntry) -> Outcome? {
+        switch action {
+        case .next: return nil
+        case .respond(let reply): return .respond(withErrorResponse(reply, entry))
+        case .delay(let n, let then): return .delay(nanoseconds: n, then: then.map { withErrorResponse($0, entry) })
+        case .wait(let f):
+            waitingEntry = entry
+            return .wait(f)
+        }
+    }
+
+    /// Goes on after a `.wait` with what its future decided.
+    public func resume(_ decision: PluginDecision) -> Outcome {
+        guard let entry = waitingEntry else { return advance() }
+        waitingEntry = nil
+        request.responseHeaders += decision.responseHeaders
+        if case .wait = decision.action { return .respond(PluginReply(status: 500)) }
+        return outcome(decision.action, entry) ?? advance()
     }
 
     private func withErrorResponse(_ reply: PluginReply, _ entry: ChainEntry) -> PluginReply {

@@ -317,9 +317,9 @@ public final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
         let snapshot: ConfigSnapshot
     }
 
-    private func runPlugins(_ ex: Exchange, _ plan: ForwardPlan) {
+    private func runPlugins(_ ex: Exchange, _ plan: ForwardPlan, resuming action: PluginDecision? = nil) {
         guard let run = ex.plugins else { return }
-        switch run.advance() {
+        switch action.map({ run.resume($0) }) ?? run.advance() {
         case .done:
             ex.maxBodySize = run.request.maxBodySize
             if let max = ex.maxBodySize, ex.requestBodyBytes > max {
@@ -334,6 +334,15 @@ public final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
             context.eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(Int64(min(nanos, UInt64(Int64.max))))) { [self] in
                 guard self.exchange === ex else { return }  // the client left meanwhile
                 if let then { self.respondWithReply(ex, then) } else { self.runPlugins(ex, plan) }
+            }
+        case .wait(let future):
+            guard let context else { return }
+            future.hop(to: context.eventLoop).assumeIsolated().whenComplete { [self] result in
+                guard self.exchange === ex else { return }  // the client left meanwhile
+                switch result {
+                case .success(let action): self.runPlugins(ex, plan, resuming: action)
+                case .failure: self.respondWithReply(ex, PluginReply(status: 500))
+                }
             }
         }
     }
