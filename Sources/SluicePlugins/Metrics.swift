@@ -40,25 +40,41 @@ public final class HTTPMetrics: Sendable {
         }
     }
 
-    /// One finished request, as the prometheus plugin's log phase reports it.
-    public func record(
-        code: Int, route: String, matchedURI: String, matchedHost: String, service: String, consumer: String, node: String,
-        latencyMs: Double, upstreamLatencyMs: Double?, requestBytes: Int, responseBytes: Int
-    ) {
-        counter("apisix_http_status", "HTTP status codes per service in APISIX", [
-            ("code", String(code)), ("route", route), ("matched_uri", matchedURI), ("matched_host", matchedHost), ("service", service),
-            ("consumer", consumer), ("node", node),
-        ]).increment()
-        let base = [("route", route), ("service", service), ("consumer", consumer), ("node", node)]
-        let help = "HTTP request latency in milliseconds per service in APISIX"
-        histogram("apisix_http_latency", help, [("type", "request")] + base).record(latencyMs)
-        if let upstreamLatencyMs {
-            histogram("apisix_http_latency", help, [("type", "upstream")] + base).record(upstreamLatencyMs)
-            histogram("apisix_http_latency", help, [("type", "apisix")] + base).record(max(0, latencyMs - upstreamLatencyMs))
+    /// The series one route's requests with one status, consumer and node go to: found once,
+    /// then reused, so a request does one lookup instead of six.
+    final class Series: Sendable {
+        let status: Prometheus.Counter
+        let request: ValueHistogram
+        let upstream: ValueHistogram
+        let apisix: ValueHistogram
+        let ingress: Prometheus.Counter
+        let egress: Prometheus.Counter
+
+        init(_ m: HTTPMetrics, code: Int, route: String, matchedURI: String, matchedHost: String, service: String, consumer: String, node: String) {
+            status = m.counter("apisix_http_status", "HTTP status codes per service in APISIX", [
+                ("code", String(code)), ("route", route), ("matched_uri", matchedURI), ("matched_host", matchedHost), ("service", service),
+                ("consumer", consumer), ("node", node),
+            ])
+            let base = [("route", route), ("service", service), ("consumer", consumer), ("node", node)]
+            let help = "HTTP request latency in milliseconds per service in APISIX"
+            request = m.histogram("apisix_http_latency", help, [("type", "request")] + base)
+            upstream = m.histogram("apisix_http_latency", help, [("type", "upstream")] + base)
+            apisix = m.histogram("apisix_http_latency", help, [("type", "apisix")] + base)
+            let bandwidth = "Total bandwidth in bytes consumed per service in APISIX"
+            ingress = m.counter("apisix_bandwidth", bandwidth, [("type", "ingress")] + base)
+            egress = m.counter("apisix_bandwidth", bandwidth, [("type", "egress")] + base)
         }
-        let bandwidth = "Total bandwidth in bytes consumed per service in APISIX"
-        counter("apisix_bandwidth", bandwidth, [("type", "ingress")] + base).increment(by: Int64(requestBytes))
-        counter("apisix_bandwidth", bandwidth, [("type", "egress")] + base).increment(by: Int64(responseBytes))
+
+        func record(latencyMs: Double, upstreamLatencyMs: Double?, requestBytes: Int, responseBytes: Int) {
+            status.increment()
+            request.record(latencyMs)
+            if let upstreamLatencyMs {
+                upstream.record(upstreamLatencyMs)
+                apisix.record(max(0, latencyMs - upstreamLatencyMs))
+            }
+            ingress.increment(by: Int64(requestBytes))
+            egress.increment(by: Int64(responseBytes))
+        }
     }
 
     /// The metrics as Prometheus text.
@@ -72,6 +88,15 @@ final class PrometheusPlugin: HTTPPlugin {
     let metrics: HTTPMetrics?
     let preferName: Bool
 
+    /// What varies between requests of one route (and, as a global rule, the route too).
+    struct SeriesKey: Hashable, Sendable {
+        var code: Int
+        var route: String
+        var consumer: String
+        var node: String
+    }
+    let series = Mutex<[SeriesKey: HTTPMetrics.Series]>([:])
+
     init(_ c: JSONValue, _ ctx: PluginCompileContext) {
         metrics = ctx.metrics
         preferName = c["prefer_name"] == true
@@ -81,12 +106,21 @@ final class PrometheusPlugin: HTTPPlugin {
 
     func log(_ r: PluginRequest, _ info: PluginLogInfo) {
         guard let metrics else { return }
-        let route = preferName ? (r.routeName ?? r.routeID) : r.routeID
-        let service = preferName ? (r.serviceName ?? r.serviceID ?? "") : (r.serviceID ?? "")
-        metrics.record(
-            code: info.status, route: route, matchedURI: r.matchedURI, matchedHost: r.matchedHost, service: service,
-            consumer: r.consumer?.username ?? "", node: info.node ?? "", latencyMs: Double(info.latencyNanos) / 1e6,
-            upstreamLatencyMs: info.upstreamLatencyNanos.map { Double($0) / 1e6 }, requestBytes: info.requestBytes,
-            responseBytes: info.responseBytes)
+        let key = SeriesKey(code: info.status, route: r.routeID, consumer: r.consumer?.username ?? "", node: info.node ?? "")
+        let found = series.withLock { $0[key] }
+        let s: HTTPMetrics.Series
+        if let found {
+            s = found
+        } else {
+            let route = preferName ? (r.routeName ?? r.routeID) : r.routeID
+            let service = preferName ? (r.serviceName ?? r.serviceID ?? "") : (r.serviceID ?? "")
+            s = HTTPMetrics.Series(
+                metrics, code: key.code, route: route, matchedURI: r.matchedURI, matchedHost: r.matchedHost, service: service,
+                consumer: key.consumer, node: key.node)
+            series.withLock { $0[key] = s }
+        }
+        s.record(
+            latencyMs: Double(info.latencyNanos) / 1e6, upstreamLatencyMs: info.upstreamLatencyNanos.map { Double($0) / 1e6 },
+            requestBytes: info.requestBytes, responseBytes: info.responseBytes)
     }
 }

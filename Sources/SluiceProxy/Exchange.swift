@@ -100,7 +100,8 @@ final class Exchange {
         guard let plugins else { return }
         let end = endedAt ?? .now()
         plugins.log(PluginLogInfo(
-            status: status, upstreamStatus: upstreamStatus, latencyNanos: UInt64(max(0, (end - startedAt).nanoseconds)),
+            // 499: the client left before any response, as nginx logs it.
+            status: status == 0 ? 499 : status, upstreamStatus: upstreamStatus, latencyNanos: UInt64(max(0, (end - startedAt).nanoseconds)),
             upstreamLatencyNanos: upstreamSentAt.map { UInt64(max(0, (end - $0).nanoseconds)) },
             requestBytes: requestHeadBytes + requestBodyBytes, responseBytes: responseBytes,
             node: node.flatMap { n in upstream.map { $0.plan.nodes[n].address } }))
