@@ -10,6 +10,9 @@ public final class SimControlPlane: Sendable {
     private let services: NIOLockedValueBox<[String: Workload]>
     private let nextIP = NIOLockedValueBox(1)
     public let maxPerSlice: Int
+    /// Pod addresses are taken from this list in turn when it is not empty (e.g. loopback
+    /// addresses where tests run real servers); otherwise from 10.100.0.0/14.
+    public let podAddresses: [String]
 
     struct Workload: Sendable {
         var pods: [SimPod] = []
@@ -23,9 +26,10 @@ public final class SimControlPlane: Sendable {
     static let sliceType = SimState.defaultResources.first { $0.plural == "endpointslices" }!
     static let endpointsType = SimState.defaultResources.first { $0.plural == "endpoints" }!
 
-    public init(state: SimState, maxPerSlice: Int = 100) {
+    public init(state: SimState, maxPerSlice: Int = 100, podAddresses: [String] = []) {
         self.state = state
         self.maxPerSlice = maxPerSlice
+        self.podAddresses = podAddresses
         self.services = NIOLockedValueBox([:])
     }
 
@@ -34,6 +38,7 @@ public final class SimControlPlane: Sendable {
             defer { v += 1 }
             return v
         }
+        if !podAddresses.isEmpty { return podAddresses[(n - 1) % podAddresses.count] }
         return "10.\(100 + n / 65_536).\((n / 256) % 256).\(n % 256)"
     }
 

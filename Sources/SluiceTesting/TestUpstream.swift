@@ -24,11 +24,15 @@ public final class TestUpstream: Sendable {
 
     public var connectionsAccepted: Int { counters.withLockedValue { $0.connections } }
     public var requestsServed: Int { counters.withLockedValue { $0.requests } }
-    public var address: String { "127.0.0.1:\(port)" }
+    public let host: String
+    public var address: String { "\(host):\(port)" }
 
     /// `closeAfterHead`: every connection is closed as soon as a request head arrives
-    /// (an upstream that accepts and then fails).
-    public static func start(name: String, group: EventLoopGroup, closeAfterHead: Bool = false) async throws -> TestUpstream {
+    /// (an upstream that accepts and then fails). `host` may be any loopback address
+    /// (`127.0.0.0/8` is all local on Linux), so many "pods" can share one port.
+    public static func start(
+        name: String, group: EventLoopGroup, closeAfterHead: Bool = false, host: String = "127.0.0.1", port: Int = 0
+    ) async throws -> TestUpstream {
         let counters = NIOLockedValueBox((connections: 0, requests: 0))
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -54,13 +58,16 @@ public final class TestUpstream: Sendable {
                     try channel.pipeline.syncOperations.addHandler(handler)
                 }
             }
-            .bind(host: "127.0.0.1", port: 0).get()
-        guard let port = channel.localAddress?.port else { throw ChannelError.unknownLocalAddress }
-        return TestUpstream(name: name, port: port, channel: channel, counters: counters, closeOnRequest: closeAfterHead)
+            .bind(host: host, port: port).get()
+        guard let bound = channel.localAddress?.port else { throw ChannelError.unknownLocalAddress }
+        return TestUpstream(name: name, host: host, port: bound, channel: channel, counters: counters, closeOnRequest: closeAfterHead)
     }
 
-    private init(name: String, port: Int, channel: Channel, counters: NIOLockedValueBox<(connections: Int, requests: Int)>, closeOnRequest: Bool) {
+    private init(
+        name: String, host: String, port: Int, channel: Channel, counters: NIOLockedValueBox<(connections: Int, requests: Int)>, closeOnRequest: Bool
+    ) {
         self.name = name
+        self.host = host
         self.port = port
         self.channel = channel
         self.counters = counters
