@@ -25,6 +25,7 @@ let package = Package(
         .library(name: "KubeClient", targets: ["KubeClient"]),
         .library(name: "SluiceHTTPClient", targets: ["SluiceHTTPClient"]),
         .library(name: "KubeSimServer", targets: ["KubeSimServer"]),
+        .library(name: "SluiceIngress", targets: ["SluiceIngress"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -70,6 +71,13 @@ let package = Package(
         .executableTarget(name: "kube-sim", dependencies: [
             "KubeSimServer", "KubeSim", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ] + nio),
+        // The ingress controller: pure translators (APISIX CRDs, Ingress → gateway objects),
+        // endpoint merging, the diff-and-write sync, leader election, status, metrics.
+        .target(name: "SluiceIngress", dependencies: [
+            "SluiceCore", "KubeClient", "SluiceHTTPClient", "SluiceStore",
+            .product(name: "Logging", package: "swift-log"), .product(name: "Prometheus", package: "swift-prometheus"),
+        ] + nio),
+        .testTarget(name: "SluiceIngressTests", dependencies: ["SluiceIngress", "KubeClient", "SluiceCore"]),
         // Listeners, snapshot publisher, config sources, lifecycle.
         .target(name: "SluiceServer", dependencies: [
             "SluiceCore", "SluiceProxy", "SluicePlugins", "SluiceAdmin", "SluiceStore", "SluiceEtcd", "SluiceYAML",
@@ -82,7 +90,7 @@ let package = Package(
         // Admin API v3 and control API over a ConfigService. No NIO.
         .target(name: "SluiceAdmin", dependencies: ["SluiceCore", "SluiceStore"]),
         .executableTarget(name: "sluice", dependencies: [
-            "SluiceServer", "SluiceCore", "SluiceAdmin", "SluiceStore", "SluiceEtcd",
+            "SluiceServer", "SluiceCore", "SluiceAdmin", "SluiceStore", "SluiceEtcd", "SluiceIngress", "KubeClient",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -101,6 +109,7 @@ let package = Package(
         .testTarget(name: "SluiceIntegrationTests", dependencies: [
             .product(name: "Crypto", package: "swift-crypto"), .product(name: "_CryptoExtras", package: "swift-crypto"),
             "SluiceServer", "SluiceYAML", "SluiceAdmin", "SluiceStore", "SluiceEtcd", "SluiceTesting", "SluiceCore", "SluiceProxy",
+            "KubeClient", "KubeSimServer", "KubeSim", "SluiceIngress",
             .product(name: "Logging", package: "swift-log"),
         ] + nio),
     ]

@@ -1,3 +1,8 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import KubeSim
 import NIOConcurrencyHelpers
 import SluiceCore
@@ -91,12 +96,28 @@ public final class SimControlPlane: Sendable {
         services.withLockedValue { $0[key] = w }
     }
 
+    /// Now as RFC 3339 with microseconds, as the EndpointSlice controller stamps
+    /// `endpoints.kubernetes.io/last-change-trigger-time` (so programming latency can be
+    /// measured from it).
+    static func now() -> String {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        var t = time_t(ts.tv_sec)
+        var parts = tm()
+        gmtime_r(&t, &parts)
+        func pad(_ v: Int32, _ n: Int) -> String {
+            let s = String(v)
+            return String(repeating: "0", count: max(0, n - s.count)) + s
+        }
+        return "\(pad(parts.tm_year + 1900, 4))-\(pad(parts.tm_mon + 1, 2))-\(pad(parts.tm_mday, 2))T\(pad(parts.tm_hour, 2)):\(pad(parts.tm_min, 2)):\(pad(parts.tm_sec, 2)).\(pad(Int32(ts.tv_nsec / 1000), 6))Z"
+    }
+
     private func sync(_ namespace: String, _ service: String, _ w: inout Workload) throws(APIError) {
         let existing = try state.read { s throws(APIError) in
             try s.list(Self.sliceType, namespace: namespace, selector: LabelSelector(requirements: [.equals("kubernetes.io/service-name", service)])).items
         }
         let plan = w.controller.reconcile(
-            service: service, namespace: namespace, ports: w.ports, pods: w.pods, existing: existing, triggerTime: "2026-01-01T00:00:00Z")
+            service: service, namespace: namespace, ports: w.ports, pods: w.pods, existing: existing, triggerTime: Self.now())
         for s in plan.create { _ = try state.write { st throws(APIError) in try st.create(Self.sliceType, namespace: namespace, s) } }
         for s in plan.update {
             let name = s["metadata"]?["name"]?.stringValue ?? ""

@@ -43,7 +43,7 @@ public final class ByteCounter: Sendable {
     private let count = NIOLockedValueBox(0)
     public init() {}
     public var value: Int { count.withLockedValue { $0 } }
-    func add(_ n: Int) { count.withLockedValue { $0 += n } }
+    public func add(_ n: Int) { count.withLockedValue { $0 += n } }
 }
 
 final class ByteCountingHandler: ChannelInboundHandler, RemovableChannelHandler {

@@ -10,7 +10,7 @@ struct Sluice: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sluice",
         abstract: "An API gateway whose configuration is live, not reloaded.",
-        subcommands: [Serve.self, Validate.self, Version.self])
+        subcommands: [Serve.self, IngressCommand.self, Validate.self, Version.self])
 
     /// CONTRACT: exit 2 for bad flags, unknown subcommands and bad config files.
     static func main() async {

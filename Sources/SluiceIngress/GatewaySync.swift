@@ -1,0 +1,215 @@
+import SluiceCore
+
+/// Keeps the gateway's managed objects equal to the desired ones, writing only what
+/// differs. One flush runs at a time and each object's newest desired value is what gets
+/// written, so a late write never lands over a newer one: every change bumps the object's
+/// version, a write in flight records the version it carried, and the object stays dirty
+/// until its newest version is written.
+public actor GatewaySync {
+    public enum Outcome: Sendable, Equatable {
+        /// Everything dirty was written (or refused for good, see `refusal(for:)`).
+        case done
+        /// The gateway could not be reached or failed; try again later (and relist then).
+        case retry(String)
+    }
+
+    /// Kinds in the order objects may be created: an object is written after those it
+    /// refers to, and deleted before them.
+    public static let writeOrder: [ResourceKind] = [.pluginConfigs, .upstreams, .services, .consumers, .globalRules, .ssls, .routes, .streamRoutes]
+
+    public let writer: GatewayWriter
+    public let concurrency: Int
+    private var desired: [ObjectKey: JSONValue] = [:]
+    private var written: [ObjectKey: JSONValue] = [:]
+    private var version: [ObjectKey: UInt64] = [:]
+    private var nextVersion: UInt64 = 0
+    private var dirty: Set<ObjectKey> = []
+    private var refused: [ObjectKey: String] = [:]
+    private var needsRelist = true
+    private var flushing = false
+
+    public private(set) var puts = 0
+    public private(set) var patches = 0
+    public private(set) var deletes = 0
+    public private(set) var relists = 0
+
+    public init(writer: GatewayWriter, concurrency: Int = 8) {
+        self.writer = writer
+        self.concurrency = max(1, concurrency)
+    }
+
+    /// Replaces the whole desired state (after a full translation).
+    public func replaceAll(_ objects: [ObjectKey: JSONValue]) {
+        for (k, v) in objects where desired[k] != v { set(k, v) }
+        for k in Array(desired.keys) where objects[k] == nil { set(k, nil) }
+    }
+
+    /// Changes one desired object (nil: it should not exist).
+    public func set(_ key: ObjectKey, _ value: JSONValue?) {
+        guard desired[key] != value else { return }
+        desired[key] = value
+        nextVersion += 1
+        version[key] = nextVersion
+        refused[key] = nil
+        dirty.insert(key)
+    }
+
+    public func desiredValue(_ key: ObjectKey) -> JSONValue? { desired[key] }
+    public func currentVersion(_ key: ObjectKey) -> UInt64 { version[key] ?? 0 }
+    public var pendingCount: Int { dirty.count }
+    /// Forces the next flush to list the gateway's objects first (e.g. on a resync timer,
+    /// to repair a gateway that lost its store).
+    public func requestRelist() { needsRelist = true }
+
+    /// Why the gateway refused this object's current desired value, if it did.
+    public func refusal(for key: ObjectKey) -> String? { refused[key] }
+    /// Whether the object's current desired value is on the gateway.
+    public func isSynced(_ key: ObjectKey) -> Bool { !dirty.contains(key) && refused[key] == nil }
+
+    /// Writes everything dirty. Returns the objects written and the versions they carried.
+    public func flush() async -> (outcome: Outcome, written: [(ObjectKey, UInt64)]) {
+        guard !flushing else { return (.done, []) }
+        flushing = true
+        defer { flushing = false }
+        if needsRelist {
+            do {
+                try await relist()
+            } catch {
+                return (.retry("\(error)"), [])
+            }
+        }
+        var done: [(ObjectKey, UInt64)] = []
+        let work = dirty
+        // Creates and updates, referents first.
+        for kind in Self.writeOrder {
+            let keys = work.filter { $0.kind == kind && desired[$0] != nil }.sorted()
+            if let failure = await run(keys, &done, { key, value, previous in
+                if let previous, self.writer.supportsPatch, let patch = Self.nodesPatch(from: previous, to: value) {
+                    if try await self.writer.patch(key, patch) { return .patched }
+                }
+                try await self.writer.put(key, value)
+                return .put
+            }) {
+                needsRelist = true
+                return (.retry(failure), done)
+            }
+        }
+        // Deletes, referrers first.
+        for kind in Self.writeOrder.reversed() {
+            let keys = work.filter { $0.kind == kind && desired[$0] == nil }.sorted()
+            if let failure = await run(keys, &done, { key, _, _ in
+                try await self.writer.delete(key)
+                return .deleted
+            }) {
+                needsRelist = true
+                return (.retry(failure), done)
+            }
+        }
+        return (.done, done)
+    }
+
+    enum Done { case put, patched, deleted }
+
+    /// Runs the writes for `keys`, `concurrency` at a time; returns the first transient
+    /// failure, if any.
+    private func run(
+        _ keys: [ObjectKey], _ done: inout [(ObjectKey, UInt64)],
+        _ write: @escaping @Sendable (ObjectKey, JSONValue, JSONValue?) async throws -> Done
+    ) async -> String? {
+        var failure: String? = nil
+        var index = 0
+        while index < keys.count && failure == nil {
+            let batch = keys[index..<min(index + concurrency, keys.count)]
+            index += batch.count
+            let jobs: [(ObjectKey, JSONValue, JSONValue?, UInt64)] = batch.compactMap { k in
+                guard dirty.contains(k) else { return nil }
+                if desired[k] == nil && written[k] == nil {
+                    dirty.remove(k)  // nothing to delete
+                    return nil
+                }
+                if let d = desired[k], written[k] == d {
+                    dirty.remove(k)  // already there
+                    return nil
+                }
+                return (k, desired[k] ?? .null, written[k], version[k] ?? 0)
+            }
+            let results = await withTaskGroup(of: (ObjectKey, JSONValue, UInt64, Result<Done, Error>).self) { group in
+                for (k, value, previous, v) in jobs {
+                    group.addTask {
+                        do { return (k, value, v, .success(try await write(k, value, previous))) } catch { return (k, value, v, .failure(error)) }
+                    }
+                }
+                var out: [(ObjectKey, JSONValue, UInt64, Result<Done, Error>)] = []
+                for await r in group { out.append(r) }
+                return out
+            }
+            for (k, value, v, result) in results {
+                switch result {
+                case .success(let how):
+                    switch how {
+                    case .put: puts += 1
+                    case .patched: patches += 1
+                    case .deleted: deletes += 1
+                    }
+                    written[k] = how == .deleted ? nil : value
+                    done.append((k, v))
+                    if version[k] == v { dirty.remove(k) }
+                case .failure(let e as GatewayWriteError) where e.permanent:
+                    if version[k] == v {
+                        refused[k] = e.message
+                        dirty.remove(k)
+                    }
+                case .failure(let e):
+                    failure = failure ?? "\(e)"
+                }
+            }
+        }
+        return failure
+    }
+
+    /// Reads the managed objects the gateway has, so that what differs (including objects
+    /// it lost, and orphans no longer desired) is marked dirty.
+    private func relist() async throws {
+        var listed: [ObjectKey: JSONValue] = [:]
+        for kind in Self.writeOrder {
+            let objects: [String: JSONValue]
+            do {
+                objects = try await writer.listManaged(kind)
+            } catch let e as GatewayWriteError where e.permanent {
+                continue  // a kind this gateway does not serve has nothing to list
+            }
+            for (id, v) in objects { listed[ObjectKey(kind, id)] = v }
+        }
+        relists += 1
+        written = listed
+        needsRelist = false
+        for k in Set(listed.keys).union(desired.keys) {
+            if desired[k] != listed[k] {
+                if dirty.insert(k).inserted, desired[k] == nil {
+                    // An orphan: give it a version so its deletion is tracked like any write.
+                    nextVersion += 1
+                    version[k] = nextVersion
+                }
+            } else if refused[k] == nil {
+                dirty.remove(k)
+            }
+        }
+    }
+
+    /// When two upstreams differ only in their nodes (both as `{"host:port": weight}`),
+    /// the merge patch that turns one into the other: the changed nodes and `null` for the
+    /// removed ones, so a pod change sends a few bytes however large the Service is.
+    static func nodesPatch(from old: JSONValue, to new: JSONValue) -> JSONValue? {
+        guard case .object(var a) = old, case .object(var b) = new, case .object(let oldNodes)? = a["nodes"],
+            case .object(let newNodes)? = b["nodes"]
+        else { return nil }
+        a["nodes"] = nil
+        b["nodes"] = nil
+        guard a == b else { return nil }
+        var delta: [String: JSONValue] = [:]
+        for (k, v) in newNodes where oldNodes[k] != v { delta[k] = v }
+        for k in oldNodes.keys where newNodes[k] == nil { delta[k] = .null }
+        guard !delta.isEmpty else { return nil }
+        return ["nodes": .object(delta)]
+    }
+}

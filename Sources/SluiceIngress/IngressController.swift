@@ -1,0 +1,464 @@
+import KubeClient
+import Logging
+import SluiceCore
+
+/// Watches Kubernetes and keeps the gateway's routes and upstreams in step.
+///
+/// Two paths, by cost:
+/// - An APISIX resource, Ingress, Service or Secret changes (rare): everything is translated
+///   again (a pure function, `Translator`) and the sync writes only the objects that differ.
+/// - An EndpointSlice changes (every pod change): the Service's slices are already cached,
+///   so only the upstreams that follow that Service get their nodes recomputed; nothing is
+///   translated, and the write is a merge patch of the nodes that changed. Bursts are
+///   coalesced per Service: the first change after a quiet `coalesceWindow` goes out at
+///   once, later ones wait for the window and go out together.
+public actor IngressController {
+    public struct Options: Sendable {
+        public var ingressClass = "sluice"
+        /// Namespaces to watch; empty: all.
+        public var namespaces: [String] = []
+        /// false: follow legacy v1 Endpoints instead of EndpointSlices.
+        public var watchEndpointSlices = true
+        public var coalesceWindow: Duration = .milliseconds(100)
+        /// How often the gateway is listed and compared in full, repairing a gateway that
+        /// lost objects (e.g. restarted with an empty store).
+        public var resyncInterval: Duration = .seconds(60)
+        public init() {}
+    }
+
+    public let api: KubeAPI
+    public let sync: GatewaySync
+    public let options: Options
+    public let metrics: IngressMetrics
+    let translator: Translator
+    let logger: Logger
+
+    var cluster = ClusterState()
+    var decodeErrors: [SourceRef: String] = [:]
+    /// Service `ns/name` → slice name → slice.
+    var slices: [String: [String: EndpointSlice]] = [:]
+    var legacyEndpoints: [String: Endpoints] = [:]
+    var podLabels: [String: [String: String]] = [:]
+    var podInformerStarted = false
+    public private(set) var translation = Translation()
+    var upstreamsByService: [String: [String]] = [:]
+    var needsTranslate = true
+    var dirtyServices: Set<String> = []
+    var lastServiceFlush: [String: ContinuousClock.Instant] = [:]
+    /// Upstream id → when its Service's change was triggered and received, awaiting the write.
+    var pendingLatency: [String: (trigger: Int64?, received: ContinuousClock.Instant, version: UInt64)] = [:]
+    var lastStatus: [SourceRef: (ok: Bool, message: String, generation: Int?)] = [:]
+    var warnedTruncated: Set<String> = []
+    public private(set) var isLeader: Bool
+    var informers: [Informer] = []
+    var extraTasks: [Task<Void, Never>] = []
+    private var waiter: CheckedContinuation<Void, Never>?
+    private var signaled = false
+    private var retryAt: ContinuousClock.Instant?
+    /// Full syncs that reached the gateway (for tests and logs).
+    public private(set) var syncs = 0
+
+    public init(api: KubeAPI, writer: GatewayWriter, options: Options, metrics: IngressMetrics = IngressMetrics(), leader: Bool = true, logger: Logger) {
+        self.api = api
+        self.sync = GatewaySync(writer: writer)
+        self.options = options
+        self.metrics = metrics
+        self.translator = Translator(ingressClass: options.ingressClass)
+        self.isLeader = leader
+        self.logger = logger
+        metrics.isLeader.set(to: leader ? 1 : 0)
+    }
+
+    // MARK: - Running
+
+    /// Runs the informers and the sync loop until the task is cancelled.
+    public func run() async {
+        let namespaces: [String?] = options.namespaces.isEmpty ? [nil] : options.namespaces
+        var specs: [(KubeResource, Watched)] = [(.ingressClasses(), .ingressClass)]
+        for ns in namespaces {
+            specs += [
+                (.services(namespace: ns), .service), (.secrets(namespace: ns), .secret),
+                (options.watchEndpointSlices ? .endpointSlices(namespace: ns) : .endpoints(namespace: ns), options.watchEndpointSlices ? .slice : .endpoints),
+                (.apisixRoutes(namespace: ns), .crd(.apisixRoute)), (.apisixUpstreams(namespace: ns), .crd(.apisixUpstream)),
+                (.apisixTlses(namespace: ns), .crd(.apisixTls)), (.apisixConsumers(namespace: ns), .crd(.apisixConsumer)),
+                (.apisixPluginConfigs(namespace: ns), .crd(.apisixPluginConfig)), (.apisixGlobalRules(namespace: ns), .crd(.apisixGlobalRule)),
+                (.ingresses(namespace: ns), .crd(.ingress)),
+            ]
+        }
+        informers = specs.map { Informer(api: api, resource: $0.0, pageSize: 500) }
+        let pairs = Array(zip(informers, specs.map(\.1)))
+        await withTaskGroup(of: Void.self) { group in
+            for (informer, what) in pairs {
+                group.addTask { await informer.run { event in await self.handle(what, event) } }
+            }
+            group.addTask { await self.loop() }
+            await group.waitForAll()
+        }
+        for t in extraTasks { t.cancel() }
+    }
+
+    /// Leadership changed: a new leader lists the gateway and writes what differs; one that
+    /// lost it stops writing at once.
+    public func setLeader(_ leader: Bool) async {
+        guard leader != isLeader else { return }
+        isLeader = leader
+        metrics.isLeader.set(to: leader ? 1 : 0)
+        logger.info(leader ? "became the leader: syncing the gateway" : "lost the leadership: no longer writing")
+        if leader {
+            await sync.requestRelist()
+            needsTranslate = true
+            lastStatus = [:]
+            wake()
+        }
+    }
+
+    func allSynced() async -> Bool {
+        for i in informers where !(await i.hasSynced) { return false }
+        return !informers.isEmpty
+    }
+
+    private func wake() {
+        if let w = waiter {
+            waiter = nil
+            w.resume()
+        } else {
+            signaled = true
+        }
+    }
+
+    private func wait(until deadline: ContinuousClock.Instant) async {
+        if signaled {
+            signaled = false
+            return
+        }
+        let timer = Task { [weak self] in
+            try? await Task.sleep(until: deadline)
+            await self?.wake()
+        }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { waiter = $0 }
+        } onCancel: {
+            Task { await self.wake() }
+        }
+        signaled = false
+        timer.cancel()
+    }
+
+    private func loop() async {
+        var backoff: Duration = .milliseconds(100)
+        var nextResync = ContinuousClock.now + options.resyncInterval
+        while !Task.isCancelled {
+            var deadline = min(nextResync, retryAt ?? nextResync)
+            if !dirtyServices.isEmpty, let due = dirtyServices.map({ (lastServiceFlush[$0] ?? .now) + options.coalesceWindow }).min() {
+                deadline = min(deadline, due)
+            }
+            await wait(until: deadline)
+            if Task.isCancelled { break }
+            guard isLeader, await allSynced() else { continue }
+            let now = ContinuousClock.now
+            if let r = retryAt, now < r { continue }
+            if now >= nextResync {
+                await sync.requestRelist()
+                nextResync = now + options.resyncInterval
+            }
+            await prepare(now: now)
+            let before = await (sync.puts, sync.patches, sync.deletes)
+            let bytesBefore = sync.writer.bytesWritten
+            let (outcome, written) = await sync.flush()
+            let after = await (sync.puts, sync.patches, sync.deletes)
+            metrics.puts.increment(by: Int64(after.0 - before.0))
+            metrics.patches.increment(by: Int64(after.1 - before.1))
+            metrics.deletes.increment(by: Int64(after.2 - before.2))
+            metrics.writeBytes.increment(by: Int64(sync.writer.bytesWritten - bytesBefore))
+            observeLatency(written)
+            switch outcome {
+            case .done:
+                if retryAt != nil { logger.info("the gateway is reachable again; synced") }
+                retryAt = nil
+                backoff = .milliseconds(100)
+                syncs += 1
+            case .retry(let why):
+                metrics.syncFailures.increment()
+                logger.warning("gateway sync failed; retrying", metadata: ["error": "\(why)", "retry_in": "\(backoff)"])
+                retryAt = .now + backoff
+                backoff = min(backoff * 2, .seconds(5))
+            }
+            await writeStatuses()
+        }
+    }
+
+    // MARK: - Events
+
+    enum Watched: Sendable {
+        case service, secret, slice, endpoints, pod, ingressClass
+        case crd(SourceRef.Kind)
+    }
+
+    func handle(_ what: Watched, _ event: Informer.Event) {
+        let (object, deleted): (JSONValue, Bool)
+        var unchangedSpec = false
+        switch event {
+        case .added(let o): (object, deleted) = (o, false)
+        case .updated(let old, let new):
+            (object, deleted) = (new, false)
+            unchangedSpec = old["spec"] == new["spec"] && old["metadata"]?["generation"] == new["metadata"]?["generation"]
+                && old["metadata"]?["labels"] == new["metadata"]?["labels"] && old["metadata"]?["annotations"] == new["metadata"]?["annotations"]
+        case .deleted(let o): (object, deleted) = (o, true)
+        }
+        let ns = object["metadata"]?["namespace"]?.stringValue
+        let name = object["metadata"]?["name"]?.stringValue ?? ""
+        let key = ClusterState.key(ns, name)
+        switch what {
+        case .slice:
+            metrics.sliceEvents.increment()
+            guard let service = object["metadata"]?["labels"]?["kubernetes.io/service-name"]?.stringValue else { return }
+            let serviceKey = ClusterState.key(ns, service)
+            if deleted {
+                slices[serviceKey]?[name] = nil
+                if slices[serviceKey]?.isEmpty == true { slices[serviceKey] = nil }
+            } else {
+                guard let slice = try? EndpointSlice(json: object) else { return }
+                slices[serviceKey, default: [:]][name] = slice
+            }
+            endpointsChanged(serviceKey, trigger: object["metadata"]?["annotations"]?["endpoints.kubernetes.io/last-change-trigger-time"]?.stringValue)
+        case .endpoints:
+            metrics.sliceEvents.increment()
+            if deleted {
+                legacyEndpoints[key] = nil
+            } else {
+                guard let e = try? Endpoints(json: object) else { return }
+                legacyEndpoints[key] = e
+                if e.isTruncated && warnedTruncated.insert(key).inserted {
+                    logger.warning(
+                        "Endpoints of Service \(key) are truncated at 1000 addresses (endpoints.kubernetes.io/over-capacity); the gateway sees only those. Follow EndpointSlices instead: --watch-endpointslice true")
+                }
+            }
+            endpointsChanged(key, trigger: object["metadata"]?["annotations"]?["endpoints.kubernetes.io/last-change-trigger-time"]?.stringValue)
+        case .pod:
+            let labels = object["metadata"]?["labels"]?.objectValue?.compactMapValues(\.stringValue) ?? [:]
+            if deleted { podLabels[key] = nil } else if podLabels[key] != labels {
+                podLabels[key] = labels
+            } else {
+                return
+            }
+            // Only subsets read pod labels: recompute the Services that have a subset.
+            for (id, src) in translation.endpointSources where src.subsetLabels != nil && src.service.hasPrefix("\(ns ?? "")/") {
+                _ = id
+                endpointsChanged(src.service, trigger: nil)
+            }
+        case .service:
+            if deleted { cluster.services[key] = nil } else { cluster.services[key] = try? KubeClient.Service(json: object) }
+            structureChanged()
+        case .secret:
+            if deleted { cluster.secrets[key] = nil } else { cluster.secrets[key] = try? Secret(json: object) }
+            structureChanged()
+        case .ingressClass:
+            if deleted { cluster.ingressClasses[key] = nil } else { cluster.ingressClasses[key] = try? IngressClass(json: object) }
+            structureChanged()
+        case .crd(let kind):
+            let ref = SourceRef(kind, ns ?? "", name)
+            if unchangedSpec {
+                storeCRD(kind, key, object, ref)  // a status write of ours: keep the copy, translate nothing
+                return
+            }
+            if deleted {
+                removeCRD(kind, key)
+                decodeErrors[ref] = nil
+                lastStatus[ref] = nil
+            } else {
+                storeCRD(kind, key, object, ref)
+            }
+            structureChanged()
+        }
+    }
+
+    private func storeCRD(_ kind: SourceRef.Kind, _ key: String, _ o: JSONValue, _ ref: SourceRef) {
+        do {
+            switch kind {
+            case .apisixRoute: cluster.apisixRoutes[key] = try ApisixRoute(json: o)
+            case .apisixUpstream: cluster.apisixUpstreams[key] = try ApisixUpstream(json: o)
+            case .apisixTls: cluster.apisixTlses[key] = try ApisixTls(json: o)
+            case .apisixConsumer: cluster.apisixConsumers[key] = try ApisixConsumer(json: o)
+            case .apisixPluginConfig: cluster.apisixPluginConfigs[key] = try ApisixPluginConfig(json: o)
+            case .apisixGlobalRule: cluster.apisixGlobalRules[key] = try ApisixGlobalRule(json: o)
+            case .ingress: cluster.ingresses[key] = try Ingress(json: o)
+            }
+            decodeErrors[ref] = nil
+        } catch {
+            removeCRD(kind, key)
+            decodeErrors[ref] = error.description
+        }
+    }
+
+    private func removeCRD(_ kind: SourceRef.Kind, _ key: String) {
+        switch kind {
+        case .apisixRoute: cluster.apisixRoutes[key] = nil
+        case .apisixUpstream: cluster.apisixUpstreams[key] = nil
+        case .apisixTls: cluster.apisixTlses[key] = nil
+        case .apisixConsumer: cluster.apisixConsumers[key] = nil
+        case .apisixPluginConfig: cluster.apisixPluginConfigs[key] = nil
+        case .apisixGlobalRule: cluster.apisixGlobalRules[key] = nil
+        case .ingress: cluster.ingresses[key] = nil
+        }
+    }
+
+    private func structureChanged() {
+        needsTranslate = true
+        wake()
+    }
+
+    private func endpointsChanged(_ service: String, trigger: String?) {
+        guard let ids = upstreamsByService[service], !ids.isEmpty else { return }
+        let received = ContinuousClock.now
+        let triggerMicros = trigger.flatMap(KubeTime.parse)
+        for id in ids where pendingLatency[id] == nil { pendingLatency[id] = (triggerMicros, received, .max) }
+        dirtyServices.insert(service)
+        wake()
+    }
+
+    // MARK: - Computing what the gateway should have
+
+    func nodes(_ source: EndpointSource) -> JSONValue {
+        let labels = podLabels
+        let lookup: (String) -> [String: String]? = { labels[$0] }
+        if options.watchEndpointSlices {
+            return NodeResolver.json(NodeResolver.nodes(source, slices: Array((slices[source.service] ?? [:]).values), podLabels: lookup))
+        }
+        guard let e = legacyEndpoints[source.service] else { return .object([:]) }
+        return NodeResolver.json(NodeResolver.nodes(source, endpoints: e, podLabels: lookup))
+    }
+
+    func withNodes(_ id: String) -> JSONValue? {
+        guard case .object(var o)? = translation.objects[ObjectKey(.upstreams, id)], let source = translation.endpointSources[id] else { return nil }
+        o["nodes"] = nodes(source)
+        return .object(o)
+    }
+
+    private func prepare(now: ContinuousClock.Instant) async {
+        if needsTranslate {
+            needsTranslate = false
+            var t = translator.translate(cluster)
+            for (ref, message) in decodeErrors { t.errors[ref] = message }
+            translation = t
+            var byService: [String: [String]] = [:]
+            for (id, source) in t.endpointSources { byService[source.service, default: []].append(id) }
+            upstreamsByService = byService
+            var objects = t.objects
+            for id in t.endpointSources.keys { objects[ObjectKey(.upstreams, id)] = withNodes(id) }
+            metrics.translationErrors.set(to: Double(t.errors.count))
+            metrics.managedObjects.set(to: Double(objects.count))
+            for (ref, message) in t.errors where lastStatus[ref]?.message != message {
+                logger.warning("cannot translate \(ref)", metadata: ["error": "\(message)"])
+            }
+            await sync.replaceAll(objects)
+            for s in dirtyServices { lastServiceFlush[s] = now }
+            dirtyServices.removeAll()
+            if !podInformerStarted && t.endpointSources.values.contains(where: { $0.subsetLabels != nil }) { startPodInformer() }
+        } else {
+            for service in dirtyServices where (lastServiceFlush[service].map { now - $0 >= options.coalesceWindow } ?? true) {
+                dirtyServices.remove(service)
+                lastServiceFlush[service] = now
+                for id in upstreamsByService[service] ?? [] { await sync.set(ObjectKey(.upstreams, id), withNodes(id)) }
+            }
+        }
+        for (id, p) in pendingLatency where p.version == .max {
+            let key = ObjectKey(.upstreams, id)
+            if dirtyServices.contains(translation.endpointSources[id]?.service ?? "") { continue }
+            if await sync.isSynced(key) {
+                pendingLatency[id] = nil  // nothing changed for it
+            } else {
+                pendingLatency[id]?.version = await sync.currentVersion(key)
+            }
+        }
+    }
+
+    private func observeLatency(_ written: [(ObjectKey, UInt64)]) {
+        guard !pendingLatency.isEmpty else { return }
+        let nowMicros = KubeTime.nowMicroseconds()
+        let now = ContinuousClock.now
+        for (key, version) in written where key.kind == .upstreams {
+            guard let p = pendingLatency[key.id], p.version != .max, version >= p.version else { continue }
+            pendingLatency[key.id] = nil
+            if let t = p.trigger { metrics.programmingLatency.record(Double(max(0, nowMicros - t)) / 1_000_000) }
+            let d = now - p.received
+            metrics.eventToWrite.record(Double(d.components.seconds) * 1000 + Double(d.components.attoseconds) / 1e15)
+        }
+    }
+
+    private func startPodInformer() {
+        podInformerStarted = true
+        let namespaces: [String?] = options.namespaces.isEmpty ? [nil] : options.namespaces
+        for ns in namespaces {
+            let informer = Informer(api: api, resource: .pods(namespace: ns), pageSize: 500)
+            extraTasks.append(Task { await informer.run { event in await self.handle(.pod, event) } })
+        }
+    }
+
+    // MARK: - Status
+
+    static func resource(_ kind: SourceRef.Kind, _ namespace: String) -> KubeResource? {
+        switch kind {
+        case .apisixRoute: return .apisixRoutes(namespace: namespace)
+        case .apisixUpstream: return .apisixUpstreams(namespace: namespace)
+        case .apisixTls: return .apisixTlses(namespace: namespace)
+        case .apisixConsumer: return .apisixConsumers(namespace: namespace)
+        case .apisixPluginConfig: return .apisixPluginConfigs(namespace: namespace)
+        case .apisixGlobalRule: return .apisixGlobalRules(namespace: namespace)
+        case .ingress: return nil
+        }
+    }
+
+    func currentStatus(_ ref: SourceRef) -> (condition: KubeCondition?, generation: Int?) {
+        let key = ClusterState.key(ref.namespace, ref.name)
+        switch ref.kind {
+        case .apisixRoute: return cluster.apisixRoutes[key].map { ($0.status.resourcesAvailable, $0.metadata.generation) } ?? (nil, nil)
+        case .apisixUpstream: return cluster.apisixUpstreams[key].map { ($0.status.resourcesAvailable, $0.metadata.generation) } ?? (nil, nil)
+        case .apisixTls: return cluster.apisixTlses[key].map { ($0.status.resourcesAvailable, $0.metadata.generation) } ?? (nil, nil)
+        case .apisixConsumer: return cluster.apisixConsumers[key].map { ($0.status.resourcesAvailable, $0.metadata.generation) } ?? (nil, nil)
+        case .apisixPluginConfig: return cluster.apisixPluginConfigs[key].map { ($0.status.resourcesAvailable, $0.metadata.generation) } ?? (nil, nil)
+        case .apisixGlobalRule: return cluster.apisixGlobalRules[key].map { ($0.status.resourcesAvailable, $0.metadata.generation) } ?? (nil, nil)
+        case .ingress: return (nil, nil)
+        }
+    }
+
+    /// Reports `ResourcesAvailable` on every APISIX resource whose outcome is known and
+    /// differs from what it already says.
+    private func writeStatuses() async {
+        guard isLeader else { return }
+        let refs = Set(translation.produced.keys).union(translation.errors.keys).filter(\.kind.hasStatus).sorted()
+        for ref in refs {
+            var outcome: (ok: Bool, message: String)
+            if let e = translation.errors[ref] {
+                outcome = (false, e)
+            } else {
+                var refusals: [String] = []
+                var pending = false
+                for key in (translation.produced[ref] ?? []).sorted() {
+                    if let r = await sync.refusal(for: key) { refusals.append(r) } else if !(await sync.isSynced(key)) { pending = true }
+                }
+                if !refusals.isEmpty {
+                    outcome = (false, "the gateway refused: " + refusals.joined(separator: "; "))
+                } else if pending {
+                    continue
+                } else {
+                    outcome = (true, "Sync Successfully")
+                }
+            }
+            let (condition, generation) = currentStatus(ref)
+            if let last = lastStatus[ref], last.ok == outcome.ok, last.message == outcome.message, last.generation == generation { continue }
+            if let c = condition, (c.status == .true) == outcome.ok, c.message == outcome.message, c.observedGeneration == generation {
+                lastStatus[ref] = (outcome.ok, outcome.message, generation)
+                continue
+            }
+            guard let resource = Self.resource(ref.kind, ref.namespace) else { continue }
+            let status = ApisixStatus(conditions: condition.map { [$0] } ?? [])
+                .setting(.resourcesAvailable(synced: outcome.ok, message: outcome.message, observedGeneration: generation))
+            do {
+                _ = try await api.mergePatchStatus(resource, name: ref.name, ["status": status.json()])
+                lastStatus[ref] = (outcome.ok, outcome.message, generation)
+            } catch {
+                logger.warning("cannot write the status of \(ref)", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+}

@@ -1,0 +1,179 @@
+import ArgumentParser
+import Foundation
+import KubeClient
+import Logging
+import NIOPosix
+import SluiceAdmin
+import SluiceCore
+import SluiceEtcd
+import SluiceIngress
+import SluiceServer
+
+/// `sluice ingress`: the Kubernetes ingress controller.
+struct IngressCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ingress",
+        abstract: "Watch Kubernetes (APISIX CRDs, Ingress, Services, EndpointSlices) and keep the gateway's routes and upstreams in step.")
+
+    @Option(help: "kubeconfig file (default: in-cluster service account, else $KUBECONFIG, else ~/.kube/config).")
+    var kubeconfig: String?
+
+    @Option(name: .customLong("admin-url"), help: "Gateway Admin API to write to (default http://127.0.0.1:9180).")
+    var adminURL = "http://127.0.0.1:9180"
+
+    @Option(name: .customLong("admin-key"), help: "X-API-KEY for the Admin API.")
+    var adminKey: String?
+
+    @Option(help: "Write straight into etcd instead of the Admin API: http://HOST:PORT[,...].")
+    var etcd: String?
+
+    @Option(name: .customLong("etcd-prefix"), help: "Key prefix in etcd (default /apisix).")
+    var etcdPrefix = "/apisix"
+
+    @Option(name: .customLong("watch-endpointslice"), help: "true: follow discovery.k8s.io/v1 EndpointSlices; false: legacy v1 Endpoints.")
+    var watchEndpointSlice = true
+
+    @Option(name: .customLong("ingress-class"), help: "Ingress and APISIX objects of this class are this controller's (default sluice).")
+    var ingressClass = "sluice"
+
+    @Option(name: .customLong("namespace"), help: "Namespace to watch (repeatable; default all).")
+    var namespaces: [String] = []
+
+    @Option(name: .customLong("leader-elect"), help: "One active controller among replicas, via a coordination.k8s.io/v1 Lease.")
+    var leaderElect = true
+
+    @Option(name: .customLong("leader-election-namespace"), help: "Namespace of the Lease (default $POD_NAMESPACE, else the service account's, else default).")
+    var leaseNamespace: String?
+
+    @Option(name: .customLong("leader-election-id"), help: "Name of the Lease (default sluice-ingress-leader).")
+    var leaseName = "sluice-ingress-leader"
+
+    @Option(name: .customLong("lease-duration"), help: "Seconds a candidate waits before taking over an unrenewed lease (default 15).")
+    var leaseDuration = 15
+
+    @Option(name: .customLong("renew-deadline"), help: "Seconds the leader keeps acting without a renewal (default 10).")
+    var renewDeadline = 10
+
+    @Option(name: .customLong("retry-period"), help: "Seconds between lease attempts (default 2).")
+    var retryPeriod = 2.0
+
+    @Option(name: .customLong("coalesce-window"), help: "Milliseconds within which a Service's endpoint changes are written together (default 100).")
+    var coalesceWindowMs = 100
+
+    @Option(name: .customLong("resync-interval"), help: "Seconds between full comparisons with the gateway (default 60).")
+    var resyncInterval = 60.0
+
+    @Option(name: .customLong("metrics-listen"), help: "Prometheus metrics HOST:PORT at /metrics (default 127.0.0.1:9092).")
+    var metricsListen = "127.0.0.1:9092"
+
+    @Option(help: "Identity in the Lease (default HOSTNAME_PID).")
+    var identity: String?
+
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical (default info).")
+    var logLevel = "info"
+
+    @Option(name: .customLong("log-format"), help: "text or json (default text).")
+    var logFormat = "text"
+
+    func validate() throws {
+        guard let _ = Logger.Level(rawValue: logLevel) else { throw ValidationError("--log-level: must be trace, debug, info, notice, warning, error or critical") }
+        guard ["text", "json"].contains(logFormat) else { throw ValidationError("--log-format: must be text or json") }
+        guard ListenAddress(metricsListen) != nil else { throw ValidationError("--metrics-listen: must be HOST:PORT, got \"\(metricsListen)\"") }
+        guard leaseDuration > renewDeadline, renewDeadline > 0, retryPeriod > 0 else {
+            throw ValidationError("--lease-duration must exceed --renew-deadline, and both and --retry-period must be positive")
+        }
+        guard coalesceWindowMs >= 0, resyncInterval > 0 else { throw ValidationError("--coalesce-window must be >= 0 and --resync-interval > 0") }
+        if etcd == nil && !adminURL.hasPrefix("http://") { throw ValidationError("--admin-url: must start with http://, got \"\(adminURL)\"") }
+    }
+
+    func run() async throws {
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        let json = logFormat == "json"
+        LoggingSystem.bootstrap { label in
+            var handler: LogHandler = json ? JSONLogHandler(label: label) : StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "sluice-ingress")
+        let environment = ProcessInfo.processInfo.environment
+        let connection: KubeConnection
+        do {
+            connection = try KubeConfigLoader.load(kubeconfig: kubeconfig, environment: environment)
+        } catch {
+            FileHandle.standardError.write(Data("--kubeconfig: \(error)\n".utf8))
+            throw ExitCode(2)
+        }
+        let api = KubeAPI(connection)
+        let group = MultiThreadedEventLoopGroup.singleton
+        let writer: GatewayWriter
+        if let etcd {
+            var endpoints: [EtcdEndpoint] = []
+            for url in etcd.split(separator: ",") {
+                guard let e = EtcdEndpoint(url: url.trimmingCharacters(in: .whitespaces)) else {
+                    FileHandle.standardError.write(Data("--etcd: bad URL \"\(url)\"; use http://HOST:PORT\n".utf8))
+                    throw ExitCode(2)
+                }
+                endpoints.append(e)
+            }
+            writer = StoreWriter(store: EtcdStore(client: EtcdClient(endpoints: endpoints, group: group), prefix: etcdPrefix))
+        } else {
+            writer = try AdminAPIWriter(url: adminURL, key: adminKey, group: group)
+        }
+        var options = IngressController.Options()
+        options.ingressClass = ingressClass
+        options.namespaces = namespaces
+        options.watchEndpointSlices = watchEndpointSlice
+        options.coalesceWindow = .milliseconds(coalesceWindowMs)
+        options.resyncInterval = .milliseconds(Int64(resyncInterval * 1000))
+        let metrics = IngressMetrics()
+        let controller = IngressController(api: api, writer: writer, options: options, metrics: metrics, leader: !leaderElect, logger: logger)
+
+        let metricsServer: APIServer
+        do {
+            metricsServer = try await APIServer.start(
+                name: "metrics", listen: ListenAddress(metricsListen) ?? ListenAddress(host: "127.0.0.1", port: 9092),
+                handler: IngressMetricsAPI(metrics: metrics), group: group, logger: logger)
+        } catch {
+            logger.critical("cannot listen", metadata: ["address": "\(metricsListen)", "error": "\(error)"])
+            throw ExitCode(1)
+        }
+        logger.info(
+            "ingress controller starting",
+            metadata: [
+                "api_server": "\(connection.server)", "writes_to": "\(etcd.map { "etcd \($0)" } ?? adminURL)", "ingress_class": "\(ingressClass)",
+                "endpoints": "\(watchEndpointSlice ? "EndpointSlices" : "Endpoints")", "leader_elect": "\(leaderElect)",
+            ])
+
+        let controllerTask = Task { await controller.run() }
+        var electionTask: Task<Void, Never>? = nil
+        if leaderElect {
+            let hostname = environment["HOSTNAME"] ?? ProcessInfo.processInfo.hostName
+            let elector = LeaderElector(
+                api: api, namespace: leaseNamespace ?? environment["POD_NAMESPACE"] ?? (connection.namespace.isEmpty ? "default" : connection.namespace), name: leaseName,
+                identity: identity ?? "\(hostname)_\(getpid())",
+                timing: .init(
+                    leaseDuration: .seconds(leaseDuration), renewDeadline: .seconds(renewDeadline), retryPeriod: .milliseconds(Int64(retryPeriod * 1000))),
+                onChange: { leader in await controller.setLeader(leader) })
+            electionTask = Task { await elector.run() }
+        }
+        let signal = await Signals.wait(for: [SIGTERM, SIGINT])
+        logger.info("shutting down", metadata: ["signal": "\(signal)"])
+        electionTask?.cancel()
+        await electionTask?.value  // gives the lease up
+        controllerTask.cancel()
+        await controllerTask.value
+        await metricsServer.close()
+        logger.info("stopped")
+    }
+}
+
+/// `GET /metrics`: the controller's Prometheus metrics.
+struct IngressMetricsAPI: APIHandler {
+    let metrics: IngressMetrics
+
+    func handle(_ request: APIRequest) async -> APIResponse {
+        guard request.method == "GET" || request.method == "HEAD" else { return .error(405, "method not allowed") }
+        guard request.path == "/metrics" else { return .error(404, "not found") }
+        return APIResponse(status: 200, text: metrics.text(), contentType: "text/plain; version=0.0.4")
+    }
+}
