@@ -55,6 +55,9 @@ public actor IngressController {
     private var waiter: CheckedContinuation<Void, Never>?
     private var signaled = false
     private var retryAt: ContinuousClock.Instant?
+    /// Every informer has listed once: before that, a sync would delete as orphans the
+    /// objects whose Kubernetes sources are not cached yet.
+    private var synced = false
     /// Full syncs that reached the gateway (for tests and logs).
     public private(set) var syncs = 0
 
@@ -148,13 +151,26 @@ public actor IngressController {
         var backoff: Duration = .milliseconds(100)
         var nextResync = ContinuousClock.now + options.resyncInterval
         while !Task.isCancelled {
-            var deadline = min(nextResync, retryAt ?? nextResync)
-            if !dirtyServices.isEmpty, let due = dirtyServices.map({ (lastServiceFlush[$0] ?? .now) + options.coalesceWindow }).min() {
-                deadline = min(deadline, due)
+            // Only a leader has work with a deadline (coalesced Services, a retry); a
+            // follower just keeps its caches and wakes for the resync timer.
+            var deadline = nextResync
+            if isLeader {
+                if let r = retryAt { deadline = min(deadline, r) }
+                if !dirtyServices.isEmpty, let due = dirtyServices.map({ (lastServiceFlush[$0] ?? .now) + options.coalesceWindow }).min() {
+                    deadline = min(deadline, due)
+                }
+                if !synced { deadline = min(deadline, .now + .milliseconds(50)) }  // informers still listing
             }
             await wait(until: deadline)
             if Task.isCancelled { break }
-            guard isLeader, await allSynced() else { continue }
+            guard isLeader else {
+                nextResync = .now + options.resyncInterval
+                continue
+            }
+            if !synced {
+                synced = await allSynced()
+                guard synced else { continue }
+            }
             let now = ContinuousClock.now
             if let r = retryAt, now < r { continue }
             if now >= nextResync {
@@ -164,7 +180,11 @@ public actor IngressController {
             await prepare(now: now)
             let before = await (sync.puts, sync.patches, sync.deletes)
             let bytesBefore = sync.writer.bytesWritten
+            let pending = await sync.pendingCount
             let (outcome, written) = await sync.flush()
+            if pending > 0 || !written.isEmpty {
+                logger.debug("synced", metadata: ["pending": "\(pending)", "written": "\(written.count)", "outcome": "\(outcome)"])
+            }
             let after = await (sync.puts, sync.patches, sync.deletes)
             metrics.puts.increment(by: Int64(after.0 - before.0))
             metrics.patches.increment(by: Int64(after.1 - before.1))
