@@ -25,6 +25,7 @@ let package = Package(
         .library(name: "KubeClient", targets: ["KubeClient"]),
         .library(name: "SluiceHTTPClient", targets: ["SluiceHTTPClient"]),
         .library(name: "KubeSimServer", targets: ["KubeSimServer"]),
+        .library(name: "SluiceDiscovery", targets: ["SluiceDiscovery"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -63,6 +64,11 @@ let package = Package(
         .target(name: "SluiceHTTPClient", dependencies: [.product(name: "NIOSSL", package: "swift-nio-ssl")] + nio),
         .target(name: "KubeClient", dependencies: ["SluiceCore", "SluiceYAML", "SluiceHTTPClient"] + nio),
         .testTarget(name: "KubeClientTests", dependencies: ["KubeClient", "SluiceCore"]),
+        // discovery_type kubernetes: each gateway follows EndpointSlices into node sets.
+        .target(name: "SluiceDiscovery", dependencies: ["SluiceCore", "KubeClient", .product(name: "Logging", package: "swift-log")]),
+        .testTarget(name: "SluiceDiscoveryTests", dependencies: [
+            "SluiceDiscovery", "SluiceCore", "KubeClient", "KubeSim", "KubeSimServer", .product(name: "Logging", package: "swift-log"),
+        ] + nio),
         // The Kubernetes API simulator's storage: objects, resourceVersions, watch history.
         .target(name: "KubeSim", dependencies: ["SluiceCore"]),
         .testTarget(name: "KubeSimTests", dependencies: ["KubeSim", "KubeSimServer", "KubeClient", "SluiceCore", "SluiceTesting"] + nio),
@@ -82,7 +88,7 @@ let package = Package(
         // Admin API v3 and control API over a ConfigService. No NIO.
         .target(name: "SluiceAdmin", dependencies: ["SluiceCore", "SluiceStore"]),
         .executableTarget(name: "sluice", dependencies: [
-            "SluiceServer", "SluiceCore", "SluiceAdmin", "SluiceStore", "SluiceEtcd",
+            "SluiceServer", "SluiceCore", "SluiceAdmin", "SluiceStore", "SluiceEtcd", "SluiceDiscovery", "KubeClient",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -101,6 +107,7 @@ let package = Package(
         .testTarget(name: "SluiceIntegrationTests", dependencies: [
             .product(name: "Crypto", package: "swift-crypto"), .product(name: "_CryptoExtras", package: "swift-crypto"),
             "SluiceServer", "SluiceYAML", "SluiceAdmin", "SluiceStore", "SluiceEtcd", "SluiceTesting", "SluiceCore", "SluiceProxy",
+            "KubeSim", "KubeSimServer",
             .product(name: "Logging", package: "swift-log"),
         ] + nio),
     ]
