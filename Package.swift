@@ -26,6 +26,7 @@ let package = Package(
         .library(name: "SluiceHTTPClient", targets: ["SluiceHTTPClient"]),
         .library(name: "KubeSimServer", targets: ["KubeSimServer"]),
         .library(name: "SluiceIngress", targets: ["SluiceIngress"]),
+        .library(name: "SluiceDiscovery", targets: ["SluiceDiscovery"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -64,6 +65,11 @@ let package = Package(
         .target(name: "SluiceHTTPClient", dependencies: [.product(name: "NIOSSL", package: "swift-nio-ssl")] + nio),
         .target(name: "KubeClient", dependencies: ["SluiceCore", "SluiceYAML", "SluiceHTTPClient"] + nio),
         .testTarget(name: "KubeClientTests", dependencies: ["KubeClient", "SluiceCore"]),
+        // discovery_type kubernetes: each gateway follows EndpointSlices into node sets.
+        .target(name: "SluiceDiscovery", dependencies: ["SluiceCore", "KubeClient", .product(name: "Logging", package: "swift-log")]),
+        .testTarget(name: "SluiceDiscoveryTests", dependencies: [
+            "SluiceDiscovery", "SluiceCore", "KubeClient", "KubeSim", "KubeSimServer", .product(name: "Logging", package: "swift-log"),
+        ] + nio),
         // The Kubernetes API simulator's storage: objects, resourceVersions, watch history.
         .target(name: "KubeSim", dependencies: ["SluiceCore"]),
         .testTarget(name: "KubeSimTests", dependencies: ["KubeSim", "KubeSimServer", "KubeClient", "SluiceCore", "SluiceTesting"] + nio),
@@ -90,7 +96,7 @@ let package = Package(
         // Admin API v3 and control API over a ConfigService. No NIO.
         .target(name: "SluiceAdmin", dependencies: ["SluiceCore", "SluiceStore"]),
         .executableTarget(name: "sluice", dependencies: [
-            "SluiceServer", "SluiceCore", "SluiceAdmin", "SluiceStore", "SluiceEtcd", "SluiceIngress", "KubeClient",
+            "SluiceServer", "SluiceCore", "SluiceAdmin", "SluiceStore", "SluiceEtcd", "SluiceIngress", "SluiceDiscovery", "KubeClient",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),

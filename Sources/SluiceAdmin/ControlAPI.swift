@@ -4,8 +4,13 @@ import SluiceStore
 /// The control API (`--control-listen`): what this gateway is serving right now.
 public struct ControlAPI: APIHandler {
     public let service: ConfigService
+    /// The node sets of `discovery_type: kubernetes`, when the gateway follows a cluster.
+    public let kubernetesDiscoveryDump: (@Sendable () async -> JSONValue)?
 
-    public init(service: ConfigService) { self.service = service }
+    public init(service: ConfigService, kubernetesDiscoveryDump: (@Sendable () async -> JSONValue)? = nil) {
+        self.service = service
+        self.kubernetesDiscoveryDump = kubernetesDiscoveryDump
+    }
 
     public func handle(_ request: APIRequest) async -> APIResponse {
         guard request.method == "GET" else { return .error(405, "method \(request.method) is not allowed") }
@@ -21,6 +26,11 @@ public struct ControlAPI: APIHandler {
         case ("healthcheck", 2):
             // Active and passive health checks are not in this build: nothing is checked.
             return APIResponse(status: 200, body: .array([]))
+        case ("discovery", 4) where parts[2] == "kubernetes" && parts[3] == "dump":
+            guard let dump = kubernetesDiscoveryDump else {
+                return .error(404, "kubernetes discovery is off: start the gateway with --kubernetes-discovery")
+            }
+            return APIResponse(status: 200, body: await dump())
         case ("schema", 2):
             var all: [String: JSONValue] = [:]
             for kind in ResourceKind.allCases { if let s = Schemas.schema(for: kind) { all[kind.rawValue] = s } }

@@ -28,8 +28,11 @@ public enum Schemas {
           "name":{"type":"string","minLength":1,"maxLength":100},
           "desc":{"type":"string","maxLength":256},
           "labels":\(labels),
+          "discovery_type":{"type":"string","enum":["kubernetes"],"description":"nodes come from service discovery instead of nodes"},
+          "service_name":{"type":"string","pattern":"^[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-a-z0-9]*[a-z0-9])?:[a-z0-9]([-a-z0-9]*[a-z0-9])?$","description":"namespace/name:port, port being the Service port's name or number"},
           "create_time":{"type":"integer"},"update_time":{"type":"integer"}},
-         "required":["nodes"],"additionalProperties":false}
+         "oneOf":[{"required":["nodes"]},{"required":["discovery_type","service_name"]}],
+         "additionalProperties":false}
         """
 
     static let route = """

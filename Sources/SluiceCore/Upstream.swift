@@ -121,6 +121,14 @@ public struct Upstream: Sendable, Hashable {
     public var name: String?
     public var desc: String?
     public var labels: [String: String] = [:]
+    /// `kubernetes` when the nodes come from service discovery; `nodes` is then empty in
+    /// the config and filled in by the compiler from a `DiscoveryRegistry`.
+    public var discoveryType: String?
+    /// With `discoveryType`: `namespace/name:port`.
+    public var serviceName: String?
+
+    /// The discovery types this build has.
+    public static let discoveryTypes: Set<String> = ["kubernetes"]
 
     public init(id: String? = nil, nodes: [UpstreamNode] = [], type: BalancerType = .roundrobin) {
         self.id = id
@@ -143,17 +151,10 @@ public struct Upstream: Sendable, Hashable {
             }
             u.scheme = scheme
         }
-        if r.has("discovery_type") || r.has("service_name") {
-            throw ConfigError(path: r.path(r.has("discovery_type") ? "discovery_type" : "service_name"),
-                              "service discovery is not supported by this build yet; list nodes instead")
-        }
         if r.has("checks") {
             throw ConfigError(path: r.path("checks"), "health checks are not supported by this build yet")
         }
-        guard let nodesValue = r.raw("nodes") else {
-            throw ConfigError(path: r.path("nodes"), "is required")
-        }
-        u.nodes = try decodeNodes(nodesValue, path: r.path("nodes"))
+        try decodeNodeSource(&r, into: &u)
         if let h = try r.string("hash_on", allowed: Set(HashOn.allCases.map(\.rawValue))) {
             u.hashOn = HashOn(rawValue: h) ?? .vars
         }
@@ -188,6 +189,37 @@ public struct Upstream: Sendable, Hashable {
         u.labels = try r.labels()
         try r.rejectUnknown()
         return u
+    }
+
+    /// Where the nodes come from: listed in `nodes`, or found by `discovery_type` +
+    /// `service_name`; exactly one of the two.
+    static func decodeNodeSource(_ r: inout FieldReader, into u: inout Upstream) throws(ConfigError) {
+        guard let type = try r.string("discovery_type", minLength: 1) else {
+            if r.has("service_name") {
+                throw ConfigError(path: r.path("service_name"), "needs discovery_type (kubernetes)")
+            }
+            guard let nodesValue = r.raw("nodes") else {
+                throw ConfigError(path: r.path("nodes"), "is required (or discovery_type and service_name)")
+            }
+            u.nodes = try decodeNodes(nodesValue, path: r.path("nodes"))
+            return
+        }
+        guard discoveryTypes.contains(type) else {
+            throw ConfigError(
+                path: r.path("discovery_type"),
+                "\"\(type)\" is not supported; this build has \(discoveryTypes.sorted().joined(separator: ", "))")
+        }
+        if r.has("nodes") {
+            throw ConfigError(path: r.path("nodes"), "must not be set with discovery_type: the nodes come from discovery")
+        }
+        guard let name = try r.string("service_name", minLength: 1) else {
+            throw ConfigError(path: r.path("service_name"), "is required when discovery_type is set")
+        }
+        if case .failure(let e) = KubernetesServiceName.parse(name) {
+            throw ConfigError(path: r.path("service_name"), e.description)
+        }
+        u.discoveryType = type
+        u.serviceName = name
     }
 
     static func decodeNodes(_ value: JSONValue, path: String) throws(ConfigError) -> [UpstreamNode] {

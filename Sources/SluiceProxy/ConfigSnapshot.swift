@@ -3,7 +3,8 @@ import SluiceCore
 import SluicePlugins
 import SluiceRouting
 
-/// An upstream ready for traffic: its validated config and its balancer plan. The compiler
+/// An upstream ready for traffic: its validated config and its balancer plan. For a
+/// discovery upstream, `config.nodes` are the nodes discovery had when it was compiled. The compiler
 /// hands out the same instance for as long as the upstream's config is unchanged, which is
 /// how balancer state on the event loops survives unrelated config changes.
 public final class CompiledUpstream: Sendable {
@@ -63,6 +64,14 @@ public final class RouteTarget: Sendable {
         self.plugins = plugins
         self.pluginConfigID = pluginConfigID
     }
+
+    /// The same target leading to `upstream` (its nodes changed, nothing else did).
+    func leading(to upstream: CompiledUpstream) -> RouteTarget {
+        RouteTarget(
+            routeID: routeID, serviceID: serviceID, upstream: upstream, timeouts: timeouts, enableWebsocket: enableWebsocket,
+            plugins: plugins, pluginConfigID: pluginConfigID, routeName: routeName, serviceName: serviceName, matchedURI: matchedURI,
+            matchedHost: matchedHost)
+    }
 }
 
 /// One immutable, fully compiled configuration. A request reads the snapshot of its event
@@ -112,8 +121,19 @@ public final class SnapshotCompiler {
     private var globalRules: [PluginChain] = []
     private var consumers = ConsumerIndex.empty
     private var compiles = 0
+    private var discovery: DiscoveryResolver
 
-    public init(metrics: HTTPMetrics? = nil) { self.metrics = metrics }
+    /// `discovery`: the node sets discovery upstreams start with; nil when the gateway runs
+    /// without a discovery source (such upstreams then have no nodes, and are reported by
+    /// `takeDiscoveryWarnings`).
+    public init(metrics: HTTPMetrics? = nil, discovery: DiscoveryRegistry? = nil) {
+        self.metrics = metrics
+        self.discovery = DiscoveryResolver(registry: discovery)
+    }
+
+    /// Discovery upstreams compiled since the last call while no discovery source runs,
+    /// each upstream once per process.
+    public func takeDiscoveryWarnings() -> [(key: String, serviceName: String)] { discovery.takeWarnings() }
 
     /// Compiles `state`. With `changes` (the objects written since the previous compile),
     /// only the affected routes are recompiled; without, everything is.
@@ -126,8 +146,9 @@ public final class SnapshotCompiler {
     }
 
     private func compiledUpstream(
-        _ key: String, _ config: Upstream, into upstreams: inout [String: CompiledUpstream]
+        _ key: String, _ written: Upstream, into upstreams: inout [String: CompiledUpstream]
     ) -> CompiledUpstream {
+        let config = discovery.resolve(key, written)
         if let u = upstreams[key], u.config == config { return u }
         let u: CompiledUpstream
         if let old = previous[key], old.config == config {
@@ -175,6 +196,7 @@ public final class SnapshotCompiler {
     }
 
     private func full(_ state: ConfigState) -> ConfigSnapshot {
+        discovery.resetUsers()
         var upstreams: [String: CompiledUpstream] = [:]
         for (id, upstream) in state.upstreams {
             _ = compiledUpstream("upstreams/\(id)", upstream, into: &upstreams)
@@ -257,6 +279,34 @@ public final class SnapshotCompiler {
         }
         let updated = removing.isEmpty && adding.isEmpty ? router : router.updating(removing: removing, adding: adding)
         return remember(updated, targets, routeIndex, upstreams)
+    }
+
+    /// New node sets from discovery. Recompiles only the upstreams whose `service_name` is
+    /// in `changed` and renews the route targets that lead to them; the route table and
+    /// every other upstream (and so its balancer state on the loops) stay as they are.
+    /// Returns nil when nothing compiled so far uses a changed name: nothing to publish.
+    public func updateDiscovery(_ registry: DiscoveryRegistry, changed: Set<String>) -> ConfigSnapshot? {
+        discovery.registry = registry
+        guard let router else { return nil }  // the first compile will read the registry
+        var upstreams = previous
+        var renewed: [String: CompiledUpstream] = [:]
+        for name in changed {
+            for key in discovery.keys(using: name, stillNamedBy: { upstreams[$0]?.config.serviceName }) {
+                guard let old = upstreams[key] else { continue }
+                let u = CompiledUpstream(key: key, config: discovery.resolve(key, old.config))
+                upstreams[key] = u
+                renewed[key] = u
+            }
+        }
+        guard !renewed.isEmpty else { return nil }
+        version += 1
+        var targets = self.targets
+        // Traffic-split upstreams are looked up by key in the snapshot: replacing them in
+        // `upstreams` is enough. Targets hold theirs directly.
+        for i in targets.indices {
+            if let key = targets[i].upstream?.key, let u = renewed[key] { targets[i] = targets[i].leading(to: u) }
+        }
+        return remember(router, targets, routeIndex, upstreams)
     }
 
     private func remember(

@@ -363,6 +363,9 @@ public final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
             ex.local = true
             if route.upstream == nil {
                 respondLocally(.serviceUnavailable, "missing upstream configuration in Route or Service", close: false)
+            } else if let name = chosen?.config.serviceName {
+                // As APISIX: discovery that finds no node means the service is unavailable.
+                respondLocally(.serviceUnavailable, "no valid upstream node: discovery has none for \(name)", close: false)
             } else {
                 respondLocally(.badGateway, "no valid upstream node", close: false)
             }

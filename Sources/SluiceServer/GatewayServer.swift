@@ -14,6 +14,9 @@ public final class GatewayServer: Sendable {
         public var proxyListen: [ListenAddress] = [ListenAddress(host: "0.0.0.0", port: 9080)]
         public var workers: Int = System.coreCount
         public var settings = ProxySettings()
+        /// A discovery source will call `applyDiscovery`; without one, discovery upstreams
+        /// have no nodes and are logged once each.
+        public var discoveryEnabled = false
         public init() {}
     }
 
@@ -26,6 +29,8 @@ public final class GatewayServer: Sendable {
     private let logger: Logger
     /// The prometheus plugin's metrics, served with the connection gauges by `metricsText`.
     public let metrics = HTTPMetrics()
+    /// Node-set updates from discovery applied so far (a Prometheus counter).
+    private let discoveryUpdates = Atomic<Int>(0)
 
     /// Starts the event loops and a `LoopContext` on each (listeners come with `start()`).
     public static func make(configuration: Configuration, logger: Logger) async throws -> GatewayServer {
@@ -53,7 +58,7 @@ public final class GatewayServer: Sendable {
         for loop in group.makeIterator() { list.append(loop) }
         loopList = list
         channels = NIOLockedValueBox([])
-        compiler = Mutex(SnapshotCompiler(metrics: metrics))
+        compiler = Mutex(SnapshotCompiler(metrics: metrics, discovery: configuration.discoveryEnabled ? .empty : nil))
     }
 
     /// Binds every proxy listener. Returns the bound addresses (port 0 resolves to a real port).
@@ -87,9 +92,23 @@ public final class GatewayServer: Sendable {
     /// installed it: the next request read on any loop after this returns sees it.
     @discardableResult
     public func apply(_ state: ConfigState, changes: [ConfigChange]? = nil) async throws -> UInt64 {
-        let snapshot = compiler.withLock { $0.compile(state, changes: changes) }
+        let (snapshot, warnings) = compiler.withLock { ($0.compile(state, changes: changes), $0.takeDiscoveryWarnings()) }
+        for w in warnings {
+            logger.warning(
+                "upstream uses discovery_type kubernetes but this gateway runs without --kubernetes-discovery: it has no nodes",
+                metadata: ["upstream": "\(w.key)", "service_name": "\(w.serviceName)"])
+        }
         try await publish(snapshot)
         return snapshot.version
+    }
+
+    /// New node sets from discovery: recompiles the upstreams that name a changed
+    /// `service_name` (nothing else) and makes the result live on every loop. The config
+    /// store is not involved: no write happens per pod change.
+    public func applyDiscovery(_ registry: DiscoveryRegistry, changed: Set<String>) async throws {
+        discoveryUpdates.add(1, ordering: .relaxed)
+        guard let snapshot = compiler.withLock({ $0.updateDiscovery(registry, changed: changed) }) else { return }
+        try await publish(snapshot)
     }
 
     public func publish(_ snapshot: ConfigSnapshot) async throws {
@@ -129,6 +148,11 @@ public final class GatewayServer: Sendable {
         let hostname = String(decoding: host.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         out += "# HELP apisix_node_info Info of APISIX node\n# TYPE apisix_node_info gauge\n"
         out += "apisix_node_info{hostname=\"\(hostname)\"} 1\n"
+        if configuration.discoveryEnabled {
+            out += "# HELP sluice_discovery_updates_total Node-set updates applied from Kubernetes discovery\n"
+            out += "# TYPE sluice_discovery_updates_total counter\n"
+            out += "sluice_discovery_updates_total \(discoveryUpdates.load(ordering: .relaxed))\n"
+        }
         return out + metrics.text()
     }
 

@@ -4,7 +4,9 @@ import Foundation
 import Logging
 import NIOCore
 import SluiceAdmin
+import KubeClient
 import SluiceCore
+import SluiceDiscovery
 import SluiceEtcd
 import SluiceServer
 import SluiceStore
@@ -43,6 +45,11 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("etcd-prefix"), help: "Key prefix in etcd (default /apisix).")
     var etcdPrefix: String?
 
+    @Option(
+        name: .customLong("kubernetes-discovery"),
+        help: "Follow EndpointSlices for discovery_type kubernetes upstreams: in-cluster, or a kubeconfig FILE (default: off).")
+    var kubernetesDiscovery: String?
+
     @Option(help: "Event-loop threads (default: number of cores).")
     var workers: Int?
 
@@ -67,6 +74,7 @@ struct Serve: AsyncParsableCommand {
         var config = GatewayServer.Configuration()
         config.proxyListen = settings.proxyListen
         config.workers = settings.workers
+        config.discoveryEnabled = settings.kubernetesDiscovery != nil
         let server = try await GatewayServer.make(configuration: config, logger: logger)
 
         let publisher: ConfigService.Publisher = { state, changes in try await server.apply(state, changes: changes) }
@@ -137,6 +145,25 @@ struct Serve: AsyncParsableCommand {
         }
         if let viewer = settings.viewerKey { keys[viewer] = .viewer }
 
+        var discovery: KubernetesDiscovery? = nil
+        var discoveryTask: Task<Void, Never>? = nil
+        if let connection = settings.kubernetesDiscovery {
+            let d = KubernetesDiscovery(api: KubeAPI(connection, group: server.group), logger: logger)
+            discovery = d
+            logger.info("kubernetes discovery on", metadata: ["server": "\(connection.server)"])
+            discoveryTask = Task {
+                await d.run { update in
+                    do {
+                        try await server.applyDiscovery(update.registry, changed: update.changed)
+                    } catch {
+                        logger.error("kubernetes discovery: cannot publish new nodes", metadata: ["error": "\(error)"])
+                    }
+                }
+            }
+        }
+        var dump: (@Sendable () async -> JSONValue)? = nil
+        if let discovery { dump = { await discovery.dump() } }
+
         var apis: [APIServer] = []
         do {
             apis.append(
@@ -145,7 +172,7 @@ struct Serve: AsyncParsableCommand {
                     handler: AdminAPI(service: service, keys: keys, allowed: settings.allowAdmin), group: server.group, logger: logger))
             apis.append(
                 try await APIServer.start(
-                    name: "control API", listen: settings.controlListen, handler: ControlAPI(service: service), group: server.group,
+                    name: "control API", listen: settings.controlListen, handler: ControlAPI(service: service, kubernetesDiscoveryDump: dump), group: server.group,
                     logger: logger))
             apis.append(
                 try await APIServer.start(
@@ -163,6 +190,7 @@ struct Serve: AsyncParsableCommand {
         let signal = await Signals.wait(for: [SIGTERM, SIGINT])
         logger.info("shutting down", metadata: ["signal": "\(signal)", "grace_seconds": "\(settings.shutdownTimeout)"])
         watcher?.cancel()
+        discoveryTask?.cancel()
         for api in apis { await api.close() }
         await server.shutdown(gracePeriod: TimeAmount.nanoseconds(Int64(settings.shutdownTimeout * 1e9)))
         logger.info("stopped")
@@ -186,8 +214,22 @@ struct ServeSettings {
     var etcd: [EtcdEndpoint]?
     var etcdPrefix = "/apisix"
     var allowAdmin: [CIDR] = [CIDR("127.0.0.0/8")!, CIDR("::1/128")!]
+    /// Where `discovery_type: kubernetes` reads the cluster; nil: discovery is off.
+    var kubernetesDiscovery: KubeConnection?
 
     static func fail(_ message: String) -> ValidationError { ValidationError(message) }
+
+    /// `in-cluster` (the pod's service account) or a kubeconfig file (its current context).
+    static func kubernetesConnection(_ value: String) throws -> KubeConnection {
+        let environment = ProcessInfo.processInfo.environment
+        do throws(KubeConfigError) {
+            if value == "in-cluster" { return try KubeConfigLoader.inCluster(environment: environment) }
+            guard !value.isEmpty else { throw KubeConfigError("must be in-cluster or a kubeconfig file") }
+            return try KubeConfigLoader.fromFiles([value], context: nil)
+        } catch {
+            throw fail("--kubernetes-discovery: \(error.message)")
+        }
+    }
 
     static func resolve(flags: Serve) throws -> ServeSettings {
         var s = ServeSettings()
@@ -208,6 +250,7 @@ struct ServeSettings {
             let known: Set<String> = [
                 "proxy_listen", "standalone", "workers", "shutdown_timeout", "log_level", "log_format", "admin_listen",
                 "admin_key", "viewer_key", "control_listen", "metrics_listen", "data_dir", "allow_admin", "etcd", "etcd_prefix",
+                "kubernetes_discovery",
             ]
             for key in file.keys.sorted() where !known.contains(key) {
                 throw fail("\(path): \(key): unknown setting (known: \(known.sorted().joined(separator: ", ")))")
@@ -265,6 +308,9 @@ struct ServeSettings {
         if let p = flags.etcdPrefix ?? file["etcd_prefix"]?.stringValue {
             guard p.hasPrefix("/"), p.count > 1 else { throw fail("--etcd-prefix: must start with / (default /apisix)") }
             s.etcdPrefix = p
+        }
+        if let k = flags.kubernetesDiscovery ?? file["kubernetes_discovery"]?.stringValue {
+            s.kubernetesDiscovery = try kubernetesConnection(k)
         }
         if let list = file["allow_admin"] {
             guard case .array(let items) = list else { throw fail("allow_admin: must be a list of CIDRs") }
