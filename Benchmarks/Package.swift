@@ -25,6 +25,17 @@ let package = Package(
             path: "Benchmarks/SluiceBenchmarks",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]),
         .executableTarget(
+            name: "IngressLatency",
+            dependencies: [
+                .product(name: "SluiceCore", package: "sluice"),
+                .product(name: "KubeClient", package: "sluice"),
+                .product(name: "SluiceHTTPClient", package: "sluice"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            path: "Sources/IngressLatency"),
+        .executableTarget(
             name: "WriteToLive",
             dependencies: [
                 .product(name: "SluiceCore", package: "sluice"),

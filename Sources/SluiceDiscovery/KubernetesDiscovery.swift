@@ -6,10 +6,15 @@ import SluiceCore
 public struct DiscoveryUpdate: Sendable {
     public var registry: DiscoveryRegistry
     public var changed: Set<String>
+    /// Service `ns/name` → the newest `endpoints.kubernetes.io/last-change-trigger-time`
+    /// among its slices (microseconds since 1970), for the Services recomputed: programming
+    /// latency is measured from it.
+    public var triggerTimes: [String: Int64]
 
-    public init(registry: DiscoveryRegistry, changed: Set<String>) {
+    public init(registry: DiscoveryRegistry, changed: Set<String>, triggerTimes: [String: Int64] = [:]) {
         self.registry = registry
         self.changed = changed
+        self.triggerTimes = triggerTimes
     }
 }
 
@@ -134,25 +139,30 @@ public actor KubernetesDiscovery {
                 // In a burst: let more changes gather, then send them as one update.
                 try? await Task.sleep(until: lastUpdate + minimumInterval, clock: clock)
             }
-            let changed = await recomputeDirty()
+            let (changed, triggers) = await recomputeDirty()
             // The first update goes out even when empty: it says the registry is synced.
             guard !changed.isEmpty || first else { continue }
+            let initial = first
             first = false
             lastUpdate = clock.now
             updates += 1
-            await onUpdate(DiscoveryUpdate(registry: registry, changed: changed))
+            await onUpdate(DiscoveryUpdate(registry: registry, changed: changed, triggerTimes: initial ? [:] : triggers))
         }
     }
 
     /// Recomputes each dirty Service from its own slices (through the index, never a scan of
     /// all slices) and returns the `service_name`s whose nodes changed.
-    private func recomputeDirty() async -> Set<String> {
+    private func recomputeDirty() async -> (Set<String>, [String: Int64]) {
         var changed = Set<String>()
+        var triggers: [String: Int64] = [:]
         while let key = dirty.popFirst() {
             let objects = await slices.byIndex(Self.serviceIndex, key)
             var decoded: [EndpointSlice] = []
             decoded.reserveCapacity(objects.count)
             for o in objects {
+                if let t = o["metadata"]?["annotations"]?["endpoints.kubernetes.io/last-change-trigger-time"]?.stringValue.flatMap(KubeTime.parse) {
+                    triggers[key] = max(triggers[key] ?? 0, t)
+                }
                 do {
                     decoded.append(try EndpointSlice(json: o))
                 } catch {
@@ -161,8 +171,10 @@ public actor KubernetesDiscovery {
             }
             // Read the Service after the await: events that arrived meanwhile are in it, and
             // those that touched this Service's slices marked it dirty again.
-            changed.formUnion(registry.replace(service: key, ports: ServiceNodeSets.ports(service: serviceSpecs[key], slices: decoded)))
+            let replaced = registry.replace(service: key, ports: ServiceNodeSets.ports(service: serviceSpecs[key], slices: decoded))
+            if replaced.isEmpty { triggers[key] = nil }
+            changed.formUnion(replaced)
         }
-        return changed
+        return (changed, triggers)
     }
 }

@@ -58,6 +58,7 @@ public actor IngressController {
     /// Every informer has listed once: before that, a sync would delete as orphans the
     /// objects whose Kubernetes sources are not cached yet.
     private var synced = false
+    private var apiBytesCounted = 0
     /// Full syncs that reached the gateway (for tests and logs).
     public private(set) var syncs = 0
 
@@ -163,6 +164,9 @@ public actor IngressController {
             }
             await wait(until: deadline)
             if Task.isCancelled { break }
+            let read = api.bytesReceived.value
+            metrics.apiReadBytes.increment(by: Int64(read - apiBytesCounted))
+            apiBytesCounted = read
             guard isLeader else {
                 nextResync = .now + options.resyncInterval
                 continue
@@ -399,9 +403,14 @@ public actor IngressController {
         for (key, version) in written where key.kind == .upstreams {
             guard let p = pendingLatency[key.id], p.version != .max, version >= p.version else { continue }
             pendingLatency[key.id] = nil
-            if let t = p.trigger { metrics.programmingLatency.record(Double(max(0, nowMicros - t)) / 1_000_000) }
             let d = now - p.received
-            metrics.eventToWrite.record(Double(d.components.seconds) * 1000 + Double(d.components.attoseconds) / 1e15)
+            let eventMs = Double(d.components.seconds) * 1000 + Double(d.components.attoseconds) / 1e15
+            metrics.eventToWrite.record(eventMs)
+            if let t = p.trigger {
+                let latency = Double(max(0, nowMicros - t)) / 1_000_000
+                metrics.programmingLatency.record(latency)
+                logger.debug("nodes live", metadata: ["upstream": "\(key.id)", "latency_ms": "\(latency * 1000)", "event_to_write_ms": "\(eventMs)"])
+            }
         }
     }
 

@@ -10,6 +10,7 @@ public final class IngressMetrics: Sendable {
     let writeBytes: Counter
     let syncFailures: Counter
     let sliceEvents: Counter
+    let apiReadBytes: Counter
     let translationErrors: Gauge
     let managedObjects: Gauge
     /// From the EndpointSlice's `endpoints.kubernetes.io/last-change-trigger-time` (when
@@ -29,6 +30,7 @@ public final class IngressMetrics: Sendable {
         writeBytes = registry.makeCounter(name: "sluice_ingress_gateway_write_bytes_total", help: "Request body bytes written to the gateway")
         syncFailures = registry.makeCounter(name: "sluice_ingress_sync_failures_total", help: "Syncs that failed because the gateway could not be reached or failed")
         sliceEvents = registry.makeCounter(name: "sluice_ingress_endpoint_events_total", help: "EndpointSlice or Endpoints events received")
+        apiReadBytes = registry.makeCounter(name: "sluice_ingress_apiserver_read_bytes_total", help: "Bytes read from the Kubernetes API server")
         translationErrors = registry.makeGauge(name: "sluice_ingress_translation_errors", help: "Kubernetes objects that could not be translated")
         managedObjects = registry.makeGauge(name: "sluice_ingress_managed_objects", help: "Gateway objects this controller wants to exist")
         programmingLatency = registry.makeValueHistogram(

@@ -155,6 +155,12 @@ struct Serve: AsyncParsableCommand {
                 await d.run { update in
                     do {
                         try await server.applyDiscovery(update.registry, changed: update.changed)
+                        let now = KubeTime.nowMicroseconds()
+                        for (service, trigger) in update.triggerTimes {
+                            logger.debug(
+                                "kubernetes discovery: nodes live",
+                                metadata: ["service": "\(service)", "latency_ms": "\(Double(now - trigger) / 1000)"])
+                        }
                     } catch {
                         logger.error("kubernetes discovery: cannot publish new nodes", metadata: ["error": "\(error)"])
                     }
