@@ -184,6 +184,8 @@ public actor GatewaySync {
         written = listed
         needsRelist = false
         for k in Set(listed.keys).union(desired.keys) {
+            // A value the gateway refused is not sent again until it changes.
+            if refused[k] != nil && desired[k] != nil { continue }
             if desired[k] != listed[k] {
                 if dirty.insert(k).inserted, desired[k] == nil {
                     // An orphan: give it a version so its deletion is tracked like any write.

@@ -80,6 +80,7 @@ extension Translator {
             throw TranslationError("\(path).service: is required")
         }
         return try backendUpstream(
-            namespace: ns, serviceName: svc.name, port: svc.port, granularity: nil, subset: nil, path: "\(path).service", c, &out)
+            namespace: ns, serviceName: svc.name, port: svc.port, granularity: nil, subset: nil, path: "\(path).service", c, &out,
+            nameField: "name", portField: "port")
     }
 }

@@ -276,20 +276,20 @@ public struct Translator: Sendable {
     /// The upstream for a Service backend (created in `out` if new) and its id.
     func backendUpstream(
         namespace ns: String, serviceName: String, port ref: ServicePortReference, granularity: String?, subset: String?, path: String,
-        _ c: ClusterState, _ out: inout Output, scheme: String? = nil
+        _ c: ClusterState, _ out: inout Output, scheme: String? = nil, nameField: String = "serviceName", portField: String = "servicePort"
     ) throws(TranslationError) -> String {
         let key = ClusterState.key(ns, serviceName)
-        guard let svc = c.services[key] else { throw TranslationError("\(path).serviceName: Service \(key) not found") }
+        guard let svc = c.services[key] else { throw TranslationError("\(path).\(nameField): Service \(key) not found") }
         let port: KubeClient.Service.Port
         switch ref {
         case .number(let n):
             guard let p = svc.ports.first(where: { $0.port == n }) else {
-                throw TranslationError("\(path).servicePort: Service \(key) has no port \(n)")
+                throw TranslationError("\(path).\(portField): Service \(key) has no port \(n)")
             }
             port = p
         case .name(let name):
             guard let p = svc.ports.first(where: { $0.name == name }) else {
-                throw TranslationError("\(path).servicePort: Service \(key) has no port named \"\(name)\"")
+                throw TranslationError("\(path).\(portField): Service \(key) has no port named \"\(name)\"")
             }
             port = p
         }
@@ -307,7 +307,10 @@ public struct Translator: Sendable {
             }
             subsetLabels = s.labels
         }
-        let name = IngressNaming.upstreamName(namespace: ns, service: serviceName, subset: subset, port: port.port, serviceGranularity: byService)
+        var name = IngressNaming.upstreamName(namespace: ns, service: serviceName, subset: subset, port: port.port, serviceGranularity: byService)
+        // A stream rule's upstream is a different object from an HTTP rule's on the same
+        // Service port (it carries the L4 scheme): it gets its own name.
+        if let scheme { name += "_\(scheme)" }
         let id = IngressNaming.id(name)
         var o: [String: JSONValue] = [:]
         if let au = settingsSource {
@@ -315,7 +318,7 @@ public struct Translator: Sendable {
             do {
                 o = try upstreamSettings(au.config(forPort: port.port), namespace: ns, path: "ApisixUpstream \(key) spec", c)
             } catch {
-                throw TranslationError("\(path).serviceName: \(error.message)")
+                throw TranslationError("\(path).\(nameField): \(error.message)")
             }
             out.fromApisixUpstream[ref, default: []].insert(ObjectKey(.upstreams, id))
         }
