@@ -112,19 +112,36 @@ public final class SimControlPlane: Sendable {
         return "\(pad(parts.tm_year + 1900, 4))-\(pad(parts.tm_mon + 1, 2))-\(pad(parts.tm_mday, 2))T\(pad(parts.tm_hour, 2)):\(pad(parts.tm_min, 2)):\(pad(parts.tm_sec, 2)).\(pad(Int32(ts.tv_nsec / 1000), 6))Z"
     }
 
+    /// The object with `endpoints.kubernetes.io/last-change-trigger-time` set to now (the
+    /// Endpoints controller stamps legacy Endpoints the same way as slices).
+    static func stamped(_ slice: JSONValue) -> JSONValue {
+        guard case .object(var o) = slice, case .object(var meta)? = o["metadata"] else { return slice }
+        var annotations = meta["annotations"]?.objectValue ?? [:]
+        annotations["endpoints.kubernetes.io/last-change-trigger-time"] = .string(now())
+        meta["annotations"] = .object(annotations)
+        o["metadata"] = .object(meta)
+        return .object(o)
+    }
+
     private func sync(_ namespace: String, _ service: String, _ w: inout Workload) throws(APIError) {
         let existing = try state.read { s throws(APIError) in
             try s.list(Self.sliceType, namespace: namespace, selector: LabelSelector(requirements: [.equals("kubernetes.io/service-name", service)])).items
         }
         let plan = w.controller.reconcile(
             service: service, namespace: namespace, ports: w.ports, pods: w.pods, existing: existing, triggerTime: Self.now())
-        for s in plan.create { _ = try state.write { st throws(APIError) in try st.create(Self.sliceType, namespace: namespace, s) } }
+        // Stamped as each slice is written (not when the change was computed), so latency
+        // measured from the stamp is the consumer's alone, not the simulator's work too.
+        for s in plan.create {
+            let stamped = Self.stamped(s)
+            _ = try state.write { st throws(APIError) in try st.create(Self.sliceType, namespace: namespace, stamped) }
+        }
         for s in plan.update {
             let name = s["metadata"]?["name"]?.stringValue ?? ""
-            _ = try state.write { st throws(APIError) in try st.update(Self.sliceType, namespace: namespace, name: name, s) }
+            let stamped = Self.stamped(s)
+            _ = try state.write { st throws(APIError) in try st.update(Self.sliceType, namespace: namespace, name: name, stamped) }
         }
         for name in plan.delete { _ = try state.write { st throws(APIError) in try st.delete(Self.sliceType, namespace: namespace, name: name) } }
-        let endpoints = EndpointSliceController.legacyEndpoints(service: service, namespace: namespace, ports: w.ports, pods: w.pods)
+        let endpoints = Self.stamped(EndpointSliceController.legacyEndpoints(service: service, namespace: namespace, ports: w.ports, pods: w.pods))
         let exists = (try? state.read({ s throws(APIError) in try s.get(Self.endpointsType, namespace: namespace, name: service) })) != nil
         _ = try state.write { st throws(APIError) in
             exists ? try st.update(Self.endpointsType, namespace: namespace, name: service, endpoints) : try st.create(Self.endpointsType, namespace: namespace, endpoints)

@@ -242,7 +242,7 @@ public actor ConfigService {
         }
         entries[kind, default: [:]][resolvedID] = entry
         revision = max(revision, entry.modifiedIndex)
-        try? state.set(kind, id: resolvedID, value: value)  // validated above
+        state.adopt(kind, id: resolvedID, from: scratch)  // decoded and validated above
         try await publish([ConfigChange(kind, resolvedID)])
         return (entry, existing == nil)
     }

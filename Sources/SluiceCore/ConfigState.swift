@@ -74,6 +74,20 @@ public struct ConfigState: Sendable {
         }
     }
 
+    /// Takes `kind`/`id` as already decoded in `other` (nil there: removes it here), so an
+    /// object validated on its own is not decoded a second time to be stored.
+    public mutating func adopt(_ kind: ResourceKind, id: String, from other: ConfigState) {
+        switch kind {
+        case .routes: routes[id] = other.routes[id]
+        case .services: services[id] = other.services[id]
+        case .upstreams: upstreams[id] = other.upstreams[id]
+        case .consumers: consumers[id] = other.consumers[id]
+        case .pluginConfigs: pluginConfigs[id] = other.pluginConfigs[id]
+        case .globalRules: globalRules[id] = other.globalRules[id]
+        case .ssls, .streamRoutes: break
+        }
+    }
+
     /// Objects that refer to `kind`/`id` (for refusing a delete), as "route [1]" strings.
     public func referrers(of kind: ResourceKind, id: String) -> [String] {
         var result: [String] = []

@@ -44,6 +44,11 @@ public actor KubernetesDiscovery {
     public private(set) var updates = 0
     private var serviceSpecs: [String: KubeClient.Service] = [:]
     private var dirty = Set<String>()
+    /// Service → newest trigger time of the slice changes not yet recomputed.
+    private var pendingTriggers: [String: Int64] = [:]
+    /// Slices decoded so far, by `namespace/name`, with the resourceVersion decoded: a pod
+    /// change decodes the one slice that changed, not every slice of the Service.
+    private var decodedSlices: [String: [String: (resourceVersion: String, slice: EndpointSlice)]] = [:]
     private var synced = false
     private var running = false
     private let wakes: AsyncStream<Void>
@@ -84,9 +89,26 @@ public actor KubernetesDiscovery {
 
     private func sliceEvent(_ event: Informer.Event) {
         switch event {
-        case .added(let o), .deleted(let o): markDirty(Self.serviceKeyOfSlice(o))
-        case .updated(let old, let new): markDirty(Self.serviceKeyOfSlice(old) + Self.serviceKeyOfSlice(new))
+        case .added(let o):
+            noteTrigger(o)
+            markDirty(Self.serviceKeyOfSlice(o))
+        case .deleted(let o):
+            // A deleted slice still carries the trigger time of its last change, not of its
+            // deletion: no latency is measured from it.
+            markDirty(Self.serviceKeyOfSlice(o))
+        case .updated(let old, let new):
+            noteTrigger(new)
+            markDirty(Self.serviceKeyOfSlice(old) + Self.serviceKeyOfSlice(new))
         }
+    }
+
+    /// Remembers the newest `last-change-trigger-time` seen for the slice's Service since
+    /// its last recompute.
+    private func noteTrigger(_ o: JSONValue) {
+        guard let key = Self.serviceKeyOfSlice(o).first,
+            let t = o["metadata"]?["annotations"]?["endpoints.kubernetes.io/last-change-trigger-time"]?.stringValue.flatMap(KubeTime.parse)
+        else { return }
+        pendingTriggers[key] = max(pendingTriggers[key] ?? 0, t)
     }
 
     private func serviceEvent(_ event: Informer.Event) {
@@ -159,20 +181,30 @@ public actor KubernetesDiscovery {
             let objects = await slices.byIndex(Self.serviceIndex, key)
             var decoded: [EndpointSlice] = []
             decoded.reserveCapacity(objects.count)
+            let cache = decodedSlices[key] ?? [:]
+            var kept: [String: (resourceVersion: String, slice: EndpointSlice)] = [:]
             for o in objects {
-                if let t = o["metadata"]?["annotations"]?["endpoints.kubernetes.io/last-change-trigger-time"]?.stringValue.flatMap(KubeTime.parse) {
-                    triggers[key] = max(triggers[key] ?? 0, t)
+                let sliceKey = Informer.key(o)
+                let rv = o["metadata"]?["resourceVersion"]?.stringValue ?? ""
+                if let cached = cache[sliceKey], cached.resourceVersion == rv, !rv.isEmpty {
+                    kept[sliceKey] = cached
+                    decoded.append(cached.slice)
+                    continue
                 }
                 do {
-                    decoded.append(try EndpointSlice(json: o))
+                    let slice = try EndpointSlice(json: o)
+                    kept[sliceKey] = (rv, slice)
+                    decoded.append(slice)
                 } catch {
                     logger.warning("kubernetes discovery: cannot read EndpointSlice", metadata: ["slice": "\(Informer.key(o))", "error": "\(error)"])
                 }
             }
+            decodedSlices[key] = kept.isEmpty ? nil : kept  // deleted slices leave the cache
             // Read the Service after the await: events that arrived meanwhile are in it, and
             // those that touched this Service's slices marked it dirty again.
             let replaced = registry.replace(service: key, ports: ServiceNodeSets.ports(service: serviceSpecs[key], slices: decoded))
-            if replaced.isEmpty { triggers[key] = nil }
+            if !replaced.isEmpty, let t = pendingTriggers[key] { triggers[key] = t }
+            pendingTriggers[key] = nil
             changed.formUnion(replaced)
         }
         return (changed, triggers)

@@ -108,7 +108,13 @@ public actor GatewaySync {
         return (.done, done)
     }
 
-    enum Done { case put, patched, deleted }
+    enum Done: Sendable { case put, patched, deleted }
+
+    struct WriteOutcome: Sendable {
+        var index: Int
+        var done: Done?
+        var error: Error?
+    }
 
     /// Runs the writes for `keys`, `concurrency` at a time; returns the first transient
     /// failure, if any.
@@ -133,15 +139,27 @@ public actor GatewaySync {
                 }
                 return (k, desired[k] ?? .null, written[k], version[k] ?? 0)
             }
-            let results = await withTaskGroup(of: (ObjectKey, JSONValue, UInt64, Result<Done, Error>).self) { group in
-                for (k, value, previous, v) in jobs {
+            // Children return only their job's index and outcome; the job's key and value
+            // are read back from `jobs` here.
+            let outcomes = await withTaskGroup(of: WriteOutcome.self) { group in
+                for (index, job) in jobs.enumerated() {
+                    let (k, value, previous, _) = job
                     group.addTask {
-                        do { return (k, value, v, .success(try await write(k, value, previous))) } catch { return (k, value, v, .failure(error)) }
+                        do {
+                            return WriteOutcome(index: index, done: try await write(k, value, previous), error: nil)
+                        } catch {
+                            return WriteOutcome(index: index, done: nil, error: error)
+                        }
                     }
                 }
-                var out: [(ObjectKey, JSONValue, UInt64, Result<Done, Error>)] = []
+                var out: [WriteOutcome] = []
                 for await r in group { out.append(r) }
                 return out
+            }
+            let results: [(ObjectKey, JSONValue, UInt64, Result<Done, Error>)] = outcomes.map { o in
+                let (k, value, _, v) = jobs[o.index]
+                if let done = o.done { return (k, value, v, .success(done)) }
+                return (k, value, v, .failure(o.error ?? GatewayWriteError(permanent: false, "no outcome")))
             }
             for (k, value, v, result) in results {
                 switch result {

@@ -244,7 +244,10 @@ public actor IngressController {
                 guard let slice = try? EndpointSlice(json: object) else { return }
                 slices[serviceKey, default: [:]][name] = slice
             }
-            endpointsChanged(serviceKey, trigger: object["metadata"]?["annotations"]?["endpoints.kubernetes.io/last-change-trigger-time"]?.stringValue)
+            // A deleted slice carries the trigger time of its last change, not of its
+            // deletion: no latency is measured from it.
+            endpointsChanged(
+                serviceKey, trigger: deleted ? nil : object["metadata"]?["annotations"]?["endpoints.kubernetes.io/last-change-trigger-time"]?.stringValue)
         case .endpoints:
             metrics.sliceEvents.increment()
             if deleted {

@@ -30,7 +30,8 @@ import Testing
             try slice("c", port: ("", 9999), [("10.0.0.4", true)]),
         ]
         let ports = ServiceNodeSets.ports(service: svc, slices: slices)
-        let web = ["10.0.0.1", "10.0.0.2", "10.0.0.3"].map { UpstreamNode(host: $0, port: 8080, weight: 100) }
+        // In slice-name order, each endpoint where it first appears (no sort: see EndpointMerger).
+        let web = ["10.0.0.2", "10.0.0.1", "10.0.0.3"].map { UpstreamNode(host: $0, port: 8080, weight: 100) }
         #expect(ports["http"] == web)
         #expect(ports["80"] == web)
         #expect(ports["9090"] == [UpstreamNode(host: "10.0.0.4", port: 9999, weight: 100)])

@@ -32,7 +32,12 @@ import Testing
             {"metadata": {"name": "broken", "namespace": "default"},
              "spec": {"http": [{"name": "r", "match": {"paths": ["/broken"]}, "backends": [{"serviceName": "nope", "servicePort": 80}]}]}}
             """#)
-        try env.startController()
+        // Outside the watched namespace: never translated, never given a status.
+        try await env.create(.apisixRoutes(namespace: "elsewhere"), #"""
+            {"metadata": {"name": "ignored", "namespace": "elsewhere"},
+             "spec": {"http": [{"name": "r", "match": {"paths": ["/x"]}, "backends": [{"serviceName": "nope", "servicePort": 80}]}]}}
+            """#)
+        try env.startController(["--leader-elect", "false", "--namespace", "default"])
         let expected = Set(addresses.map { "\($0):\(port)" })
         #expect(try await eventually(timeout: .seconds(20)) { try await env.nodes("default_httpbin_80") == expected })
         let route = try await env.admin(.GET, "/routes/default_httpbin-route_rule1")
@@ -59,6 +64,8 @@ import Testing
                 && bad.status.resourcesAvailable?.message.contains("spec.http[0].backends[0].serviceName") == true
         })
         #expect(try await env.admin(.GET, "/routes/default_broken_r").status == 404)
+        let ignored = try ApisixRoute(json: try await env.api.get(.apisixRoutes(namespace: "elsewhere"), name: "ignored"))
+        #expect(ignored.status.conditions.isEmpty)
         await env.stop()
         for p in pods.values { await p.stop() }
     }

@@ -8,7 +8,8 @@
 // endpoints: the same, following the legacy Endpoints object (--watch-endpointslice false)
 // discovery: no controller; the gateway follows the slices itself (discovery_type: kubernetes)
 //
-// A change adds one pod or removes it again (one slice changes). Changes are 250 ms apart so
+// A change removes one pod or adds it back (one slice is updated; kube-sim, like the
+// EndpointSlice controller, refills the slice with room). Changes are 250 ms apart so
 // that none is coalesced with the one before. Latency is from the slice's
 // `endpoints.kubernetes.io/last-change-trigger-time` (stamped by kube-sim when it writes the
 // slice, in microseconds) to the moment the new nodes are live in the gateway: the Admin
@@ -23,9 +24,12 @@ import NIOPosix
 import SluiceCore
 import SluiceHTTPClient
 
+/// Unbuffered, so nothing is lost if the process dies.
+func say(_ text: String) { FileHandle.standardOutput.write(Data((text + "\n").utf8)) }
+
 let args = CommandLine.arguments
 guard args.count >= 4, ["slices", "endpoints", "discovery"].contains(args[2]), let endpoints = Int(args[3]) else {
-    print("usage: IngressLatency BIN_DIR slices|endpoints|discovery ENDPOINTS [changes=40]")
+    say("usage: IngressLatency BIN_DIR slices|endpoints|discovery ENDPOINTS [changes=40]")
     exit(2)
 }
 let bin = args[1]
@@ -81,21 +85,32 @@ func freePort() throws -> Int {
     return p
 }
 
-func waitFor(_ what: String, timeout: Double = 300, _ condition: () async throws -> Bool) async throws {
+func waitFor(_ what: String, timeout: Double = 300, onTimeout: () -> Void = {}, _ condition: () async throws -> Bool) async throws {
     let deadline = Date().addingTimeInterval(timeout)
     while Date() < deadline {
         if (try? await condition()) == true { return }
         try await Task.sleep(for: .milliseconds(50))
     }
-    print("timed out waiting for \(what)")
+    say("timed out waiting for \(what)")
+    onTimeout()
     exit(1)
 }
 
 func request(_ port: Int, _ method: HTTPMethod, _ path: String, _ body: String? = nil) async throws -> (Int, JSONValue) {
-    let c = try await HTTP1Connection.connect(host: "127.0.0.1", port: port, group: group)
-    defer { Task { await c.close() } }
-    let r = try await c.request(method, path, headers: [("X-API-KEY", key), ("Content-Type", "application/json")], body: body.map { Array($0.utf8) })
-    return (r.status, (try? JSONValue.parse(r.body)) ?? .null)
+    // One retry: a keep-alive race or a listener still starting is not what is measured.
+    for attempt in 0..<2 {
+        do {
+            let c = try await HTTP1Connection.connect(host: "127.0.0.1", port: port, group: group)
+            defer { Task { await c.close() } }
+            let r = try await c.request(
+                method, path, headers: [("X-API-KEY", key), ("Content-Type", "application/json")], body: body.map { Array($0.utf8) },
+                timeout: .seconds(600))
+            return (r.status, (try? JSONValue.parse(r.body)) ?? .null)
+        } catch where attempt == 0 {
+            try await Task.sleep(for: .milliseconds(100))
+        }
+    }
+    throw HTTP1ClientError("\(method.rawValue) 127.0.0.1:\(port)\(path) failed twice")
 }
 
 func latencies(_ text: String, _ marker: String) -> [Double] {
@@ -105,9 +120,15 @@ func latencies(_ text: String, _ marker: String) -> [Double] {
 }
 
 func metric(_ port: Int, _ path: String, _ series: String) async throws -> Double {
-    let c = try await HTTP1Connection.connect(host: "127.0.0.1", port: port, group: group)
-    defer { Task { await c.close() } }
-    let text = String(decoding: try await c.request(.GET, path).body, as: UTF8.self)
+    let text: String
+    do {
+        let c = try await HTTP1Connection.connect(host: "127.0.0.1", port: port, group: group)
+        defer { Task { await c.close() } }
+        text = String(decoding: try await c.request(.GET, path).body, as: UTF8.self)
+    } catch {
+        say("metrics at 127.0.0.1:\(port)\(path): \(error)")
+        throw error
+    }
     for l in text.split(separator: "\n") where l.hasPrefix(series + " ") { return Double(l.split(separator: " ").last ?? "") ?? 0 }
     return 0
 }
@@ -118,10 +139,14 @@ let sim = try Child("\(bin)/kube-sim", ["--listen", "127.0.0.1:\(simPort)", "--w
 defer { sim.stop() }
 try await waitFor("kube-sim") { FileManager.default.fileExists(atPath: "\(dir)/kubeconfig") && sim.text.contains("listening") }
 func scale(_ n: Int) async throws {
-    let (status, _) = try await request(simPort, .POST, "/sim/scale?namespace=default&service=httpbin&replicas=\(n)&port=8080")
-    guard status == 200 else { print("scale failed: \(status)"); exit(1) }
+    let c = try await HTTP1Connection.connect(host: "127.0.0.1", port: simPort, group: group)
+    defer { Task { await c.close() } }
+    let r = try await c.request(.POST, "/sim/scale?namespace=default&service=httpbin&replicas=\(n)&port=8080", timeout: .seconds(600))
+    guard r.status == 200 else { say("scale failed: \(r.status) \(String(decoding: r.body, as: UTF8.self))"); exit(1) }
 }
+say("kube-sim up; scaling to \(endpoints)")
 try await scale(endpoints)
+say("scaled")
 
 // 2. The gateway.
 let admin = try freePort(), metricsPort = try freePort(), control = try freePort()
@@ -130,6 +155,7 @@ var serveArgs = ["serve", "--data-dir", "\(dir)/data", "--admin-key", key, "--pr
                  "--workers", "1", "--log-level", "debug"]
 if mode == "discovery" { serveArgs += ["--kubernetes-discovery", "\(dir)/kubeconfig"] }
 let gateway = try Child("\(bin)/sluice", serveArgs)
+say("gateway started")
 defer { gateway.stop() }
 try await waitFor("the gateway") { try await request(admin, .GET, "/apisix/admin/routes").0 == 200 }
 
@@ -147,6 +173,7 @@ if mode == "discovery" {
     }
 } else {
     let api = KubeAPI(try KubeConfigLoader.fromFiles(["\(dir)/kubeconfig"], context: nil), group: group)
+    say("creating the ApisixRoute")
     _ = try await api.create(.apisixRoutes(namespace: "default"), try JSONValue.parse(#"""
         {"metadata": {"name": "httpbin-route", "namespace": "default"},
          "spec": {"http": [{"name": "rule1", "match": {"hosts": ["httpbin.org"], "paths": ["/get"]},
@@ -174,13 +201,15 @@ let readBefore = mode == "discovery" ? 0 : try await metric(controllerMetrics, "
 let cpuBefore = (gateway.cpu, controller?.cpu ?? 0)
 var applied = 0
 for i in 0..<changes {
-    try await scale(i % 2 == 0 ? endpoints + 1 : endpoints)
+    try await scale(i % 2 == 0 ? endpoints - 1 : endpoints)
     // In Endpoints mode above 1,000 pods the truncated object may not change at all.
     if mode == "endpoints" && endpoints >= 1000 {
         try await Task.sleep(for: .milliseconds(250))
         continue
     }
-    try await waitFor("change \(i) to go live", timeout: 30) { latencies(logOf(), marker).count > seenBefore + applied }
+    try await waitFor("change \(i) to go live", timeout: 30, onTimeout: { say(logOf().split(separator: "\n").suffix(15).joined(separator: "\n")) }) {
+        latencies(logOf(), marker).count > seenBefore + applied
+    }
     applied += 1
     try await Task.sleep(for: .milliseconds(250))
 }
@@ -195,8 +224,8 @@ func pct(_ p: Double) -> String {
     guard !samples.isEmpty else { return "-" }
     return String(format: "%.1f", samples[min(samples.count - 1, Int(Double(samples.count) * p))])
 }
-print("mode=\(mode) endpoints=\(endpoints) visible_nodes=\(visible) changes=\(changes) measured=\(samples.count)")
-print("latency_ms p50=\(pct(0.5)) p99=\(pct(0.99)) max=\(samples.last.map { String(format: "%.1f", $0) } ?? "-")")
-print(String(format: "per change: bytes written to the gateway=%.0f, bytes the controller read from the API server=%.0f", bytes / Double(changes), read / Double(changes)))
-print(String(format: "per change: gateway CPU %.2f ms, controller CPU %.2f ms", cpu.0 * 1000 / Double(changes), cpu.1 * 1000 / Double(changes)))
-print("store writes to the upstream during the changes: \((modifiedAfter ?? 0) - (modifiedBefore ?? 0) > 0 ? "yes" : "none") (modifiedIndex \(modifiedBefore ?? 0) → \(modifiedAfter ?? 0))")
+say("mode=\(mode) endpoints=\(endpoints) visible_nodes=\(visible) changes=\(changes) measured=\(samples.count)")
+say("latency_ms p50=\(pct(0.5)) p99=\(pct(0.99)) max=\(samples.last.map { String(format: "%.1f", $0) } ?? "-")")
+say(String(format: "per change: bytes written to the gateway=%.0f, bytes the controller read from the API server=%.0f", bytes / Double(changes), read / Double(changes)))
+say(String(format: "per change: gateway CPU %.2f ms, controller CPU %.2f ms", cpu.0 * 1000 / Double(changes), cpu.1 * 1000 / Double(changes)))
+say("store writes to the upstream during the changes: \((modifiedAfter ?? 0) - (modifiedBefore ?? 0) > 0 ? "yes" : "none") (modifiedIndex \(modifiedBefore ?? 0) → \(modifiedAfter ?? 0))")
