@@ -268,11 +268,9 @@ public actor IngressController {
             } else {
                 return
             }
-            // Only subsets read pod labels: recompute the Services that have a subset.
-            for (id, src) in translation.endpointSources where src.subsetLabels != nil && src.service.hasPrefix("\(ns ?? "")/") {
-                _ = id
-                endpointsChanged(src.service, trigger: nil)
-            }
+            // Only subsets read pod labels: recompute the Services of this namespace that have one.
+            let services = Set(translation.endpointSources.values.filter { $0.subsetLabels != nil && $0.service.hasPrefix("\(ns ?? "")/") }.map(\.service))
+            for service in services { endpointsChanged(service, trigger: nil) }
         case .service:
             if deleted { cluster.services[key] = nil } else { cluster.services[key] = try? KubeClient.Service(json: object) }
             structureChanged()

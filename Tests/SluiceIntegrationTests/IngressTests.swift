@@ -272,6 +272,20 @@ import Testing
         await etcd.stop()
     }
 
+    /// Bad flags and an unreadable kubeconfig exit 2 with a message naming the flag.
+    @Test func badFlagsExitTwo() async throws {
+        let dir = makeTemporaryDirectory()
+        let notBool = try GatewayProcess(["ingress", "--leader-elect", "maybe"], directory: dir)
+        #expect(await notBool.waitForExit() == 2)
+        #expect(notBool.text.contains("--leader-elect"))
+        let noConfig = try GatewayProcess(["ingress", "--kubeconfig", "\(dir)/missing"], directory: dir)
+        #expect(await noConfig.waitForExit() == 2)
+        #expect(noConfig.text.contains("--kubeconfig"))
+        let badURL = try GatewayProcess(["ingress", "--admin-url", "ftp://x"], directory: dir)
+        #expect(await badURL.waitForExit() == 2)
+        #expect(badURL.text.contains("--admin-url"))
+    }
+
     /// A metric's value from a controller's /metrics (its port from its log).
     func metric(_ controller: GatewayProcess, _ series: String) async throws -> Double? {
         guard let line = controller.text.split(separator: "\n").first(where: { $0.hasSuffix("metrics listening") }),
