@@ -123,12 +123,16 @@ public actor KubeAPI {
         let response: HTTP1Response
         do {
             let conn: HTTP1Connection
+            var extra = false
             if let c = http, c.isActive {
                 conn = c
             } else {
                 conn = try await HTTP1Connection.connect(host: connection.host, port: connection.port, group: group, tls: tls, counter: bytesReceived)
-                http = conn
+                // Requests that found no connection at once (informers starting together)
+                // each opened one: the first is kept, the others serve one request and close.
+                if let c = http, c.isActive { extra = true } else { http = conn }
             }
+            defer { if extra { Task { await conn.close() } } }
             response = try await conn.request(method, connection.basePath + path, headers: headers, body: body?.serializedBytes())
         } catch {
             http = nil

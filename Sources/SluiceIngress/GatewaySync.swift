@@ -67,7 +67,9 @@ public actor GatewaySync {
     public func isSynced(_ key: ObjectKey) -> Bool { !dirty.contains(key) && refused[key] == nil }
 
     /// Writes everything dirty. Returns the objects written and the versions they carried.
-    public func flush() async -> (outcome: Outcome, written: [(ObjectKey, UInt64)]) {
+    /// `proceed` is asked before each batch of writes: a controller that lost its
+    /// leadership stops writing between batches instead of finishing the flush.
+    public func flush(proceed: @Sendable () async -> Bool = { true }) async -> (outcome: Outcome, written: [(ObjectKey, UInt64)]) {
         guard !flushing else { return (.done, []) }
         flushing = true
         defer { flushing = false }
@@ -83,7 +85,7 @@ public actor GatewaySync {
         // Creates and updates, referents first.
         for kind in Self.writeOrder {
             let keys = work.filter { $0.kind == kind && desired[$0] != nil }.sorted()
-            if let failure = await run(keys, &done, { key, value, previous in
+            if let failure = await run(keys, deleting: false, &done, proceed, { key, value, previous in
                 if let previous, self.writer.supportsPatch, let patch = Self.nodesPatch(from: previous, to: value) {
                     if try await self.writer.patch(key, patch) { return .patched }
                 }
@@ -97,7 +99,7 @@ public actor GatewaySync {
         // Deletes, referrers first.
         for kind in Self.writeOrder.reversed() {
             let keys = work.filter { $0.kind == kind && desired[$0] == nil }.sorted()
-            if let failure = await run(keys, &done, { key, _, _ in
+            if let failure = await run(keys, deleting: true, &done, proceed, { key, _, _ in
                 try await self.writer.delete(key)
                 return .deleted
             }) {
@@ -119,16 +121,21 @@ public actor GatewaySync {
     /// Runs the writes for `keys`, `concurrency` at a time; returns the first transient
     /// failure, if any.
     private func run(
-        _ keys: [ObjectKey], _ done: inout [(ObjectKey, UInt64)],
+        _ keys: [ObjectKey], deleting: Bool, _ done: inout [(ObjectKey, UInt64)], _ proceed: @Sendable () async -> Bool,
         _ write: @escaping @Sendable (ObjectKey, JSONValue, JSONValue?) async throws -> Done
     ) async -> String? {
         var failure: String? = nil
         var index = 0
         while index < keys.count && failure == nil {
+            guard await proceed() else { return "stopped: no longer the leader" }
             let batch = keys[index..<min(index + concurrency, keys.count)]
             index += batch.count
             let jobs: [(ObjectKey, JSONValue, JSONValue?, UInt64)] = batch.compactMap { k in
                 guard dirty.contains(k) else { return nil }
+                // The desired value may have changed while an earlier batch was in flight
+                // (the actor is reentrant at each await): a key that now belongs to the
+                // other phase stays dirty for the next flush.
+                guard (desired[k] == nil) == deleting else { return nil }
                 if desired[k] == nil && written[k] == nil {
                     dirty.remove(k)  // nothing to delete
                     return nil
@@ -172,6 +179,7 @@ public actor GatewaySync {
                     written[k] = how == .deleted ? nil : value
                     done.append((k, v))
                     if version[k] == v { dirty.remove(k) }
+                    if how != .deleted { retryReferrers(of: k) }
                 case .failure(let e as GatewayWriteError) where e.permanent:
                     if version[k] == v {
                         refused[k] = e.message
@@ -183,6 +191,18 @@ public actor GatewaySync {
             }
         }
         return failure
+    }
+
+    /// Objects refused because `key` did not exist yet (the gateway's answer names it:
+    /// `upstream "x" not found`) are worth sending again now that it does; they go out
+    /// with the next flush.
+    private func retryReferrers(of key: ObjectKey) {
+        guard !refused.isEmpty else { return }
+        let marker = "\"\(key.id)\" not found"
+        for (k, message) in refused where message.contains(marker) && desired[k] != nil {
+            refused[k] = nil
+            dirty.insert(k)
+        }
     }
 
     /// Reads the managed objects the gateway has, so that what differs (including objects

@@ -175,6 +175,10 @@ public final class StoreWriter: GatewayWriter {
         counter.add(bytes)
         do {
             _ = try await store.put(kind: key.kind, id: key.id, value: value, expectedModifiedIndex: nil)
+        } catch let e as StoreError where e.code == .unsupported || e.message.contains("too large") {
+            // The store refused this value itself (e.g. etcd's request size limit): sending
+            // it again cannot help, and must not hold up every other object.
+            throw GatewayWriteError(permanent: true, "store put \(key): \(e)")
         } catch {
             throw GatewayWriteError(permanent: false, "store put \(key): \(error)")
         }

@@ -40,6 +40,11 @@ public actor IngressController {
     var legacyEndpoints: [String: Endpoints] = [:]
     var podLabels: [String: [String: String]] = [:]
     var podInformerStarted = false
+    var podInformers: [Informer] = []
+    /// The pod informers have listed once: until then subset upstreams keep their nodes.
+    var podsSynced = false
+    private let started = ContinuousClock.now
+    private var lastUnsyncedReport: ContinuousClock.Instant?
     public private(set) var translation = Translation()
     var upstreamsByService: [String: [String]] = [:]
     var needsTranslate = true
@@ -116,9 +121,24 @@ public actor IngressController {
         }
     }
 
-    func allSynced() async -> Bool {
-        for i in informers where !(await i.hasSynced) { return false }
-        return !informers.isEmpty
+    func allSynced() async -> Bool { await allSynced(informers) }
+
+    func allSynced(_ list: [Informer]) async -> Bool {
+        for i in list where !(await i.hasSynced) { return false }
+        return !list.isEmpty
+    }
+
+    /// Nothing is written before every informer has listed once; a list that keeps failing
+    /// (a CRD that is not installed, RBAC without list) would otherwise stall in silence.
+    private func reportUnsynced() async {
+        let now = ContinuousClock.now
+        guard now - started > .seconds(10), lastUnsyncedReport.map({ now - $0 > .seconds(60) }) ?? true else { return }
+        lastUnsyncedReport = now
+        var missing: [String] = []
+        for i in informers where !(await i.hasSynced) { missing.append(await i.resource.path()) }
+        logger.warning(
+            "not syncing yet: these resources could not be listed (is the CRD installed, and may the service account list and watch them?)",
+            metadata: ["resources": "\(missing.joined(separator: ", "))"])
     }
 
     private func wake() {
@@ -136,7 +156,7 @@ public actor IngressController {
             return
         }
         let timer = Task { [weak self] in
-            try? await Task.sleep(until: deadline)
+            guard (try? await Task.sleep(until: deadline)) != nil else { return }  // cancelled: woken already
             await self?.wake()
         }
         await withTaskCancellationHandler {
@@ -156,11 +176,12 @@ public actor IngressController {
             // follower just keeps its caches and wakes for the resync timer.
             var deadline = nextResync
             if isLeader {
-                if let r = retryAt { deadline = min(deadline, r) }
-                if !dirtyServices.isEmpty, let due = dirtyServices.map({ (lastServiceFlush[$0] ?? .now) + options.coalesceWindow }).min() {
-                    deadline = min(deadline, due)
+                if let r = retryAt {
+                    deadline = min(deadline, r)  // backing off: nothing else is due before
+                } else if !dirtyServices.isEmpty, let due = dirtyServices.map({ (lastServiceFlush[$0] ?? .now) + options.coalesceWindow }).min() {
+                    deadline = min(deadline, max(due, .now))
                 }
-                if !synced { deadline = min(deadline, .now + .milliseconds(50)) }  // informers still listing
+                if !synced || (podInformerStarted && !podsSynced) { deadline = min(deadline, .now + .milliseconds(50)) }  // informers still listing
             }
             await wait(until: deadline)
             if Task.isCancelled { break }
@@ -173,7 +194,14 @@ public actor IngressController {
             }
             if !synced {
                 synced = await allSynced()
-                guard synced else { continue }
+                guard synced else {
+                    await reportUnsynced()
+                    continue
+                }
+            }
+            if podInformerStarted && !podsSynced, await allSynced(podInformers) {
+                podsSynced = true
+                needsTranslate = true  // subset upstreams can be filled now
             }
             let now = ContinuousClock.now
             if let r = retryAt, now < r { continue }
@@ -185,7 +213,7 @@ public actor IngressController {
             let before = await (sync.puts, sync.patches, sync.deletes)
             let bytesBefore = sync.writer.bytesWritten
             let pending = await sync.pendingCount
-            let (outcome, written) = await sync.flush()
+            let (outcome, written) = await sync.flush(proceed: { [weak self] in await self?.isLeader ?? false })
             if pending > 0 || !written.isEmpty {
                 logger.debug("synced", metadata: ["pending": "\(pending)", "written": "\(written.count)", "outcome": "\(outcome)"])
             }
@@ -201,6 +229,9 @@ public actor IngressController {
                 retryAt = nil
                 backoff = .milliseconds(100)
                 syncs += 1
+                // Objects made writable by this flush (a route whose upstream now exists)
+                // go out at once, not with the next change.
+                if await sync.pendingCount > 0 { signaled = true }
             case .retry(let why):
                 metrics.syncFailures.increment()
                 logger.warning("gateway sync failed; retrying", metadata: ["error": "\(why)", "retry_in": "\(backoff)"])
@@ -362,8 +393,31 @@ public actor IngressController {
     private func prepare(now: ContinuousClock.Instant) async {
         if needsTranslate {
             needsTranslate = false
+            // Services whose endpoints changed before this translation are covered by it;
+            // those that change during the awaits below stay dirty.
+            let covered = dirtyServices
+            dirtyServices.removeAll()
             var t = translator.translate(cluster)
             for (ref, message) in decodeErrors { t.errors[ref] = message }
+            // An object that no longer translates (a typo in an edit) keeps what it last
+            // produced, as the APISIX controller keeps the last good config; its status says
+            // why it is not updated. Deleting it is what removes its routes.
+            for ref in t.errors.keys {
+                guard let previous = translation.produced[ref] else { continue }
+                for key in previous where t.objects[key] == nil {
+                    t.objects[key] = translation.objects[key]
+                    if key.kind == .upstreams, let source = translation.endpointSources[key.id] { t.endpointSources[key.id] = source }
+                }
+                t.produced[ref] = previous
+            }
+            if t.endpointSources.values.contains(where: { $0.subsetLabels != nil }) && !podsSynced {
+                // Subsets select pods by label, and the pods are not listed yet: writing now
+                // would empty those upstreams. Translate again once they are.
+                if !podInformerStarted { startPodInformer() }
+                needsTranslate = true
+                dirtyServices.formUnion(covered)
+                return
+            }
             translation = t
             var byService: [String: [String]] = [:]
             for (id, source) in t.endpointSources { byService[source.service, default: []].append(id) }
@@ -376,9 +430,11 @@ public actor IngressController {
                 logger.warning("cannot translate \(ref)", metadata: ["error": "\(message)"])
             }
             await sync.replaceAll(objects)
-            for s in dirtyServices { lastServiceFlush[s] = now }
-            dirtyServices.removeAll()
-            if !podInformerStarted && t.endpointSources.values.contains(where: { $0.subsetLabels != nil }) { startPodInformer() }
+            for s in covered { lastServiceFlush[s] = now }
+            // Forget what belongs to upstreams and Services that are gone.
+            pendingLatency = pendingLatency.filter { t.endpointSources[$0.key] != nil }
+            lastServiceFlush = lastServiceFlush.filter { byService[$0.key] != nil }
+            warnedTruncated = warnedTruncated.filter { byService[$0] != nil }
         } else {
             for service in dirtyServices where (lastServiceFlush[service].map { now - $0 >= options.coalesceWindow } ?? true) {
                 dirtyServices.remove(service)
@@ -420,6 +476,7 @@ public actor IngressController {
         let namespaces: [String?] = options.namespaces.isEmpty ? [nil] : options.namespaces
         for ns in namespaces {
             let informer = Informer(api: api, resource: .pods(namespace: ns), pageSize: 500)
+            podInformers.append(informer)
             extraTasks.append(Task { await informer.run { event in await self.handle(.pod, event) } })
         }
     }
@@ -474,7 +531,10 @@ public actor IngressController {
                     outcome = (true, "Sync Successfully")
                 }
             }
-            let (condition, generation) = currentStatus(ref)
+            // The generation that was translated, not the newest one cached: a spec that
+            // arrived meanwhile is not yet what the gateway has.
+            let (condition, cachedGeneration) = currentStatus(ref)
+            let generation = translation.generations[ref] ?? cachedGeneration
             if let last = lastStatus[ref], last.ok == outcome.ok, last.message == outcome.message, last.generation == generation { continue }
             if let c = condition, (c.status == .true) == outcome.ok, c.message == outcome.message, c.observedGeneration == generation {
                 lastStatus[ref] = (outcome.ok, outcome.message, generation)

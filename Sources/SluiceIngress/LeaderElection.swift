@@ -1,4 +1,5 @@
 import KubeClient
+import NIOConcurrencyHelpers
 import SluiceCore
 
 /// One active controller among replicas, through a `coordination.k8s.io/v1` Lease, as
@@ -48,7 +49,10 @@ public actor LeaderElector {
     /// successor need not wait for it to expire.
     public func run() async {
         while !Task.isCancelled {
-            let ok = await tryAcquireOrRenew()
+            // A renewal that hangs must not keep a leader acting past its deadline: each
+            // attempt gets what is left of it (a candidate, a lease's length).
+            let budget = isLeader ? max(.milliseconds(50), timing.renewDeadline - (ContinuousClock.now - lastRenew)) : timing.leaseDuration
+            let ok = await attempt(within: budget)
             if ok {
                 lastRenew = .now
                 if !isLeader { await set(true) }
@@ -60,6 +64,21 @@ public actor LeaderElector {
         if isLeader {
             await release()
             await set(false)
+        }
+    }
+
+    /// `tryAcquireOrRenew`, or false once `limit` has passed (the attempt itself goes on
+    /// and may still land; the next round sees its outcome in the Lease).
+    private func attempt(within limit: Duration) async -> Bool {
+        let work = Task { await self.tryAcquireOrRenew() }
+        return await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
+            let once = NIOLockedValueBox<CheckedContinuation<Bool, Never>?>(continuation)
+            @Sendable func finish(_ value: Bool) { once.withLockedValue { c in c?.resume(returning: value); c = nil } }
+            Task { finish(await work.value) }
+            Task {
+                try? await Task.sleep(for: limit)
+                finish(false)
+            }
         }
     }
 

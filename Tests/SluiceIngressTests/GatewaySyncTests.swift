@@ -331,6 +331,44 @@ struct Unreachable: Error, CustomStringConvertible {
         #expect(await sync.isSynced(r1))
     }
 
+    /// An upstream the gateway refuses makes its route fail with "not found"; once the
+    /// upstream is fixed and written, the route (unchanged) is sent again by itself.
+    @Test func aRouteRefusedForItsMissingUpstreamIsSentAgainOnceTheUpstreamIsWritten() async {
+        let gw = FakeGateway()
+        let bad = upstream(["10.0.0.1:80": 100, "bad": 1])
+        gw.fail(u1, permanent: true, value: bad, "PUT upstreams/u1: 400 invalid configuration: nodes.bad: must be host:port")
+        gw.fail(r1, permanent: true, times: 1, #"PUT routes/r1: 400 invalid configuration: upstream_id: upstream "u1" not found"#)
+        let sync = GatewaySync(writer: gw, concurrency: 1)
+        await sync.replaceAll([u1: bad, r1: route()])
+        #expect(await sync.flush().outcome == .done)
+        #expect(await sync.refusal(for: u1) != nil)
+        #expect(await sync.refusal(for: r1) != nil)
+
+        await sync.set(u1, upstream())  // fixed; the route itself did not change
+        #expect(await sync.flush().outcome == .done)
+        #expect(await sync.isSynced(u1))
+        #expect(await sync.pendingCount == 1)  // the route, marked for sending again
+        #expect(await sync.flush().outcome == .done)
+        #expect(await sync.isSynced(r1))
+        #expect(gw.objects[r1] == route())
+    }
+
+    /// A key whose desired value flips from present to absent while an earlier batch of the
+    /// same flush is in flight is not PUT as null: it waits for the next flush's deletes.
+    @Test func aKeyRemovedDuringAFlushIsNotPutAsNull() async {
+        let gw = FakeGateway()
+        let sync = GatewaySync(writer: gw, concurrency: 1)
+        let u2 = ObjectKey(.upstreams, "u2")
+        await sync.replaceAll([u1: upstream(), u2: upstream()])
+        gw.beforeWrite { key, _ in
+            if key == u1 { await sync.set(u2, nil) }
+        }
+        #expect(await sync.flush().outcome == .done)
+        #expect(!gw.writes.contains(.put(u2, .null)))
+        #expect(gw.objects[u2] == nil)
+        #expect(await sync.desiredValue(u2) == nil)
+    }
+
     @Test func aRefusedValueIsNotRetriedByARelist() async {
         let gw = FakeGateway()
         gw.fail(r1, permanent: true)

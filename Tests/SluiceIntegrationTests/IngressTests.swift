@@ -66,6 +66,22 @@ import Testing
         #expect(try await env.admin(.GET, "/routes/default_broken_r").status == 404)
         let ignored = try ApisixRoute(json: try await env.api.get(.apisixRoutes(namespace: "elsewhere"), name: "ignored"))
         #expect(ignored.status.conditions.isEmpty)
+
+        // An edit that no longer translates (a Service name typo) keeps the last good route
+        // serving, and says why on the status, as the APISIX controller does.
+        _ = try await env.api.modify(.apisixRoutes(namespace: "default"), name: "httpbin-route") { o in
+            o.mergePatched(with: ["spec": ["http": [["name": "rule1", "match": ["hosts": ["httpbin.org"], "paths": ["/get"]],
+                                                     "backends": [["serviceName": "httpbn", "servicePort": 80]]]]]])
+        }
+        #expect(try await eventually {
+            let r = try ApisixRoute(json: try await env.api.get(.apisixRoutes(namespace: "default"), name: "httpbin-route"))
+            return r.status.resourcesAvailable?.status == .false && r.status.resourcesAvailable?.observedGeneration == 2
+                && r.status.resourcesAvailable?.message.contains("Service default/httpbn not found") == true
+        })
+        let still = try await TestHTTPClient.connect(port: env.ports.proxy, group: IngressEnvironment.group)
+        #expect(try await still.request(.GET, "/get", host: "httpbin.org").status == .ok)
+        await still.close()
+        #expect(try await env.nodes("default_httpbin_80") == expected)
         await env.stop()
         for p in pods.values { await p.stop() }
     }
