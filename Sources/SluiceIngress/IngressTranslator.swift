@@ -10,7 +10,8 @@ extension Translator {
     /// (`/foo` matches `/foo` and `/foo/bar`, not `/foobar`); `ImplementationSpecific` is a
     /// plain string prefix (`/foo` matches `/foobar` too), as APISIX treats it.
     func ingress(_ ing: Ingress, namespace ns: String, _ c: ClusterState, _ out: inout Output) throws(TranslationError) {
-        let base = "\(ns)_\(ing.metadata.name)"
+        // `ing_` keeps these apart from ApisixRoute and ApisixTls names (`ns_name_rule`).
+        let base = "ing_\(ns)_\(ing.metadata.name)"
         var used = Set<String>()
         for (i, rule) in ing.rules.enumerated() {
             let host = rule.host.flatMap { $0.isEmpty ? nil : $0 }

@@ -122,7 +122,7 @@ import Testing
         try c.addIngress("ing", ingressSpec(host: "a.com", paths: [("/api", "Exact")]))
         let t = translate(c)
         let id = try #require(t.ids(.routes).first)
-        #expect(id.hasPrefix("default_ing_"))
+        #expect(id.hasPrefix("ing_default_ing_"))
         #expect(t.route(id) == [
             "name": .string(id), "uris": ["/api"], "hosts": ["a.com"], "priority": 1, "upstream_id": "default_httpbin_80", "labels": managedBy,
         ])
@@ -188,12 +188,12 @@ import Testing
         try c.addIngress("ing", #"{"ingressClassName": "sluice", "defaultBackend": {"service": {"name": "httpbin", "port": {"name": "http"}}}}"#)
         let t = translate(c)
         #expect(t.errors.isEmpty)
-        #expect(t.ids(.routes) == ["default_ing_default-backend"])
-        let route = try #require(t.route("default_ing_default-backend"))
+        #expect(t.ids(.routes) == ["ing_default_ing_default-backend"])
+        let route = try #require(t.route("ing_default_ing_default-backend"))
         #expect(route == [
-            "name": "default_ing_default-backend", "uris": ["/*"], "upstream_id": "default_httpbin_80", "priority": -1, "labels": managedBy,
+            "name": "ing_default_ing_default-backend", "uris": ["/*"], "upstream_id": "default_httpbin_80", "priority": -1, "labels": managedBy,
         ])
-        #expect(try Route.decode(route, id: "default_ing_default-backend").priority == -1)
+        #expect(try Route.decode(route, id: "ing_default_ing_default-backend").priority == -1)
     }
 
     @Test func aResourceDefaultBackendIsAnError() throws {
@@ -220,10 +220,10 @@ import Testing
         let t = translate(c)
         #expect(t.errors.isEmpty)
         // An entry without a secret (TLS terminated elsewhere) makes no SSL.
-        #expect(t.ids(.ssls) == ["default_ing_tls_0", "default_ing_tls_2"])
-        #expect(t.ssl("default_ing_tls_0") == ["snis": ["a.com", "www.a.com"], "cert": "CERT-A", "key": "KEY-A", "labels": managedBy])
-        #expect(t.ssl("default_ing_tls_2")?["snis"] == ["c.com"])
-        #expect(t.ssl("default_ing_tls_2")?["cert"] == "CERT-B")
+        #expect(t.ids(.ssls) == ["ing_default_ing_tls_0", "ing_default_ing_tls_2"])
+        #expect(t.ssl("ing_default_ing_tls_0") == ["snis": ["a.com", "www.a.com"], "cert": "CERT-A", "key": "KEY-A", "labels": managedBy])
+        #expect(t.ssl("ing_default_ing_tls_2")?["snis"] == ["c.com"])
+        #expect(t.ssl("ing_default_ing_tls_2")?["cert"] == "CERT-B")
     }
 
     @Test func tlsErrorsNameTheEntry() throws {
@@ -281,6 +281,6 @@ import Testing
         let t = translate(c)
         #expect(t.ids(.routes).count == 2)
         #expect(t.ids(.upstreams) == ["default_httpbin_80", "prod_httpbin_80"])
-        #expect(t.ids(.routes).filter { $0.hasPrefix("prod_ing_") }.count == 1)
+        #expect(t.ids(.routes).filter { $0.hasPrefix("ing_prod_ing_") }.count == 1)
     }
 }
