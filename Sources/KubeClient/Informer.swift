@@ -112,7 +112,10 @@ public actor Informer {
                     needList = false
                 }
                 watches += 1
-                var events = api.watch(resource, resourceVersion: resourceVersion, selector: selector).makeAsyncIterator()
+                // The server ends each watch after 5-10 minutes (a random length, as client-go
+                // asks), so a connection that died without a FIN is replaced in bounded time.
+                var events = api.watch(resource, resourceVersion: resourceVersion, selector: selector, timeoutSeconds: Int.random(in: 300...600))
+                    .makeAsyncIterator()
                 let gone = try await follow(&events, handler) { backoffMs = 100 }
                 if gone { needList = true }
                 continue  // a watch that ended normally is resumed at once
