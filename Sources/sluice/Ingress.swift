@@ -18,7 +18,7 @@ struct IngressCommand: AsyncParsableCommand {
     @Option(help: "kubeconfig file (default: in-cluster service account, else $KUBECONFIG, else ~/.kube/config).")
     var kubeconfig: String?
 
-    @Option(name: .customLong("admin-url"), help: "Gateway Admin API to write to (default http://127.0.0.1:9180).")
+    @Option(name: .customLong("admin-url"), help: "Gateway Admin API to write to.")
     var adminURL = "http://127.0.0.1:9180"
 
     @Option(name: .customLong("admin-key"), help: "X-API-KEY for the Admin API.")
@@ -27,13 +27,13 @@ struct IngressCommand: AsyncParsableCommand {
     @Option(help: "Write straight into etcd instead of the Admin API: http://HOST:PORT[,...].")
     var etcd: String?
 
-    @Option(name: .customLong("etcd-prefix"), help: "Key prefix in etcd (default /apisix).")
+    @Option(name: .customLong("etcd-prefix"), help: "Key prefix in etcd.")
     var etcdPrefix = "/apisix"
 
     @Option(name: .customLong("watch-endpointslice"), help: "true: follow discovery.k8s.io/v1 EndpointSlices; false: legacy v1 Endpoints.")
     var watchEndpointSlice = true
 
-    @Option(name: .customLong("ingress-class"), help: "Ingress and APISIX objects of this class are this controller's (default sluice).")
+    @Option(name: .customLong("ingress-class"), help: "Ingress and APISIX objects of this class are this controller's.")
     var ingressClass = "sluice"
 
     @Option(name: .customLong("namespace"), help: "Namespace to watch (repeatable; default all).")
@@ -45,34 +45,34 @@ struct IngressCommand: AsyncParsableCommand {
     @Option(name: .customLong("leader-election-namespace"), help: "Namespace of the Lease (default $POD_NAMESPACE, else the service account's, else default).")
     var leaseNamespace: String?
 
-    @Option(name: .customLong("leader-election-id"), help: "Name of the Lease (default sluice-ingress-leader).")
+    @Option(name: .customLong("leader-election-id"), help: "Name of the Lease.")
     var leaseName = "sluice-ingress-leader"
 
-    @Option(name: .customLong("lease-duration"), help: "Seconds a candidate waits before taking over an unrenewed lease (default 15).")
+    @Option(name: .customLong("lease-duration"), help: "Seconds a candidate waits before taking over an unrenewed lease.")
     var leaseDuration = 15
 
-    @Option(name: .customLong("renew-deadline"), help: "Seconds the leader keeps acting without a renewal (default 10).")
+    @Option(name: .customLong("renew-deadline"), help: "Seconds the leader keeps acting without a renewal.")
     var renewDeadline = 10
 
-    @Option(name: .customLong("retry-period"), help: "Seconds between lease attempts (default 2).")
+    @Option(name: .customLong("retry-period"), help: "Seconds between lease attempts.")
     var retryPeriod = 2.0
 
-    @Option(name: .customLong("coalesce-window"), help: "Milliseconds within which a Service's endpoint changes are written together (default 100).")
+    @Option(name: .customLong("coalesce-window"), help: "Milliseconds within which a Service's endpoint changes are written together.")
     var coalesceWindowMs = 100
 
-    @Option(name: .customLong("resync-interval"), help: "Seconds between full comparisons with the gateway (default 60).")
+    @Option(name: .customLong("resync-interval"), help: "Seconds between full comparisons with the gateway.")
     var resyncInterval = 60.0
 
-    @Option(name: .customLong("metrics-listen"), help: "Prometheus metrics HOST:PORT at /metrics (default 127.0.0.1:9092).")
+    @Option(name: .customLong("metrics-listen"), help: "Prometheus metrics HOST:PORT at /metrics.")
     var metricsListen = "127.0.0.1:9092"
 
     @Option(help: "Identity in the Lease (default HOSTNAME_PID).")
     var identity: String?
 
-    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical (default info).")
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel = "info"
 
-    @Option(name: .customLong("log-format"), help: "text or json (default text).")
+    @Option(name: .customLong("log-format"), help: "text or json.")
     var logFormat = "text"
 
     func validate() throws {
