@@ -29,6 +29,12 @@ public actor Informer {
     public let selector: KubeSelector
     public let pageSize: Int
     public let watchList: Bool
+    /// A resource the server does not serve (404 on list: a CRD that is not installed)
+    /// counts as listed and empty, and is looked for again every `missingRetry`.
+    public let missingIsEmpty: Bool
+    public let missingRetry: Duration
+    /// The last list found the resource missing.
+    public private(set) var isMissing = false
     public private(set) var cache: [String: JSONValue] = [:]
     public private(set) var resourceVersion = ""
     /// Lists after the first one (after 410 Gone).
@@ -45,9 +51,11 @@ public actor Informer {
 
     public init(
         api: KubeAPI, resource: KubeResource, selector: KubeSelector = .everything, pageSize: Int = 500, watchList: Bool = false,
-        indexers: [String: IndexFunction] = [:]
+        indexers: [String: IndexFunction] = [:], missingIsEmpty: Bool = false, missingRetry: Duration = .seconds(30)
     ) {
         self.api = api
+        self.missingIsEmpty = missingIsEmpty
+        self.missingRetry = missingRetry
         self.resource = resource
         self.selector = selector
         self.pageSize = pageSize
@@ -121,6 +129,12 @@ public actor Informer {
                 continue  // a watch that ended normally is resumed at once
             } catch let e as KubeAPIError where e.isGone {
                 needList = true
+                continue
+            } catch let e as KubeAPIError where e.code == 404 && missingIsEmpty && needList {
+                // Not served: nothing of it exists. Look again later (the CRD may be installed).
+                if !isMissing || !synced { await applyInitialState([:], resourceVersion: "", handler) }
+                isMissing = true
+                try? await Task.sleep(for: missingRetry)
                 continue
             } catch {
                 try? await Task.sleep(nanoseconds: backoffMs * 1_000_000)
@@ -218,6 +232,7 @@ public actor Informer {
             token = page.continue
             done = token == nil
         }
+        isMissing = false
         await applyInitialState(listed, resourceVersion: listRV, handler)
     }
 

@@ -94,7 +94,9 @@ public actor IngressController {
                 (.ingresses(namespace: ns), .crd(.ingress)),
             ]
         }
-        informers = specs.map { Informer(api: api, resource: $0.0, pageSize: 500) }
+        // An APISIX CRD that is not installed is simply empty (an Ingress-only cluster has
+        // none of them); it is looked for again every 30 s.
+        informers = specs.map { Informer(api: api, resource: $0.0, pageSize: 500, missingIsEmpty: $0.0.group == KubeResource.apisixGroup) }
         let pairs = Array(zip(informers, specs.map(\.1)))
         await withTaskGroup(of: Void.self) { group in
             for (informer, what) in pairs {
@@ -197,6 +199,11 @@ public actor IngressController {
                 guard synced else {
                     await reportUnsynced()
                     continue
+                }
+                var missing: [String] = []
+                for i in informers where await i.isMissing { missing.append(await i.resource.plural) }
+                if !missing.isEmpty {
+                    logger.notice("CRDs not installed, taken as empty until they are", metadata: ["resources": "\(missing.joined(separator: ", "))"])
                 }
             }
             if podInformerStarted && !podsSynced, await allSynced(podInformers) {

@@ -23,9 +23,9 @@ final class IngressEnvironment: @unchecked Sendable {
     private(set) var ports: GatewayProcess.Ports
     var controllers: [GatewayProcess] = []
 
-    init(podAddresses: [String] = [], maxPerSlice: Int = 100) async throws {
+    init(podAddresses: [String] = [], maxPerSlice: Int = 100, resources: [ResourceType] = SimState.defaultResources) async throws {
         dir = makeTemporaryDirectory()
-        state = SimState()
+        state = SimState(resources: resources)
         control = SimControlPlane(state: state, maxPerSlice: maxPerSlice, podAddresses: podAddresses)
         sim = try await SimHTTPServer.start(state: state, group: Self.group, bookmarkInterval: .milliseconds(500), controlPlane: control)
         simPort = sim.port

@@ -288,6 +288,35 @@ import Testing
         await etcd.stop()
     }
 
+    /// A cluster without the APISIX CRDs (Ingress only): they count as empty, and the
+    /// Ingress is served; its Prefix path matches element-wise.
+    @Test func anIngressOnlyClusterIsServed() async throws {
+        let port = try await freePort()
+        let addresses = Self.loopback(1...3)
+        let pods = try await startPods(addresses, port: port)
+        let env = try await IngressEnvironment(
+            podAddresses: addresses, resources: SimState.defaultResources.filter { $0.group != "apisix.apache.org" })
+        try env.control.scale(namespace: "default", service: "web", replicas: 3, ports: [SimServicePort(name: "http", port: port)])
+        try await env.create(.ingressClasses(), #"{"metadata": {"name": "sluice"}, "spec": {"controller": "sluice.io/ingress-controller"}}"#)
+        try await env.create(.ingresses(namespace: "default"), #"""
+            {"metadata": {"name": "web", "namespace": "default"},
+             "spec": {"ingressClassName": "sluice", "rules": [{"host": "web.example.com", "http": {"paths": [
+               {"path": "/api", "pathType": "Prefix", "backend": {"service": {"name": "web", "port": {"name": "http"}}}}]}}]}}
+            """#)
+        let c = try env.startController()
+        #expect(try await eventually(timeout: .seconds(20)) { try await env.nodes("default_web_80").count == 3 })
+        let client = try await TestHTTPClient.connect(port: env.ports.proxy, group: IngressEnvironment.group)
+        #expect(try await eventually {
+            try await client.request(.GET, "/api/items", host: "web.example.com").status == .ok
+        })
+        #expect(try await client.request(.GET, "/api", host: "web.example.com").status == .ok)
+        #expect(try await client.request(.GET, "/apiary", host: "web.example.com").status == .notFound)
+        await client.close()
+        #expect(c.text.contains("CRDs not installed"))
+        await env.stop()
+        for p in pods.values { await p.stop() }
+    }
+
     /// Bad flags and an unreadable kubeconfig exit 2 with a message naming the flag.
     @Test func badFlagsExitTwo() async throws {
         let dir = makeTemporaryDirectory()
