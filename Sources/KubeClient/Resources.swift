@@ -176,6 +176,13 @@ public struct EndpointSlice: Sendable, Hashable {
     /// The Service this slice belongs to (label `kubernetes.io/service-name`).
     public var serviceName: String? { metadata.labels["kubernetes.io/service-name"] }
 
+    /// `endpoints.kubernetes.io/last-change-trigger-time` of a slice or Endpoints object
+    /// (as received, undecoded), in microseconds since 1970: when the change it carries
+    /// was triggered, the start of programming latency.
+    public static func lastChangeTriggerTime(_ object: JSONValue) -> Int64? {
+        object["metadata"]?["annotations"]?["endpoints.kubernetes.io/last-change-trigger-time"]?.stringValue.flatMap(KubeTime.parse)
+    }
+
     public init(json: JSONValue) throws(KubeDecodingError) {
         let f = try KubeFields(json, "")
         metadata = try ObjectMeta.decode(f)

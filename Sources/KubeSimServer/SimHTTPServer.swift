@@ -35,6 +35,20 @@ public struct SimTLS: Sendable {
 /// The simulator's HTTP front: discovery, and list/watch/get/create/update/patch/delete for
 /// every resource type, in the Kubernetes API's JSON shapes.
 public final class SimHTTPServer: Sendable {
+    /// A kubeconfig for a simulator at `url` (context `kube-sim`, namespace `default`),
+    /// sending `token`; with `certificateAuthorityData` (base64 PEM) it trusts that CA.
+    public static func kubeconfig(url: String, token: String = "kube-sim", certificateAuthorityData: String? = nil) -> String {
+        let ca = certificateAuthorityData.map { ", certificate-authority-data: \"\($0)\"" } ?? ""
+        return """
+            apiVersion: v1
+            kind: Config
+            current-context: kube-sim
+            clusters: [{name: kube-sim, cluster: {server: "\(url)"\(ca)}}]
+            users: [{name: kube-sim, user: {token: "\(token)"}}]
+            contexts: [{name: kube-sim, context: {cluster: kube-sim, user: kube-sim, namespace: default}}]
+            """
+    }
+
     public let state: SimState
     private let channel: Channel
     private let connections: NIOLockedValueBox<[ObjectIdentifier: Channel]>

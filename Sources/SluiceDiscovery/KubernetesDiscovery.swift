@@ -106,7 +106,7 @@ public actor KubernetesDiscovery {
     /// its last recompute.
     private func noteTrigger(_ o: JSONValue) {
         guard let key = Self.serviceKeyOfSlice(o).first,
-            let t = o["metadata"]?["annotations"]?["endpoints.kubernetes.io/last-change-trigger-time"]?.stringValue.flatMap(KubeTime.parse)
+            let t = EndpointSlice.lastChangeTriggerTime(o)
         else { return }
         pendingTriggers[key] = max(pendingTriggers[key] ?? 0, t)
     }

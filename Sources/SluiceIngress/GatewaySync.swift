@@ -163,14 +163,9 @@ public actor GatewaySync {
                 for await r in group { out.append(r) }
                 return out
             }
-            let results: [(ObjectKey, JSONValue, UInt64, Result<Done, Error>)] = outcomes.map { o in
+            for o in outcomes {
                 let (k, value, _, v) = jobs[o.index]
-                if let done = o.done { return (k, value, v, .success(done)) }
-                return (k, value, v, .failure(o.error ?? GatewayWriteError(permanent: false, "no outcome")))
-            }
-            for (k, value, v, result) in results {
-                switch result {
-                case .success(let how):
+                if let how = o.done {
                     switch how {
                     case .put: puts += 1
                     case .patched: patches += 1
@@ -180,13 +175,13 @@ public actor GatewaySync {
                     done.append((k, v))
                     if version[k] == v { dirty.remove(k) }
                     if how != .deleted { retryReferrers(of: k) }
-                case .failure(let e as GatewayWriteError) where e.permanent:
+                } else if let e = o.error as? GatewayWriteError, e.permanent {
                     if version[k] == v {
                         refused[k] = e.message
                         dirty.remove(k)
                     }
-                case .failure(let e):
-                    failure = failure ?? "\(e)"
+                } else {
+                    failure = failure ?? "\(o.error.map { "\($0)" } ?? "no outcome")"
                 }
             }
         }

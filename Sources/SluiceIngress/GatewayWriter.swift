@@ -191,18 +191,12 @@ public final class StoreWriter: GatewayWriter {
     }
 
     static func validate(_ key: ObjectKey, _ value: JSONValue) throws {
+        // The same decoding the Admin API does before it stores an object.
+        var scratch = ConfigState()
         do {
-            switch key.kind {
-            case .routes: _ = try Route.decode(value, id: key.id)
-            case .services: _ = try Service.decode(value, id: key.id)
-            case .upstreams: _ = try Upstream.decode(value, id: key.id)
-            case .consumers: _ = try Consumer.decode(value, id: key.id)
-            case .pluginConfigs, .globalRules: _ = try PluginSet.decode(value, id: key.id)
-            case .ssls, .streamRoutes:
-                throw ConfigError(path: "", "\(key.kind.rawValue) are not supported by this gateway build")
-            }
-        } catch let e as ConfigError {
-            throw GatewayWriteError(permanent: true, "\(key): \(e)")
+            try scratch.set(key.kind, id: key.id, value: value)
+        } catch {
+            throw GatewayWriteError(permanent: true, "\(key): \(error)")
         }
     }
 }

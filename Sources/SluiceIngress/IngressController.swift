@@ -285,7 +285,7 @@ public actor IngressController {
             // A deleted slice carries the trigger time of its last change, not of its
             // deletion: no latency is measured from it.
             endpointsChanged(
-                serviceKey, trigger: deleted ? nil : object["metadata"]?["annotations"]?["endpoints.kubernetes.io/last-change-trigger-time"]?.stringValue)
+                serviceKey, trigger: deleted ? nil : EndpointSlice.lastChangeTriggerTime(object))
         case .endpoints:
             metrics.sliceEvents.increment()
             if deleted {
@@ -298,7 +298,7 @@ public actor IngressController {
                         "Endpoints of Service \(key) are truncated at 1000 addresses (endpoints.kubernetes.io/over-capacity); the gateway sees only those. Follow EndpointSlices instead: --watch-endpointslice true")
                 }
             }
-            endpointsChanged(key, trigger: object["metadata"]?["annotations"]?["endpoints.kubernetes.io/last-change-trigger-time"]?.stringValue)
+            endpointsChanged(key, trigger: EndpointSlice.lastChangeTriggerTime(object))
         case .pod:
             let labels = object["metadata"]?["labels"]?.objectValue?.compactMapValues(\.stringValue) ?? [:]
             if deleted { podLabels[key] = nil } else if podLabels[key] != labels {
@@ -370,11 +370,10 @@ public actor IngressController {
         wake()
     }
 
-    private func endpointsChanged(_ service: String, trigger: String?) {
+    private func endpointsChanged(_ service: String, trigger: Int64?) {
         guard let ids = upstreamsByService[service], !ids.isEmpty else { return }
         let received = ContinuousClock.now
-        let triggerMicros = trigger.flatMap(KubeTime.parse)
-        for id in ids where pendingLatency[id] == nil { pendingLatency[id] = (triggerMicros, received, .max) }
+        for id in ids where pendingLatency[id] == nil { pendingLatency[id] = (trigger, received, .max) }
         dirtyServices.insert(service)
         wake()
     }

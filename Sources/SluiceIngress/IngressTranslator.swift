@@ -46,10 +46,7 @@ extension Translator {
             guard let secretName = t.secretName, !secretName.isEmpty else { continue }
             let path = "spec.tls[\(i)]"
             guard !t.hosts.isEmpty else { throw TranslationError("\(path).hosts: at least one host is required for an SSL certificate") }
-            guard let secret = c.secrets[ClusterState.key(ns, secretName)] else { throw TranslationError("\(path).secretName: Secret \(ns)/\(secretName) not found") }
-            guard let cert = secret.string(Secret.tlsCertificateKey), let key = secret.string(Secret.tlsPrivateKeyKey) else {
-                throw TranslationError("\(path).secretName: Secret \(ns)/\(secretName) needs tls.crt and tls.key")
-            }
+            let (cert, key) = try Self.certificate(ns, secretName, field: "\(path).secretName", c)
             out.put(.ssls, IngressNaming.id("\(base)_tls_\(i)"), [
                 "snis": .array(t.hosts.map { .string($0) }), "cert": .string(cert), "key": .string(key), "labels": IngressNaming.managedBy,
             ])

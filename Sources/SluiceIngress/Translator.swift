@@ -408,12 +408,7 @@ public struct Translator: Sendable {
         }
         if let h = cfg.upstreamHost, !h.isEmpty { o["upstream_host"] = .string(h) }
         if let ref = cfg.tlsSecret {
-            guard let secret = c.secrets[ClusterState.key(ref.namespace ?? ns, ref.name)] else {
-                throw TranslationError("\(path).tlsSecret: Secret \(ref.namespace ?? ns)/\(ref.name) not found")
-            }
-            guard let cert = secret.string(Secret.tlsCertificateKey), let key = secret.string(Secret.tlsPrivateKeyKey) else {
-                throw TranslationError("\(path).tlsSecret: Secret \(ref.namespace ?? ns)/\(ref.name) needs tls.crt and tls.key")
-            }
+            let (cert, key) = try Self.certificate(ref.namespace ?? ns, ref.name, field: "\(path).tlsSecret", c)
             o["tls"] = ["client_cert": .string(cert), "client_key": .string(key)]
         }
         if let d = cfg.discovery {
@@ -583,15 +578,18 @@ public struct Translator: Sendable {
         return .object(out)
     }
 
+    /// A certificate and its key from a `kubernetes.io/tls` Secret (`tls.crt`, `tls.key`).
+    static func certificate(_ namespace: String, _ name: String, field: String, _ c: ClusterState) throws(TranslationError) -> (cert: String, key: String) {
+        guard let secret = c.secrets[ClusterState.key(namespace, name)] else { throw TranslationError("\(field): Secret \(namespace)/\(name) not found") }
+        guard let cert = secret.string(Secret.tlsCertificateKey), let key = secret.string(Secret.tlsPrivateKeyKey) else {
+            throw TranslationError("\(field): Secret \(namespace)/\(name) needs tls.crt and tls.key")
+        }
+        return (cert, key)
+    }
+
     func tls(_ t: ApisixTls, namespace ns: String, _ c: ClusterState, _ out: inout Output) throws(TranslationError) {
         guard !t.hosts.isEmpty else { throw TranslationError("spec.hosts: at least one host is required") }
-        let secretNS = t.secret.namespace ?? ns
-        guard let secret = c.secrets[ClusterState.key(secretNS, t.secret.name)] else {
-            throw TranslationError("spec.secret: Secret \(secretNS)/\(t.secret.name) not found")
-        }
-        guard let cert = secret.string(Secret.tlsCertificateKey), let key = secret.string(Secret.tlsPrivateKeyKey) else {
-            throw TranslationError("spec.secret: Secret \(secretNS)/\(t.secret.name) needs tls.crt and tls.key")
-        }
+        let (cert, key) = try Self.certificate(t.secret.namespace ?? ns, t.secret.name, field: "spec.secret", c)
         var o: [String: JSONValue] = [
             "snis": .array(t.hosts.map { .string($0) }), "cert": .string(cert), "key": .string(key), "labels": IngressNaming.managedBy,
         ]

@@ -69,15 +69,8 @@ struct KubeSimCommand: AsyncParsableCommand {
         if let file = writeKubeconfig {
             // The kubeconfig trusts the server's own certificate (a self-signed one, or the
             // leaf of a chain whose CA the user adds) and sends the first accepted token.
-            let ca = try tlsCert.map { ", certificate-authority-data: \"\(Data(try read($0, "--tls-cert")).base64EncodedString())\"" } ?? ""
-            let config = """
-                apiVersion: v1
-                kind: Config
-                current-context: kube-sim
-                clusters: [{name: kube-sim, cluster: {server: "\(url)"\(ca)}}]
-                users: [{name: kube-sim, user: {token: "\(tokens.first ?? "kube-sim")"}}]
-                contexts: [{name: kube-sim, context: {cluster: kube-sim, user: kube-sim, namespace: default}}]
-                """
+            let ca = try tlsCert.map { Data(try read($0, "--tls-cert")).base64EncodedString() }
+            let config = SimHTTPServer.kubeconfig(url: url, token: tokens.first ?? "kube-sim", certificateAuthorityData: ca)
             try config.write(toFile: file, atomically: true, encoding: .utf8)
         }
         FileHandle.standardOutput.write(Data("kube-sim listening on \(url)\n".utf8))

@@ -87,13 +87,7 @@ struct IngressCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let level = Logger.Level(rawValue: logLevel) ?? .info
-        let json = logFormat == "json"
-        LoggingSystem.bootstrap { label in
-            var handler: LogHandler = json ? JSONLogHandler(label: label) : StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
+        bootstrapLogging(json: logFormat == "json", level: Logger.Level(rawValue: logLevel) ?? .info)
         let logger = Logger(label: "sluice-ingress")
         let environment = ProcessInfo.processInfo.environment
         let connection: KubeConnection
@@ -107,13 +101,9 @@ struct IngressCommand: AsyncParsableCommand {
         let group = MultiThreadedEventLoopGroup.singleton
         let writer: GatewayWriter
         if let etcd {
-            var endpoints: [EtcdEndpoint] = []
-            for url in etcd.split(separator: ",") {
-                guard let e = EtcdEndpoint(url: url.trimmingCharacters(in: .whitespaces)) else {
-                    FileHandle.standardError.write(Data("--etcd: bad URL \"\(url)\"; use http://HOST:PORT\n".utf8))
-                    throw ExitCode(2)
-                }
-                endpoints.append(e)
+            guard let endpoints = etcdEndpoints(etcd) else {
+                FileHandle.standardError.write(Data("--etcd: \"\(etcd)\" must be http://HOST:PORT, comma-separated for several members\n".utf8))
+                throw ExitCode(2)
             }
             writer = StoreWriter(store: EtcdStore(client: EtcdClient(endpoints: endpoints, group: group), prefix: etcdPrefix))
         } else {

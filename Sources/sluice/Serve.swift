@@ -64,11 +64,7 @@ struct Serve: AsyncParsableCommand {
 
     func run() async throws {
         let settings = try ServeSettings.resolve(flags: self)
-        LoggingSystem.bootstrap { label in
-            var handler: LogHandler = settings.logFormat == "json" ? JSONLogHandler(label: label) : StreamLogHandler.standardError(label: label)
-            handler.logLevel = settings.logLevel
-            return handler
-        }
+        bootstrapLogging(json: settings.logFormat == "json", level: settings.logLevel)
         let logger = Logger(label: "sluice")
 
         var config = GatewayServer.Configuration()
@@ -203,6 +199,22 @@ struct Serve: AsyncParsableCommand {
     }
 }
 
+/// Logs to stderr, as text or JSON lines, for `serve` and `ingress` alike.
+func bootstrapLogging(json: Bool, level: Logger.Level) {
+    LoggingSystem.bootstrap { label in
+        var handler: LogHandler = json ? JSONLogHandler(label: label) : StreamLogHandler.standardError(label: label)
+        handler.logLevel = level
+        return handler
+    }
+}
+
+/// `--etcd URL[,URL...]`: nil when empty or when any member is not http://HOST:PORT.
+func etcdEndpoints(_ urls: String) -> [EtcdEndpoint]? {
+    let endpoints = urls.split(separator: ",").map { EtcdEndpoint(url: String($0).trimmingCharacters(in: .whitespaces)) }
+    guard !endpoints.isEmpty, endpoints.allSatisfy({ $0 != nil }) else { return nil }
+    return endpoints.compactMap { $0 }
+}
+
 /// Flag values merged over the settings file.
 struct ServeSettings {
     var proxyListen: [ListenAddress] = [ListenAddress(host: "0.0.0.0", port: 9080)]
@@ -302,14 +314,13 @@ struct ServeSettings {
             s.dataDir = d
         }
         if let urls = flags.etcd ?? file["etcd"]?.stringValue {
-            let endpoints = urls.split(separator: ",").map { EtcdEndpoint(url: String($0).trimmingCharacters(in: .whitespaces)) }
-            guard !endpoints.isEmpty, endpoints.allSatisfy({ $0 != nil }) else {
+            guard let endpoints = etcdEndpoints(urls) else {
                 throw fail("--etcd: \"\(urls)\" must be http://HOST:PORT, comma-separated for several members")
             }
             if flags.standalone != nil || file["standalone"] != nil {
                 throw fail("--etcd and --standalone exclude each other: pick one config source")
             }
-            s.etcd = endpoints.compactMap { $0 }
+            s.etcd = endpoints
         }
         if let p = flags.etcdPrefix ?? file["etcd_prefix"]?.stringValue {
             guard p.hasPrefix("/"), p.count > 1 else { throw fail("--etcd-prefix: must start with / (default /apisix)") }

@@ -61,14 +61,7 @@ import Testing
         let dir = NSTemporaryDirectory() + "kube-sim-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let kubeconfig = "\(dir)/config"
-        try """
-            apiVersion: v1
-            kind: Config
-            current-context: sim
-            clusters: [{name: sim, cluster: {server: "http://127.0.0.1:\(server.port)"}}]
-            users: [{name: sim, user: {token: t}}]
-            contexts: [{name: sim, context: {cluster: sim, user: sim, namespace: default}}]
-            """.write(toFile: kubeconfig, atomically: true, encoding: .utf8)
+        try SimHTTPServer.kubeconfig(url: "http://127.0.0.1:\(server.port)").write(toFile: kubeconfig, atomically: true, encoding: .utf8)
         try await body(server, kubeconfig)
         await server.stop()
         try? FileManager.default.removeItem(atPath: dir)

@@ -3,17 +3,7 @@ import Testing
 
 /// `discovery_type` / `service_name` on upstreams, and the registry their nodes come from.
 @Suite struct DiscoveryValidationTests {
-    func upstreamError(_ json: String, path: String = "") -> ConfigError? {
-        do {
-            _ = try Upstream.decode(try JSONValue.parse(json), path: path)
-            return nil
-        } catch let e as ConfigError {
-            return e
-        } catch {
-            Issue.record("unexpected error \(error)")
-            return nil
-        }
-    }
+    func upstreamError(_ json: String, path: String = "") -> ConfigError? { decodeError(json) { _ = try Upstream.decode($0, path: path) } }
 
     @Test func acceptsPortByNameAndByNumber() throws {
         let named = try Upstream.decode(try JSONValue.parse(#"{"discovery_type":"kubernetes","service_name":"default/httpbin:http"}"#))

@@ -1,18 +1,22 @@
 import SluiceCore
 import Testing
 
-@Suite struct ValidationTests {
-    func routeError(_ json: String) -> ConfigError? {
-        do {
-            _ = try Route.decode(try JSONValue.parse(json))
-            return nil
-        } catch let e as ConfigError {
-            return e
-        } catch {
-            Issue.record("unexpected error \(error)")
-            return nil
-        }
+/// The ConfigError `decode` throws for `json` (nil when it decodes); any other error is
+/// recorded as an issue.
+func decodeError(_ json: String, _ decode: (JSONValue) throws -> Void) -> ConfigError? {
+    do {
+        try decode(try JSONValue.parse(json))
+        return nil
+    } catch let e as ConfigError {
+        return e
+    } catch {
+        Issue.record("unexpected error \(error)")
+        return nil
     }
+}
+
+@Suite struct ValidationTests {
+    func routeError(_ json: String) -> ConfigError? { decodeError(json) { _ = try Route.decode($0) } }
 
     @Test func acceptsTheContractExample() throws {
         let route = try Route.decode(

@@ -30,14 +30,7 @@ final class IngressEnvironment: @unchecked Sendable {
         sim = try await SimHTTPServer.start(state: state, group: Self.group, bookmarkInterval: .milliseconds(500), controlPlane: control)
         simPort = sim.port
         kubeconfig = "\(dir)/kubeconfig"
-        try """
-            apiVersion: v1
-            kind: Config
-            current-context: sim
-            clusters: [{name: sim, cluster: {server: "http://127.0.0.1:\(simPort)"}}]
-            users: [{name: sim, user: {token: sim}}]
-            contexts: [{name: sim, context: {cluster: sim, user: sim, namespace: default}}]
-            """.write(toFile: kubeconfig, atomically: true, encoding: .utf8)
+        try SimHTTPServer.kubeconfig(url: "http://127.0.0.1:\(simPort)").write(toFile: kubeconfig, atomically: true, encoding: .utf8)
         api = KubeAPI(try KubeConfigLoader.fromFiles([kubeconfig], context: nil), group: Self.group)
         gateway = try GatewayProcess.serve(["--data-dir", "data", "--admin-key", adminKey, "--workers", "2"], directory: dir)
         ports = try await gateway.ports()

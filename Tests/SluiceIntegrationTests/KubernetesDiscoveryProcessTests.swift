@@ -55,14 +55,7 @@ import Testing
         let sim = try await SimHTTPServer.start(state: state, group: Gateway.group, controlPlane: plane)
 
         let dir = makeTemporaryDirectory()
-        try """
-            apiVersion: v1
-            kind: Config
-            current-context: sim
-            clusters: [{name: sim, cluster: {server: "http://127.0.0.1:\(sim.port)"}}]
-            users: [{name: sim, user: {}}]
-            contexts: [{name: sim, context: {cluster: sim, user: sim, namespace: default}}]
-            """.write(toFile: "\(dir)/kubeconfig", atomically: true, encoding: .utf8)
+        try SimHTTPServer.kubeconfig(url: "http://127.0.0.1:\(sim.port)").write(toFile: "\(dir)/kubeconfig", atomically: true, encoding: .utf8)
         let p = try GatewayProcess.serve(
             ["--kubernetes-discovery", "\(dir)/kubeconfig", "--data-dir", "data", "--admin-key", adminKey, "--workers", "2"], directory: dir)
         let ports = try await p.ports()
