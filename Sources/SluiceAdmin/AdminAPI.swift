@@ -103,7 +103,9 @@ public struct AdminAPI: APIHandler {
             guard let size = Int(request.query["page_size"] ?? "10"), (10...500).contains(size) else {
                 return .error(400, "page_size: must be an integer from 10 to 500")
             }
-            let start = min((page - 1) * size, entries.count)
+            // A page past the end is empty; (page - 1) * size is computed only for pages that
+            // can hold an entry, so no page number overflows.
+            let start = page - 1 > entries.count / size ? entries.count : min((page - 1) * size, entries.count)
             entries = Array(entries[start..<min(start + size, entries.count)])
         }
         return APIResponse(status: 200, body: ["total": .int(Int64(total)), "list": .array(entries.map { Self.envelope($0, indices: true) })])

@@ -19,9 +19,13 @@ public actor ConfigService {
     /// Compiles and publishes a config; `changes` names the objects written since the last
     /// call (nil: everything may have changed).
     public typealias Publisher = @Sendable (ConfigState, [ConfigChange]?) async throws -> Void
+    /// Compiles one validated object on its own (the data plane's compiler), before it is
+    /// stored; `scratch` holds that object alone. Throws what compilation cannot take.
+    public typealias TrialCompiler = @Sendable (ResourceKind, String, ConfigState) throws(ConfigError) -> Void
 
     private let store: (any ConfigStore)?
     private let publisher: Publisher
+    private let trialCompile: TrialCompiler?
     private var entries: [ResourceKind: [String: StoreEntry]] = [:]
     private(set) var state = ConfigState()
     public let readOnly: Bool
@@ -54,9 +58,13 @@ public actor ConfigService {
     private let clock: @Sendable () -> Int64
 
     /// A service backed by a writable store.
-    public init(store: any ConfigStore, publisher: @escaping Publisher, clock: @escaping @Sendable () -> Int64 = ConfigService.unixTime) {
+    public init(
+        store: any ConfigStore, publisher: @escaping Publisher, trialCompile: TrialCompiler? = nil,
+        clock: @escaping @Sendable () -> Int64 = ConfigService.unixTime
+    ) {
         self.store = store
         self.publisher = publisher
+        self.trialCompile = trialCompile
         self.readOnly = false
         self.clock = clock
     }
@@ -65,6 +73,7 @@ public actor ConfigService {
     public init(readOnlyPublisher publisher: @escaping Publisher) {
         self.store = nil
         self.publisher = publisher
+        self.trialCompile = nil
         self.readOnly = true
         self.clock = ConfigService.unixTime
     }
@@ -102,6 +111,7 @@ public actor ConfigService {
         }
         // Objects whose references broke are dropped too, so the rest can be served.
         for err in state.referenceErrors() { errors.append(err) }
+        skippedObjects += errors.count
         self.state = state
         self.entries = entries
         try await publisher(state, nil)
@@ -120,6 +130,13 @@ public actor ConfigService {
 
     /// Full re-reads after `start` (for metrics and tests).
     public private(set) var reloads = 0
+
+    /// Stored objects skipped because they do not validate (or are not JSON), counted from
+    /// every load and every applied store change: `sluice_config_objects_skipped_total`.
+    public private(set) var skippedObjects = 0
+
+    /// Counts objects a store skipped before they reached this service (values that are not JSON).
+    public func noteSkipped(_ count: Int) { skippedObjects += max(0, count) }
 
     /// Applies changes someone else wrote to the store (another replica, `etcdctl`), in one
     /// snapshot. An object that does not validate is skipped, its previous value stays live,
@@ -150,6 +167,7 @@ public actor ConfigService {
             }
         }
         self.revision = max(self.revision, revision)
+        skippedObjects += errors.count
         if !changes.isEmpty {
             do {
                 try await publisher(state, changes)
@@ -231,6 +249,14 @@ public actor ConfigService {
         }
         for ref in scratch.references(of: kind, id: resolvedID) where !state.contains(ref.kind, ref.id) {
             throw AdminError(400, "invalid configuration: \(ref.field): \(ref.kind.singular) \"\(ref.id)\" not found")
+        }
+        // Compiled before it is stored: an object the data plane cannot take is never persisted.
+        if let trialCompile {
+            do throws(ConfigError) {
+                try trialCompile(kind, resolvedID, scratch)
+            } catch {
+                throw AdminError(400, "invalid configuration: \(error)")
+            }
         }
         let entry: StoreEntry
         do {

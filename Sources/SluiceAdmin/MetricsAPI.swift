@@ -38,6 +38,9 @@ public struct MetricsAPI: APIHandler {
             out += "apisix_etcd_modify_indexes{key=\"\(kind.rawValue)\"} \(highest)\n"
         }
         out += "apisix_etcd_modify_indexes{key=\"x_etcd_index\"} \(await service.revision)\n"
+        out += "# HELP sluice_config_objects_skipped_total Stored objects skipped at load or on a store change because they do not validate\n"
+        out += "# TYPE sluice_config_objects_skipped_total counter\n"
+        out += "sluice_config_objects_skipped_total \(await service.skippedObjects)\n"
         if let dataPlane { out += await dataPlane() }
         return APIResponse(status: 200, text: out, contentType: "text/plain; version=0.0.4")
     }

@@ -75,8 +75,10 @@ public struct FieldReader {
         return d
     }
 
-    static func format(_ d: Double) -> String {
-        d.rounded() == d ? String(Int64(d)) : String(d)
+    /// A number as text: integral values within ±2^53 without a fraction (`5`, not `5.0`),
+    /// anything else as Swift prints doubles (`1e+19`). Never traps, whatever the value.
+    public static func format(_ d: Double) -> String {
+        d.isFinite && d.rounded() == d && abs(d) <= 9_007_199_254_740_992 ? String(Int64(d)) : String(d)
     }
 
     public mutating func bool(_ key: String) throws(ConfigError) -> Bool? {

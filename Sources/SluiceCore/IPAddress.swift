@@ -19,6 +19,14 @@ public struct IPAddress: Sendable, Hashable, CustomStringConvertible {
 
     public var bitWidth: Int { isIPv4 ? 32 : 128 }
 
+    /// The IPv4 address an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) stands for, or the
+    /// address itself. A dual-stack listener reports IPv4 clients in the mapped form; rules
+    /// are compared with the unmapped one, so `10.0.0.0/8` matches them.
+    public var unmapped: IPAddress {
+        guard !isIPv4, high == 0, low >> 32 == 0xFFFF else { return self }
+        return IPAddress(ipv4: UInt32(truncatingIfNeeded: low))
+    }
+
     /// Parses dotted-quad IPv4 or RFC 4291 IPv6 text (`::1`, `fe80::1`, `::ffff:1.2.3.4`).
     /// Brackets around IPv6 (`[::1]`) and a zone (`%eth0`) are accepted and dropped.
     public init?(_ text: some StringProtocol) {
@@ -152,7 +160,14 @@ public struct CIDR: Sendable, Hashable, CustomStringConvertible {
         self.init(address: address, prefixLength: length)
     }
 
-    public init(address: IPAddress, prefixLength requested: Int) {
+    public init(address given: IPAddress, prefixLength requested: Int) {
+        // `::ffff:10.0.0.0/104` is the IPv4 block 10.0.0.0/8: clients are compared unmapped.
+        var address = given
+        var requested = requested
+        if !given.isIPv4, given.unmapped.isIPv4, requested >= 96 {
+            address = given.unmapped
+            requested -= 96
+        }
         let prefixLength = max(0, min(requested, address.bitWidth))
         self.prefixLength = prefixLength
         if address.isIPv4 {

@@ -139,7 +139,7 @@ public final class SnapshotCompiler {
     /// only the affected routes are recompiled; without, everything is.
     public func compile(_ state: ConfigState, changes: [ConfigChange]? = nil) -> ConfigSnapshot {
         version += 1
-        if let changes, let router, let snapshot = incremental(state, changes, router) {
+        if let changes, let router, let snapshot = incremental(state, Self.distinct(changes), router) {
             return snapshot
         }
         return full(state)
@@ -231,6 +231,17 @@ public final class SnapshotCompiler {
         }
     }
 
+    /// Each changed object once, in first-seen order. A batch may name an object twice (an
+    /// etcd watch catching up after a reconnect delivers every revision of it); the state
+    /// holds only its last value, so it is compiled once. Compiling it twice would retire the
+    /// old entry, add the new one, then try to retire the new one by an index the router does
+    /// not have yet, leaving two live entries for one route.
+    static func distinct(_ changes: [ConfigChange]) -> [ConfigChange] {
+        var seen = Set<ConfigChange>()
+        seen.reserveCapacity(changes.count)
+        return changes.filter { seen.insert($0).inserted }
+    }
+
     private func incremental(_ state: ConfigState, _ changes: [ConfigChange], _ router: Router) -> ConfigSnapshot? {
         // Services change hosts and upstreams of many routes: rebuild. So does a table whose
         // holes outnumber its routes.
@@ -279,6 +290,45 @@ public final class SnapshotCompiler {
         }
         let updated = removing.isEmpty && adding.isEmpty ? router : router.updating(removing: removing, adding: adding)
         return remember(updated, targets, routeIndex, upstreams)
+    }
+
+    /// Compiles one written object on its own, with throwaway plugin state, before it is
+    /// stored: its plugin chain (every plugin constructed), and the balancer plan of each
+    /// upstream it holds (inline, or in traffic-split rules). A value that validation let
+    /// through but compilation cannot take fails here, as a 400 naming the object, instead of
+    /// being persisted and failing (or worse) on every start. `scratch` holds the object alone.
+    public static func trialCompile(_ kind: ResourceKind, id: String, scratch: ConfigState) throws(ConfigError) {
+        let owner = "\(kind.rawValue)/\(id)"
+        var plugins: [String: JSONValue] = [:]
+        var inline: [Upstream] = []
+        switch kind {
+        case .routes:
+            guard let r = scratch.routes[id] else { return }
+            plugins = r.plugins
+            if let u = r.upstream { inline.append(u) }
+        case .services:
+            guard let s = scratch.services[id] else { return }
+            plugins = s.plugins
+            if let u = s.upstream { inline.append(u) }
+        case .upstreams:
+            if let u = scratch.upstreams[id] { inline.append(u) }
+        case .consumers:
+            guard let c = scratch.consumers[id] else { return }
+            _ = PluginFactory.compileConsumer(c, state: PluginStateStore())
+            return
+        case .pluginConfigs:
+            plugins = scratch.pluginConfigs[id]?.plugins ?? [:]
+        case .globalRules:
+            plugins = scratch.globalRules[id]?.plugins ?? [:]
+        case .ssls, .streamRoutes:
+            return
+        }
+        for (_, u) in PluginFactory.splitUpstreams(owner: owner, plugins) { inline.append(u) }
+        for u in inline { _ = CompiledUpstream(key: owner, config: u) }
+        if !plugins.isEmpty {
+            var ctx = PluginCompileContext(owner: owner, state: PluginStateStore())
+            _ = PluginFactory.chain(plugins, &ctx)
+        }
     }
 
     /// New node sets from discovery. Recompiles only the upstreams whose `service_name` is

@@ -71,6 +71,12 @@ public final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
         if let remote = context.channel.remoteAddress {
             clientAddress = remote.ipAddress ?? "0.0.0.0"
             clientIP = IPAddress(clientAddress)
+            // An IPv4 client of a dual-stack listener arrives as ::ffff:a.b.c.d: it is the
+            // IPv4 client a.b.c.d for rules, variables and X-Forwarded-For alike.
+            if let ip = clientIP, !ip.isIPv4, ip.unmapped.isIPv4 {
+                clientIP = ip.unmapped
+                clientAddress = ip.unmapped.description
+            }
             variables.remotePort = remote.port ?? 0
         }
         variables.remoteAddress = clientAddress
@@ -460,7 +466,9 @@ public final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
         return n
     }
 
-    /// `Host` as the router compares it: lower case, without the port.
+    /// `Host` as the router compares it: lower case, without the port, and without the
+    /// trailing dot of a fully qualified name (`api.example.com.` is `api.example.com`, as
+    /// NGINX's `$host` has it), so an absolute name cannot slip past host-scoped routes.
     static func routingHost(_ raw: String) -> String {
         var h = Substring(raw)
         if h.hasPrefix("[") {
@@ -468,6 +476,7 @@ public final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
         } else if let colon = h.lastIndex(of: ":") {
             h = h[..<colon]
         }
+        if h.last == ".", h.count > 1 { h = h.dropLast() }
         for c in h.utf8 where c >= UInt8(ascii: "A") && c <= UInt8(ascii: "Z") { return h.lowercased() }
         return String(h)
     }
@@ -561,6 +570,8 @@ public final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
                     try sync.addHandler(
                         ByteToMessageHandler(
                             HTTPResponseDecoder(leftOverBytesStrategy: .forwardBytes, informationalResponseStrategy: .drop)))
+                    // No request head towards an upstream may carry CR, LF or NUL (header injection).
+                    try sync.addHandler(NIOHTTPRequestHeadersValidator())
                     try sync.addHandler(UpstreamConnection(peer: peer))
                 }
             }
@@ -936,6 +947,7 @@ public final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
             try down.addHandler(clientSide)
             Self.remove(ByteToMessageHandler<HTTPRequestDecoder>.self, from: down)
             Self.remove(HTTPResponseEncoder.self, from: down)
+            Self.remove(NIOHTTPResponseHeadersValidator.self, from: down)
             Self.remove(HeadSizeGuard.self, from: down)
             // Upstream side: the connection handler leaves first so that bytes the decoder
             // still holds (sent right after the 101) reach the tunnel.
@@ -944,6 +956,7 @@ public final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
             try up.addHandler(upstreamSide)
             Self.remove(ByteToMessageHandler<HTTPResponseDecoder>.self, from: up)
             Self.remove(HTTPRequestEncoder.self, from: up)
+            Self.remove(NIOHTTPRequestHeadersValidator.self, from: up)
             _ = down.removeHandler(context: context)
             upstreamChannel.read()
             context.channel.read()

@@ -18,8 +18,10 @@ public enum ProxyPipeline {
         limits.maxHeaderFieldSize = settings.maxHeaderBytes
         try sync.configureHTTPServerPipeline(
             withPipeliningAssistance: false, withServerUpgrade: nil, withErrorHandling: false,
-            withOutboundHeaderValidation: false, withEncoderConfiguration: .init(),
+            withOutboundHeaderValidation: true, withEncoderConfiguration: .init(),
             withDecoderLimitConfiguration: limits)
+        // Outbound header validation stays on: no response head this gateway writes may carry
+        // CR, LF or NUL in a name or value, whatever a plugin or an upstream put there.
         try sync.addHandler(HTTPProxyHandler(loop: loop, headGuard: headGuard))
         loop.track(channel)
     }

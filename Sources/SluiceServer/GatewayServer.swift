@@ -88,6 +88,12 @@ public final class GatewayServer: Sendable {
         return bound
     }
 
+    /// Compiles one written object on its own before it is stored (see
+    /// `SnapshotCompiler.trialCompile`): what `ConfigService` takes as its trial compiler.
+    public static let trialCompile: @Sendable (ResourceKind, String, ConfigState) throws(ConfigError) -> Void = { kind, id, scratch throws(ConfigError) in
+        try SnapshotCompiler.trialCompile(kind, id: id, scratch: scratch)
+    }
+
     /// Compiles `state` and makes it live on every event loop. Returns once every loop has
     /// installed it: the next request read on any loop after this returns sees it.
     @discardableResult

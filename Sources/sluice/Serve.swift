@@ -90,10 +90,11 @@ struct Serve: AsyncParsableCommand {
             }
         } else if let endpoints = settings.etcd {
             let store = EtcdStore(client: EtcdClient(endpoints: endpoints, group: server.group), prefix: settings.etcdPrefix)
-            service = ConfigService(store: store, publisher: publisher)
+            service = ConfigService(store: store, publisher: publisher, trialCompile: GatewayServer.trialCompile)
             do {
                 let (_, skipped, _) = try await store.loadAll()
                 for s in skipped { logger.error("etcd value is not JSON; skipped", metadata: ["key": "\(s.key)", "error": "\(s.reason)"]) }
+                await service.noteSkipped(skipped.count)
                 for e in try await service.start() {
                     logger.error("stored object skipped: it does not validate", metadata: ["error": "\(e)"])
                 }
@@ -109,7 +110,7 @@ struct Serve: AsyncParsableCommand {
             do {
                 let store = try EmbeddedStore(directory: settings.dataDir)
                 for note in await store.recoveryNotes { logger.warning("embedded store recovered", metadata: ["note": "\(note)"]) }
-                service = ConfigService(store: store, publisher: publisher)
+                service = ConfigService(store: store, publisher: publisher, trialCompile: GatewayServer.trialCompile)
                 for e in try await service.start() {
                     logger.error("stored object skipped: it does not validate", metadata: ["error": "\(e)"])
                 }

@@ -38,7 +38,7 @@ struct AdminGateway {
         if readOnly {
             service = ConfigService(readOnlyPublisher: publisher)
         } else {
-            service = ConfigService(store: try EmbeddedStore(directory: dir), publisher: publisher)
+            service = ConfigService(store: try EmbeddedStore(directory: dir), publisher: publisher, trialCompile: GatewayServer.trialCompile)
             try await service.start()
         }
         var logger = Logger(label: "test")
