@@ -30,7 +30,7 @@ public enum PluginCatalog {
     /// The `_meta` every plugin config may carry.
     public static let meta: Schema = .object([
         .field("disable", .boolean),
-        .field("priority", .integer()),
+        .field("priority", .int(min: PluginLimits.int32Min, max: PluginLimits.int32Max)),
         .field("error_response", .anyOf([.string(), .map(.any)])),
         .field("filter", .array(.any)),
     ], check: { v, path throws(ConfigError) in
@@ -57,14 +57,34 @@ public enum PluginCatalog {
         // A consumer's authentication plugins hold its credentials; its other plugins are
         // ordinary configs that apply to its requests.
         let schema = consumer ? (spec.consumerSchema ?? spec.schema) : spec.schema
+        // No number in a plugin config may be NaN or infinite (JSON cannot even write one; a
+        // YAML file or another tool writing the store can): the ranges below compare false
+        // with NaN, so the check comes first.
+        try checkFinite(config, path: path)
         guard case .object(var out) = try schema.validate(.object(o), path: path) else { return config }
         if let metaValue, metaValue != .null { out["_meta"] = try meta.validate(metaValue, path: FieldPath.join(path, "_meta")) }
         return .object(out)
     }
 
+    /// Throws, naming the field, for the first NaN or infinite number anywhere in `value`.
+    static func checkFinite(_ value: JSONValue, path: String) throws(ConfigError) {
+        switch value {
+        case .double(let d) where !d.isFinite:
+            throw ConfigError(path: path, "must be a finite number, got \(d)")
+        case .array(let a):
+            for (i, item) in a.enumerated() { try checkFinite(item, path: FieldPath.index(path, i)) }
+        case .object(let o):
+            for k in o.keys.sorted() { if let v = o[k] { try checkFinite(v, path: FieldPath.join(path, k)) } }
+        default:
+            return
+        }
+    }
+
     // MARK: Shared pieces
 
     static let rejectedCode = Schema.int(min: 200, max: 599)
+    /// A status a plugin answers with: any final status a client understands.
+    static let httpStatus = Schema.int(min: 100, max: 599)
     static let ipOrCIDR = Schema.string(.init(minLength: 1))
     static func checkCIDRs(_ list: JSONValue?, _ path: String) throws(ConfigError) {
         for (i, item) in (list?.arrayValue ?? []).enumerated() {
@@ -82,9 +102,60 @@ public enum PluginCatalog {
     }
     static let keyType = Schema.stringEnum("var", "var_combination")
     static let httpMethods = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "CONNECT", "TRACE", "PURGE"]
-    static let headerMap = Schema.map(.anyOf([.string(), .number()]), keyPattern: "^[^:]+$")
+    /// Header names and values a plugin sends: names are RFC 9110 tokens; values (checked by
+    /// `checkHeaderMap` in the owning object, as a regex cannot see inside a CR LF
+    /// grapheme) hold no control character; numbers are exact integers or finite doubles.
+    static let headerMap = Schema.map(
+        .anyOf([.string(), .num(min: -PluginLimits.exactIntegerMax, max: PluginLimits.exactIntegerMax)]), keyPattern: HeaderSyntax.tokenPattern)
+    static let headerNameList = Schema.list(.string(.init(pattern: HeaderSyntax.tokenPattern)))
+
+    /// `{name: value}` (or proxy-rewrite's `{add, set, remove}`): every name a token, every
+    /// string value free of control characters.
+    static func checkHeaderMap(_ value: JSONValue?, _ path: String) throws(ConfigError) {
+        guard case .object(let o)? = value else { return }
+        for k in o.keys.sorted() {
+            let p = FieldPath.join(path, k)
+            try checkHeaderName(k, p)
+            if case .string(let s)? = o[k] { try checkHeaderValue(s, p) }
+        }
+    }
+
+    static func checkHeaderName(_ name: String, _ path: String) throws(ConfigError) {
+        guard HeaderSyntax.isToken(name) else {
+            throw ConfigError(path: path, "must be a header name (letters, digits and !#$%&'*+-.^_`|~), got \(JSONValue.string(name).serialized())")
+        }
+    }
+
+    static func checkHeaderValue(_ value: String, _ path: String) throws(ConfigError) {
+        guard HeaderSyntax.isSafeValue(value) else {
+            throw ConfigError(path: path, "must not contain control characters (CR, LF, NUL...) in a header value")
+        }
+    }
+
+    /// Text that becomes a URI or part of one (templates included): no control character or
+    /// space, which would end the request line.
+    static func checkURIText(_ value: JSONValue?, _ path: String) throws(ConfigError) {
+        guard let s = value?.stringValue else { return }
+        guard !s.utf8.contains(where: { HeaderSyntax.breaksURI($0) }) else {
+            throw ConfigError(path: path, "must not contain control characters or spaces")
+        }
+    }
 
     // MARK: The plugins
+
+    // Every integer and number field has a range (PluginLimits names the shared ones), with
+    // APISIX's minimums and defaults: a config the schema accepts compiles and runs without
+    // trapping, and the runtime clamps to the same ranges (see PluginLimits).
+    static let count = Schema.int(max: PluginLimits.int32Max, exclusiveMin: 0)
+    static let delaySeconds = Schema.num(min: 0, max: PluginLimits.maxDelaySeconds)
+    static let percentage = Schema.int(min: 0, max: 100)
+    static let realm = Schema.string(.init(minLength: 1, maxLength: 256))
+    static func checkRealm(_ v: JSONValue, _ p: String) throws(ConfigError) {
+        if let s = v["realm"]?.stringValue { try checkHeaderValue(s, FieldPath.join(p, "realm")) }
+    }
+    static func checkVars(_ v: JSONValue, _ p: String) throws(ConfigError) {
+        if let vars = v["vars"] { _ = try VarsExpression.parse(vars, path: FieldPath.join(p, "vars")) }
+    }
 
     static let specs: [PluginSpec] = [
         PluginSpec(
@@ -101,49 +172,53 @@ public enum PluginCatalog {
             })),
         PluginSpec(
             name: "client-control", priority: 22000, phases: ["rewrite"],
-            schema: .object([.field("max_body_size", .int(min: 0))])),
+            // 0: no limit.
+            schema: .object([.field("max_body_size", .int(min: 0, max: PluginLimits.maxBodySize))])),
         PluginSpec(
             name: "request-id", priority: 12015, phases: ["rewrite", "header_filter"],
             schema: .object([
-                .field("header_name", .string(), default: "X-Request-Id"),
+                .field("header_name", .string(.init(pattern: HeaderSyntax.tokenPattern)), default: "X-Request-Id"),
                 .field("include_in_response", .boolean, default: true),
                 .field("algorithm", .stringEnum("uuid", "nanoid", "range_id"), default: "uuid"),
                 .field("range_id", .object([
-                    .field("length", .int(min: 6), default: 16),
-                    .field("char_set", .string(.init(minLength: 6)), default: "abcdefghijklmnopqrstuvwxyzABCDEFGHIGKLMNOPQRSTUVWXYZ0123456789"),
+                    .field("length", .int(min: Double(PluginLimits.rangeIDLength.lowerBound), max: Double(PluginLimits.rangeIDLength.upperBound)), default: 16),
+                    // Visible ASCII only: the id is a header value.
+                    .field("char_set", .string(.init(minLength: 6, maxLength: 1024, pattern: "^[!-~]+$")), default: "abcdefghijklmnopqrstuvwxyzABCDEFGHIGKLMNOPQRSTUVWXYZ0123456789"),
                 ]), default: ["length": 16, "char_set": "abcdefghijklmnopqrstuvwxyzABCDEFGHIGKLMNOPQRSTUVWXYZ0123456789"]),
             ])),
         PluginSpec(
             name: "fault-injection", priority: 11000, phases: ["rewrite"],
             schema: .object([
                 .field("abort", .object([
-                    .field("http_status", .int(min: 200)),
+                    .field("http_status", .int(min: 200, max: 599)),
                     .field("body", .string()),
                     .field("headers", headerMap),
-                    .field("percentage", .int(min: 0, max: 100)),
+                    .field("percentage", percentage),
                     .field("vars", .array(.any)),
                 ], required: ["http_status"], check: { v, p throws(ConfigError) in
-                    if let vars = v["vars"] { _ = try VarsExpression.parse(vars, path: FieldPath.join(p, "vars")) }
+                    try checkVars(v, p)
+                    try checkHeaderMap(v["headers"], FieldPath.join(p, "headers"))
                 })),
                 .field("delay", .object([
-                    .field("duration", .num(min: 0)),
-                    .field("percentage", .int(min: 0, max: 100)),
+                    .field("duration", delaySeconds),
+                    .field("percentage", percentage),
                     .field("vars", .array(.any)),
-                ], required: ["duration"], check: { v, p throws(ConfigError) in
-                    if let vars = v["vars"] { _ = try VarsExpression.parse(vars, path: FieldPath.join(p, "vars")) }
-                })),
+                ], required: ["duration"], check: { v, p throws(ConfigError) in try checkVars(v, p) })),
             ], minProperties: 1)),
         PluginSpec(
             name: "mocking", priority: 10900, phases: ["access"],
             schema: .object([
-                .field("delay", .int(min: 0), default: 0),
-                .field("response_status", .int(min: 100), default: 200),
+                .field("delay", .int(min: 0, max: PluginLimits.maxDelaySeconds), default: 0),
+                .field("response_status", httpStatus, default: 200),
                 .field("content_type", .string(), default: "application/json;charset=utf8"),
                 .field("response_example", .string()),
                 .field("response_schema", .map(.any)),
                 .field("with_mock_header", .boolean, default: true),
                 .field("response_headers", headerMap),
-            ], anyOfRequired: [["response_example", "response_schema"]])),
+            ], anyOfRequired: [["response_example", "response_schema"]], check: { v, p throws(ConfigError) in
+                if let s = v["content_type"]?.stringValue { try checkHeaderValue(s, FieldPath.join(p, "content_type")) }
+                try checkHeaderMap(v["response_headers"], FieldPath.join(p, "response_headers"))
+            })),
         PluginSpec(
             name: "cors", priority: 4000, phases: ["rewrite", "header_filter"],
             schema: .object([
@@ -151,11 +226,15 @@ public enum PluginCatalog {
                 .field("allow_methods", .string(), default: "*"),
                 .field("allow_headers", .string(), default: "*"),
                 .field("expose_headers", .string(), default: "*"),
-                .field("max_age", .integer(), default: 5),
+                // Seconds; -1 disables caching (APISIX).
+                .field("max_age", .int(min: -1, max: PluginLimits.int32Max), default: 5),
                 .field("allow_credential", .boolean, default: false),
                 .field("allow_origins_by_regex", .list(.string(.init(minLength: 1, maxLength: 4096)), minItems: 1, unique: true)),
             ], check: { v, p throws(ConfigError) in
                 try checkRegexes(v["allow_origins_by_regex"], FieldPath.join(p, "allow_origins_by_regex"))
+                for k in ["allow_origins", "allow_methods", "allow_headers", "expose_headers"] {
+                    if let s = v[k]?.stringValue { try checkHeaderValue(s, FieldPath.join(p, k)) }
+                }
                 if v["allow_credential"] == true {
                     for k in ["allow_origins", "allow_methods", "allow_headers", "expose_headers"] where v[k] == "*" {
                         throw ConfigError(path: FieldPath.join(p, k), "you can not set '*' for other option when 'allow_credential' is true")
@@ -177,7 +256,7 @@ public enum PluginCatalog {
             name: "uri-blocker", priority: 2900, phases: ["rewrite"],
             schema: .object([
                 .field("block_rules", .list(.string(.init(minLength: 1, maxLength: 4096)), minItems: 1, unique: true)),
-                .field("rejected_code", .int(min: 200), default: 403),
+                .field("rejected_code", rejectedCode, default: 403),
                 .field("rejected_msg", .nonEmptyString),
                 .field("case_insensitive", .boolean, default: false),
             ], required: ["block_rules"], check: { v, p throws(ConfigError) in
@@ -187,9 +266,9 @@ public enum PluginCatalog {
             name: "basic-auth", priority: 2520, phases: ["rewrite"],
             schema: .object([
                 .field("hide_credentials", .boolean, default: false),
-                .field("realm", .nonEmptyString, default: "basic"),
+                .field("realm", realm, default: "basic"),
                 .field("anonymous_consumer", .nonEmptyString),
-            ]),
+            ], check: checkRealm),
             consumerSchema: .object([.field("username", .nonEmptyString), .field("password", .nonEmptyString)], required: ["username", "password"])),
         PluginSpec(
             name: "jwt-auth", priority: 2510, phases: ["rewrite"],
@@ -199,18 +278,19 @@ public enum PluginCatalog {
                 .field("cookie", .string(), default: "jwt"),
                 .field("hide_credentials", .boolean, default: false),
                 .field("key_claim_name", .nonEmptyString, default: "key"),
-                .field("realm", .nonEmptyString, default: "jwt"),
+                .field("realm", realm, default: "jwt"),
                 .field("anonymous_consumer", .nonEmptyString),
                 .field("claims_to_verify", .list(.stringEnum("exp", "nbf"), unique: true), default: ["exp", "nbf"]),
-            ]),
+            ], check: checkRealm),
             consumerSchema: .object([
                 .field("key", .nonEmptyString),
                 .field("secret", .nonEmptyString),
                 .field("algorithm", .stringEnum("HS256", "HS384", "HS512", "RS256", "ES256"), default: "HS256"),
                 .field("public_key", .nonEmptyString),
-                .field("exp", .int(min: 1), default: 86400),
+                // Seconds a signed token lives (APISIX's sign API; kept for compatibility).
+                .field("exp", .int(min: 1, max: PluginLimits.int32Max), default: 86400),
                 .field("base64_secret", .boolean, default: false),
-                .field("lifetime_grace_period", .int(min: 0), default: 0),
+                .field("lifetime_grace_period", .int(min: 0, max: PluginLimits.maxWindowSeconds), default: 0),
             ], required: ["key"], check: { v, p throws(ConfigError) in
                 let alg = v["algorithm"]?.stringValue ?? "HS256"
                 if alg.hasPrefix("HS") {
@@ -228,9 +308,9 @@ public enum PluginCatalog {
                 .field("header", .string(), default: "apikey"),
                 .field("query", .string(), default: "apikey"),
                 .field("hide_credentials", .boolean, default: false),
-                .field("realm", .nonEmptyString, default: "key"),
+                .field("realm", realm, default: "key"),
                 .field("anonymous_consumer", .nonEmptyString),
-            ]),
+            ], check: checkRealm),
             consumerSchema: .object([.field("key", .nonEmptyString)], required: ["key"])),
         PluginSpec(
             name: "consumer-restriction", priority: 2400, phases: ["access"],
@@ -242,7 +322,7 @@ public enum PluginCatalog {
                     .field("user", .string()),
                     .field("methods", .list(.string(.init(enum: httpMethods)), minItems: 1)),
                 ], required: ["user", "methods"]))),
-                .field("rejected_code", .int(min: 200), default: 403),
+                .field("rejected_code", rejectedCode, default: 403),
                 .field("rejected_msg", .string()),
             ], anyOfRequired: [["blacklist", "whitelist", "allowed_by_methods"]])),
         PluginSpec(
@@ -253,18 +333,28 @@ public enum PluginCatalog {
                 .field("regex_uri", .list(.string(), minItems: 2)),
                 .field("host", .string(.init(pattern: #"^[0-9a-zA-Z-.]+(:\d{1,5})?$"#))),
                 .field("headers", .anyOf([
-                    .object([.field("add", headerMap), .field("set", headerMap), .field("remove", .list(.string(.init(pattern: "^[^:]+$"))))], minProperties: 1),
+                    .object([.field("add", headerMap), .field("set", headerMap), .field("remove", headerNameList)], minProperties: 1),
                     headerMap,
                 ])),
                 .field("use_real_request_uri_unsafe", .boolean, default: false),
             ], minProperties: 1, check: { v, p throws(ConfigError) in
+                try checkURIText(v["uri"], FieldPath.join(p, "uri"))
                 if let list = v["regex_uri"]?.arrayValue {
                     guard list.count % 2 == 0 else { throw ConfigError(path: FieldPath.join(p, "regex_uri"), "must hold pairs of [regex, replacement]") }
                     for i in stride(from: 0, to: list.count, by: 2) {
                         guard let s = list[i].stringValue, (try? CompiledRegex(s)) != nil else {
                             throw ConfigError(path: FieldPath.index(FieldPath.join(p, "regex_uri"), i), "is not a valid regular expression")
                         }
+                        try checkURIText(list[i + 1], FieldPath.index(FieldPath.join(p, "regex_uri"), i + 1))
                     }
+                }
+                let headers = v["headers"]
+                let hp = FieldPath.join(p, "headers")
+                if headers?["add"] != nil || headers?["set"] != nil || headers?["remove"] != nil {
+                    try checkHeaderMap(headers?["add"], FieldPath.join(hp, "add"))
+                    try checkHeaderMap(headers?["set"], FieldPath.join(hp, "set"))
+                } else {
+                    try checkHeaderMap(headers, hp)
                 }
             })),
         PluginSpec(
@@ -272,23 +362,27 @@ public enum PluginCatalog {
             schema: .object([
                 .field("break_response_code", .int(min: 200, max: 599)),
                 .field("break_response_body", .string()),
-                .field("break_response_headers", .list(.object([.field("key", .nonEmptyString), .field("value", .nonEmptyString)], required: ["key", "value"]))),
-                .field("max_breaker_sec", .int(min: 3), default: 300),
+                .field("break_response_headers", .list(.object([
+                    .field("key", .string(.init(pattern: HeaderSyntax.tokenPattern))), .field("value", .nonEmptyString),
+                ], required: ["key", "value"], check: { v, p throws(ConfigError) in
+                    if let s = v["value"]?.stringValue { try checkHeaderValue(s, FieldPath.join(p, "value")) }
+                }))),
+                .field("max_breaker_sec", .int(min: 3, max: PluginLimits.maxWindowSeconds), default: 300),
                 .field("unhealthy", .object([
                     .field("http_statuses", .list(.int(min: 500, max: 599), minItems: 1, unique: true), default: [500]),
-                    .field("failures", .int(min: 1), default: 3),
+                    .field("failures", .int(min: 1, max: PluginLimits.int32Max), default: 3),
                 ]), default: ["http_statuses": [500], "failures": 3]),
                 .field("healthy", .object([
                     .field("http_statuses", .list(.int(min: 200, max: 499), minItems: 1, unique: true), default: [200]),
-                    .field("successes", .int(min: 1), default: 3),
+                    .field("successes", .int(min: 1, max: PluginLimits.int32Max), default: 3),
                 ]), default: ["http_statuses": [200], "successes": 3]),
             ], required: ["break_response_code"])),
         PluginSpec(
             name: "limit-conn", priority: 1003, phases: ["access", "log"],
             schema: .object([
-                .field("conn", .int(exclusiveMin: 0)),
-                .field("burst", .int(min: 0)),
-                .field("default_conn_delay", .num(exclusiveMin: 0)),
+                .field("conn", count),
+                .field("burst", .int(min: 0, max: PluginLimits.int32Max)),
+                .field("default_conn_delay", .num(max: PluginLimits.maxDelaySeconds, exclusiveMin: 0)),
                 .field("only_use_default_delay", .boolean, default: false),
                 .field("key", .nonEmptyString),
                 .field("key_type", keyType, default: "var"),
@@ -300,8 +394,8 @@ public enum PluginCatalog {
         PluginSpec(
             name: "limit-count", priority: 1002, phases: ["access"],
             schema: .object([
-                .field("count", .int(exclusiveMin: 0)),
-                .field("time_window", .int(exclusiveMin: 0)),
+                .field("count", count),
+                .field("time_window", .int(max: PluginLimits.maxWindowSeconds, exclusiveMin: 0)),
                 .field("key", .nonEmptyString, default: "remote_addr"),
                 .field("key_type", .stringEnum("var", "var_combination", "constant"), default: "var"),
                 .field("group", .nonEmptyString),
@@ -315,16 +409,16 @@ public enum PluginCatalog {
                 .field("redis_port", .int(min: 1, max: 65535)),
                 .field("redis_username", .nonEmptyString),
                 .field("redis_password", .string()),
-                .field("redis_database", .int(min: 0)),
-                .field("redis_timeout", .int(min: 1)),
+                .field("redis_database", .int(min: 0, max: PluginLimits.int32Max)),
+                .field("redis_timeout", .int(min: 1, max: PluginLimits.maxRedisTimeoutMs)),
             ], required: ["count", "time_window"], check: { v, p throws(ConfigError) in
                 if v["policy"] == "redis", v["redis_host"] == nil { throw ConfigError(path: FieldPath.join(p, "redis_host"), "is required when policy is redis") }
             })),
         PluginSpec(
             name: "limit-req", priority: 1001, phases: ["access"],
             schema: .object([
-                .field("rate", .num(exclusiveMin: 0)),
-                .field("burst", .num(min: 0)),
+                .field("rate", .num(max: PluginLimits.maxRate, exclusiveMin: 0)),
+                .field("burst", .num(min: 0, max: PluginLimits.maxRate)),
                 .field("key", .nonEmptyString),
                 .field("key_type", keyType, default: "var"),
                 .field("rejected_code", rejectedCode, default: 503),
@@ -337,13 +431,13 @@ public enum PluginCatalog {
             name: "traffic-split", priority: 966, phases: ["access"],
             schema: .object([
                 .field("rules", .list(.object([
-                    .field("match", .list(.object([.field("vars", .array(.any))], check: { v, p throws(ConfigError) in
-                        if let vars = v["vars"] { _ = try VarsExpression.parse(vars, path: FieldPath.join(p, "vars")) }
-                    }))),
+                    .field("match", .list(.object([.field("vars", .array(.any))], check: { v, p throws(ConfigError) in try checkVars(v, p) }))),
                     .field("weighted_upstreams", .list(.object([
-                        .field("upstream_id", .anyOf([.string(.init(minLength: 1, maxLength: 64, pattern: #"^[a-zA-Z0-9-_.]+$"#)), .int(min: 1)])),
+                        .field("upstream_id", .anyOf([
+                            .string(.init(minLength: 1, maxLength: 64, pattern: #"^[a-zA-Z0-9-_.]+$"#)), .int(min: 1, max: PluginLimits.exactIntegerMax),
+                        ])),
                         .field("upstream", .map(.any)),
-                        .field("weight", .int(min: 0), default: 1),
+                        .field("weight", .int(min: 0, max: PluginLimits.int32Max), default: 1),
                     ], check: { v, p throws(ConfigError) in
                         if let u = v["upstream"] { _ = try Upstream.decode(u, path: FieldPath.join(p, "upstream")) }
                     }), minItems: 1, maxItems: 20), default: [["weight": 1]]),
@@ -355,7 +449,7 @@ public enum PluginCatalog {
                 .field("http_to_https", .boolean),
                 .field("uri", .string(.init(minLength: 2))),
                 .field("regex_uri", .list(.string(), minItems: 2, maxItems: 2)),
-                .field("ret_code", .int(min: 200), default: 302),
+                .field("ret_code", .int(min: 200, max: 599), default: 302),
                 .field("encode_uri", .boolean, default: false),
                 .field("append_query_string", .boolean, default: false),
             ], oneOfRequired: [["http_to_https", "uri", "regex_uri"]], check: { v, p throws(ConfigError) in
@@ -365,6 +459,8 @@ public enum PluginCatalog {
                 if let r = v["regex_uri"]?.arrayValue?.first?.stringValue, (try? CompiledRegex(r)) == nil {
                     throw ConfigError(path: FieldPath.index(FieldPath.join(p, "regex_uri"), 0), "is not a valid regular expression")
                 }
+                try checkURIText(v["uri"], FieldPath.join(p, "uri"))
+                if let list = v["regex_uri"]?.arrayValue, list.count == 2 { try checkURIText(list[1], FieldPath.index(FieldPath.join(p, "regex_uri"), 1)) }
             })),
         PluginSpec(
             name: "response-rewrite", priority: 899, phases: ["header_filter", "body_filter"],
@@ -376,7 +472,7 @@ public enum PluginCatalog {
                     .object([
                         .field("add", .list(.string(.init(pattern: #"^[^:]+:[^:]*"#)), minItems: 1)),
                         .field("set", headerMap),
-                        .field("remove", .list(.string(.init(pattern: "^[^:]+$")), minItems: 1)),
+                        .field("remove", .list(.string(.init(pattern: HeaderSyntax.tokenPattern)), minItems: 1)),
                     ], minProperties: 1),
                     headerMap,
                 ])),
@@ -389,7 +485,7 @@ public enum PluginCatalog {
                 ], required: ["regex", "replace"]), minItems: 1)),
             ], check: { v, p throws(ConfigError) in
                 if v["body"] != nil, v["filters"] != nil { throw ConfigError(path: p, "body and filters cannot both be set") }
-                if let vars = v["vars"] { _ = try VarsExpression.parse(vars, path: FieldPath.join(p, "vars")) }
+                try checkVars(v, p)
                 if v["body_base64"] == true, let b = v["body"]?.stringValue, Base64.decode(b) == nil {
                     throw ConfigError(path: FieldPath.join(p, "body"), "is not valid base64 (body_base64 is true)")
                 }
@@ -397,6 +493,22 @@ public enum PluginCatalog {
                     if let r = f["regex"]?.stringValue, (try? CompiledRegex(r)) == nil {
                         throw ConfigError(path: FieldPath.join(FieldPath.index(FieldPath.join(p, "filters"), i), "regex"), "is not a valid regular expression")
                     }
+                }
+                let headers = v["headers"]
+                let hp = FieldPath.join(p, "headers")
+                if headers?["add"] != nil || headers?["set"] != nil || headers?["remove"] != nil {
+                    // `add` holds "name: value" strings.
+                    for (i, item) in (headers?["add"]?.arrayValue ?? []).enumerated() {
+                        let ip = FieldPath.index(FieldPath.join(hp, "add"), i)
+                        guard let (name, value) = HeaderLine.split(item.stringValue ?? "") else {
+                            throw ConfigError(path: ip, "must be \"name: value\"")
+                        }
+                        try checkHeaderName(name, ip)
+                        try checkHeaderValue(value, ip)
+                    }
+                    try checkHeaderMap(headers?["set"], FieldPath.join(hp, "set"))
+                } else {
+                    try checkHeaderMap(headers, hp)
                 }
             })),
         PluginSpec(
@@ -408,7 +520,118 @@ public enum PluginCatalog {
                 .field("before_body", .string()),
                 .field("body", .string()),
                 .field("after_body", .string()),
-                .field("headers", .map(.string(), minProperties: 1)),
-            ], anyOfRequired: [["before_body", "body", "after_body"]])),
+                .field("headers", .map(.string(), keyPattern: HeaderSyntax.tokenPattern, minProperties: 1)),
+            ], anyOfRequired: [["before_body", "body", "after_body"]], check: { v, p throws(ConfigError) in
+                try checkHeaderMap(v["headers"], FieldPath.join(p, "headers"))
+            })),
     ]
+}
+
+/// A response-rewrite `headers.add` item, `"name: value"`: the name before the first colon
+/// and the value after it, both trimmed.
+public enum HeaderLine {
+    public static func split(_ s: String) -> (name: String, value: String)? {
+        guard let colon = s.firstIndex(of: ":") else { return nil }
+        let name = String(s[..<colon]).trimmingWhitespace()
+        let value = String(s[s.index(after: colon)...]).trimmingWhitespace()
+        return name.isEmpty ? nil : (name, value)
+    }
+}
+
+/// The ranges plugin numbers are held to: by the schemas when a config is written, and again
+/// by the runtime when it compiles one (a store written by another tool, or data from an
+/// older build, goes through the same clamps), so no configured number can make plugin
+/// arithmetic trap or allocate without bound.
+public enum PluginLimits {
+    public static let int32Min: Double = -2_147_483_648
+    /// Counts (requests, connections, failures, weights): 2^31-1.
+    public static let int32Max: Double = 2_147_483_647
+    /// Integers a double holds exactly (2^53-1): numeric header values, numeric ids.
+    public static let exactIntegerMax: Double = 9_007_199_254_740_991
+    /// Delays a plugin holds a request for (mocking, fault-injection, limit-conn): 1 day.
+    public static let maxDelaySeconds: Double = 86_400
+    public static let maxDelayNanos: UInt64 = 86_400 * 1_000_000_000
+    /// Windows and breaker periods (limit-count `time_window`, api-breaker
+    /// `max_breaker_sec`, jwt grace period): 1 year.
+    public static let maxWindowSeconds: Double = 31_536_000
+    /// limit-req `rate` and `burst`, per second: 1e9.
+    public static let maxRate: Double = 1_000_000_000
+    /// client-control `max_body_size`: 1 TiB.
+    public static let maxBodySize: Double = 1_099_511_627_776
+    /// request-id `range_id.length`.
+    public static let rangeIDLength: ClosedRange<Int> = 6...128
+    /// limit-count `redis_timeout`, in milliseconds: 1 day.
+    public static let maxRedisTimeoutMs: Double = 86_400_000
+
+    /// `value` as an Int held to `range` (absent or not an integer: `default`). For runtime
+    /// reads of validated configs: a value outside the range is clamped to it, never trusted.
+    public static func int(_ value: JSONValue?, _ range: ClosedRange<Int>, default d: Int) -> Int {
+        guard let i = value?.intValue else { return d }
+        if i < Int64(range.lowerBound) { return range.lowerBound }
+        if i > Int64(range.upperBound) { return range.upperBound }
+        return Int(i)
+    }
+
+    /// `value` as a finite Double held to `range` (absent, not a number or NaN: `default`).
+    public static func double(_ value: JSONValue?, _ range: ClosedRange<Double>, default d: Double) -> Double {
+        guard let x = value?.doubleValue, !x.isNaN else { return d }
+        return min(max(x, range.lowerBound), range.upperBound)
+    }
+
+    /// A status to answer with: `value` when it is a valid final status (100-599), else `default`.
+    public static func status(_ value: JSONValue?, default d: Int) -> Int {
+        guard let i = value?.intValue, (100...599).contains(i) else { return d }
+        return Int(i)
+    }
+}
+
+/// RFC 9110 field syntax, as the gateway holds what plugins emit to it.
+public enum HeaderSyntax {
+    /// `token`: the characters of a header name.
+    public static let tokenPattern = #"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"#
+
+    @inlinable
+    public static func isTokenByte(_ c: UInt8) -> Bool {
+        switch c {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"): return true
+        case UInt8(ascii: "!"), UInt8(ascii: "#"), UInt8(ascii: "$"), UInt8(ascii: "%"), UInt8(ascii: "&"), UInt8(ascii: "'"), UInt8(ascii: "*"),
+            UInt8(ascii: "+"), UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "^"), UInt8(ascii: "_"), UInt8(ascii: "`"), UInt8(ascii: "|"),
+            UInt8(ascii: "~"):
+            return true
+        default: return false
+        }
+    }
+
+    public static func isToken(_ s: String) -> Bool { !s.isEmpty && s.utf8.allSatisfy(isTokenByte) }
+
+    /// A byte a field value may not hold: a control character other than HTAB (CR, LF and NUL
+    /// among them), or DEL.
+    @inlinable
+    public static func isUnsafeValueByte(_ c: UInt8) -> Bool { (c < 0x20 && c != 0x09) || c == 0x7F }
+
+    /// Whether `s` can be sent as a header value as it is (no CR, LF, NUL or other control).
+    public static func isSafeValue(_ s: String) -> Bool { !s.utf8.contains(where: isUnsafeValueByte) }
+
+    /// A byte that would end or split a request line or a Location value: controls, space, DEL.
+    @inlinable
+    public static func breaksURI(_ c: UInt8) -> Bool { c <= 0x20 || c == 0x7F }
+
+    /// `s` with every byte that `breaksURI` percent-encoded (`%0D`, `%0A`, `%00`, `%20`...):
+    /// the form a URI gives those bytes, so a rewritten URI or a Location is always one line.
+    public static func encodingURIBreakers(_ s: String) -> String {
+        guard s.utf8.contains(where: breaksURI) else { return s }
+        let hex = Array("0123456789ABCDEF".utf8)
+        var out: [UInt8] = []
+        out.reserveCapacity(s.utf8.count + 16)
+        for c in s.utf8 {
+            if breaksURI(c) {
+                out.append(UInt8(ascii: "%"))
+                out.append(hex[Int(c >> 4)])
+                out.append(hex[Int(c & 0x0F)])
+            } else {
+                out.append(c)
+            }
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
 }

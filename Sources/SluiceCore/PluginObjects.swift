@@ -22,6 +22,11 @@ public struct Consumer: Sendable {
         if let plugins = try r.object("plugins") { c.plugins = try PluginConfigs.validate(plugins, path: r.path("plugins"), consumer: true) }
         c.desc = try r.string("desc", maxLength: 256)
         c.labels = try r.labels()
+        // Authentication sends `custom_id` to the upstream as X-Consumer-Custom-Id: no label
+        // of a consumer may hold what a header value cannot.
+        for k in c.labels.keys.sorted() where !HeaderSyntax.isSafeValue(c.labels[k] ?? "") {
+            throw ConfigError(path: FieldPath.join(r.path("labels"), k), "must not contain control characters (CR, LF, NUL...)")
+        }
         try r.rejectUnknown()
         return c
     }

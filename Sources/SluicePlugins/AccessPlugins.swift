@@ -29,7 +29,7 @@ final class IPRestrictionPlugin: HTTPPlugin {
     init(_ c: JSONValue) {
         whitelist = c["whitelist"].map { AddressList($0) }
         blacklist = c["blacklist"].map { AddressList($0) }
-        reply = .message(Int(c["response_code"]?.intValue ?? 403), c["message"]?.stringValue ?? "Your IP address is not allowed")
+        reply = .message(PluginLimits.status(c["response_code"], default: 403), c["message"]?.stringValue ?? "Your IP address is not allowed")
     }
 
     func access(_ r: PluginRequest) -> PluginAction {
@@ -48,7 +48,7 @@ final class URIBlockerPlugin: HTTPPlugin {
     init(_ c: JSONValue) {
         let rules = (c["block_rules"]?.arrayValue ?? []).compactMap(\.stringValue)
         regex = try? CompiledRegex(rules.map { "(?:\($0))" }.joined(separator: "|"), caseInsensitive: c["case_insensitive"] == true)
-        reply = .errorMessage(Int(c["rejected_code"]?.intValue ?? 403), c["rejected_msg"]?.stringValue)
+        reply = .errorMessage(PluginLimits.status(c["rejected_code"], default: 403), c["rejected_msg"]?.stringValue)
     }
 
     func rewrite(_ r: PluginRequest) -> PluginAction {
@@ -75,11 +75,13 @@ final class CORSPlugin: HTTPPlugin {
         allowOrigins = c["allow_origins"]?.stringValue ?? "*"
         originList = Set(allowOrigins.split(separator: ",").map { String($0).trimmingWhitespace() })
         originRegexes = (c["allow_origins_by_regex"]?.arrayValue ?? []).compactMap { $0.stringValue.flatMap { try? CompiledRegex("^(?:\($0))$") } }
-        let methods = c["allow_methods"]?.stringValue ?? "*"
+        // Header values: one the schema would refuse (a control character) falls back to "*".
+        func value(_ k: String) -> String { c[k]?.stringValue.flatMap { HeaderSyntax.isSafeValue($0) ? $0 : nil } ?? "*" }
+        let methods = value("allow_methods")
         allowMethods = methods == "**" ? Self.allMethods : methods
-        allowHeaders = c["allow_headers"]?.stringValue ?? "*"
-        exposeHeaders = c["expose_headers"]?.stringValue ?? "*"
-        maxAge = String(c["max_age"]?.intValue ?? 5)
+        allowHeaders = value("allow_headers")
+        exposeHeaders = value("expose_headers")
+        maxAge = String(PluginLimits.int(c["max_age"], -1...Int(Int32.max), default: 5))
         allowCredential = c["allow_credential"] == true
     }
 
@@ -147,7 +149,8 @@ final class RealIPPlugin: HTTPPlugin {
                 value = hops.last ?? ""
             }
         }
-        guard let (ip, _) = Self.parse(value.trimmingWhitespace()) else { return .next }
+        guard let (parsed, _) = Self.parse(value.trimmingWhitespace()) else { return .next }
+        let ip = parsed.unmapped  // ::ffff:a.b.c.d is the IPv4 client a.b.c.d, as at the listener
         r.clientIP = ip
         r.remoteAddress = ip.description
         return .next
@@ -177,7 +180,7 @@ final class ClientControlPlugin: HTTPPlugin {
     let maxBodySize: Int?
 
     init(_ c: JSONValue) {
-        let m = c["max_body_size"]?.intValue.map(Int.init)
+        let m = c["max_body_size"].map { PluginLimits.int($0, 0...Int(PluginLimits.maxBodySize), default: 0) }
         maxBodySize = m == 0 ? nil : m
     }
 

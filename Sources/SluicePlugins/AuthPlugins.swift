@@ -6,7 +6,13 @@ import SluiceCore
 func attach(_ consumer: CompiledConsumer, to r: PluginRequest) {
     r.consumer = consumer
     r.headers.replaceOrAdd(name: "X-Consumer-Username", value: consumer.username)
-    if let id = consumer.labels["custom_id"] { r.headers.replaceOrAdd(name: "X-Consumer-Custom-Id", value: id) }
+    if let id = consumer.labels["custom_id"], HeaderSyntax.isSafeValue(id) { r.headers.replaceOrAdd(name: "X-Consumer-Custom-Id", value: id) }
+}
+
+/// The configured realm, for a WWW-Authenticate value (the default when it could not be sent).
+func realmValue(_ c: JSONValue, default d: String) -> String {
+    guard let s = c["realm"]?.stringValue, HeaderSyntax.isSafeValue(s) else { return d }
+    return s
 }
 
 /// The `anonymous_consumer` fallback, or the rejection.
@@ -31,7 +37,7 @@ final class KeyAuthPlugin: HTTPPlugin {
         query = c["query"]?.stringValue ?? "apikey"
         hideCredentials = c["hide_credentials"] == true
         anonymous = c["anonymous_consumer"]?.stringValue
-        realmHeader = ("WWW-Authenticate", "apikey realm=\"\(c["realm"]?.stringValue ?? "key")\"")
+        realmHeader = ("WWW-Authenticate", "apikey realm=\"\(realmValue(c, default: "key"))\"")
     }
 
     func rewrite(_ r: PluginRequest) -> PluginAction {
@@ -64,7 +70,7 @@ final class BasicAuthPlugin: HTTPPlugin {
     init(_ c: JSONValue) {
         hideCredentials = c["hide_credentials"] == true
         anonymous = c["anonymous_consumer"]?.stringValue
-        realmHeader = ("WWW-Authenticate", "Basic realm=\"\(c["realm"]?.stringValue ?? "basic")\"")
+        realmHeader = ("WWW-Authenticate", "Basic realm=\"\(realmValue(c, default: "basic"))\"")
     }
 
     func rewrite(_ r: PluginRequest) -> PluginAction {
@@ -108,7 +114,7 @@ final class ConsumerRestrictionPlugin: HTTPPlugin {
             if let u = item["user"]?.stringValue { m[u, default: []].formUnion((item["methods"]?.arrayValue ?? []).compactMap(\.stringValue)) }
         }
         methodsByUser = m
-        rejectedCode = c["rejected_code"]?.intValue.map(Int.init) ?? 403
+        rejectedCode = PluginLimits.status(c["rejected_code"], default: 403)
         rejectedMessage = c["rejected_msg"]?.stringValue
     }
 

@@ -28,7 +28,7 @@ final class JWTVerifier: @unchecked Sendable {
 
     init(_ credential: JSONValue) {
         algorithm = credential["algorithm"]?.stringValue ?? "HS256"
-        gracePeriod = credential["lifetime_grace_period"]?.intValue ?? 0
+        gracePeriod = Int64(PluginLimits.int(credential["lifetime_grace_period"], 0...Int(PluginLimits.maxWindowSeconds), default: 0))
         switch algorithm {
         case "HS256", "HS384", "HS512":
             let secret = credential["secret"]?.stringValue ?? ""
@@ -96,7 +96,7 @@ final class JWTAuthPlugin: HTTPPlugin {
         let claims = (c["claims_to_verify"]?.arrayValue ?? ["exp", "nbf"]).compactMap(\.stringValue)
         verifyExp = claims.contains("exp")
         verifyNbf = claims.contains("nbf")
-        realmHeader = ("WWW-Authenticate", "Bearer realm=\"\(c["realm"]?.stringValue ?? "jwt")\"")
+        realmHeader = ("WWW-Authenticate", "Bearer realm=\"\(realmValue(c, default: "jwt"))\"")
     }
 
     func fail(_ message: String, _ r: PluginRequest) -> PluginAction {

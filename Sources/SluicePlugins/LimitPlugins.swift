@@ -1,3 +1,4 @@
+import Crypto
 import Synchronization
 import SluiceCore
 
@@ -25,68 +26,27 @@ struct LimitKey: Sendable {
         switch kind {
         case .constant(let s): return s
         case .variable(let v):
-            if let v, let s = r.value(of: v), !s.isEmpty { return s }
+            if let v, let s = r.value(of: v), !s.isEmpty { return TableKey.bounded(s) }
         case .combination(let t):
             let s = t.render(r)
-            if !s.trimmingWhitespace().isEmpty { return s }
+            if !s.trimmingWhitespace().isEmpty { return TableKey.bounded(s) }
         }
         return r.remoteAddress
     }
 }
 
-/// Per-key state shared by every event loop, split into shards so that loops rarely wait
-/// on each other; entries whose time is up are dropped as shards are used, so memory is
-/// bounded by the keys active within one window.
-final class ShardedTable<Value: Sendable>: Sendable {
-    private let shards: [Locked]
-    struct Shard {
-        var entries: [String: Value] = [:]
-        var operations = 0
-    }
-    final class Locked: Sendable {
-        let mutex = Mutex(Shard())
-    }
+/// Keys of state tables come from requests (a header may be 32 KiB): one longer than
+/// `maxBytes` is stored by its SHA-256, so an entry's size is bounded and distinct keys stay
+/// distinct.
+enum TableKey {
+    static let maxBytes = 256
 
-    init(shards: Int = 16) {
-        self.shards = (0..<shards).map { _ in Locked() }
+    static func bounded(_ key: String) -> String {
+        guard key.utf8.count > maxBytes else { return key }
+        let digest = SHA256.hash(data: Array(key.utf8))
+        return "sha256:" + digest.map { b in (b < 16 ? "0" : "") + String(b, radix: 16) }.joined()
     }
-
-    /// Runs `body` on the key's entry (nil when absent; set it to nil to remove it). Every
-    /// 1,024 operations on a shard, entries `isExpired` says are done are removed.
-    func update<R>(_ key: String, now: UInt64, isExpired: (Value, UInt64) -> Bool, _ body: (inout Value?) -> R) -> R {
-        var h: UInt64 = 0xcbf2_9ce4_8422_2325
-        for b in key.utf8 {
-            h ^= UInt64(b)
-            h &*= 0x0000_0100_0000_01B3
-        }
-        return shards[Int(h % UInt64(shards.count))].mutex.withLock { shard in
-            shard.operations &+= 1
-            if shard.operations & 1023 == 0 {
-                shard.entries = shard.entries.filter { !isExpired($0.value, now) }
-            }
-            var v = shard.entries[key]
-            let result = body(&v)
-            shard.entries[key] = v
-            return result
-        }
-    }
-
-    var count: Int { shards.reduce(0) { sum, s in sum + s.mutex.withLock { $0.entries.count } } }
 }
-
-func monotonicNanos() -> UInt64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
-}
-
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 /// The counters of one limit-count config (or one `group`): fixed windows per key.
 final class FixedWindowCounters: Sendable {
@@ -94,19 +54,24 @@ final class FixedWindowCounters: Sendable {
         var start: UInt64
         var count: Int
     }
-    let table = ShardedTable<Window>()
+    let table: ShardedTable<Window>
     let windowNanos: UInt64
 
-    init(windowSeconds: Int) { windowNanos = UInt64(windowSeconds) * 1_000_000_000 }
+    init(windowSeconds: Int, capacity: Int = PluginTableLimits.limitCount) {
+        windowNanos = max(Nanos.perSecond, Nanos.from(seconds: windowSeconds))
+        table = ShardedTable(capacity: capacity, plugin: "limit-count")
+    }
 
     /// Counts one request: whether it is within `limit`, what remains, and seconds until
     /// the window resets.
     func take(_ key: String, limit: Int, now: UInt64) -> (allowed: Bool, remaining: Int, reset: Int) {
         let window = windowNanos
-        return table.update(key, now: now, isExpired: { w, now in now >= w.start + window }) { entry in
+        return table.update(key, now: now, isExpired: { w, now in now >= Nanos.add(w.start, window) }) { entry in
             var w = entry ?? Window(start: now, count: 0)
-            if now >= w.start + window { w = Window(start: now, count: 0) }
-            let reset = Int((w.start + window - now + 999_999_999) / 1_000_000_000)
+            if now >= Nanos.add(w.start, window) { w = Window(start: now, count: 0) }
+            // Whole seconds until the window ends, rounded up; at most the window.
+            let left = min(window, Nanos.elapsed(from: now, to: Nanos.add(w.start, window)))
+            let reset = Int(left / Nanos.perSecond + (left % Nanos.perSecond == 0 ? 0 : 1))
             if w.count >= limit {
                 entry = w
                 return (false, 0, reset)
@@ -149,8 +114,8 @@ final class LimitCountPlugin: HTTPPlugin {
     let allowDegradation: Bool
 
     init(_ c: JSONValue, _ ctx: PluginCompileContext) {
-        count = Int(c["count"]?.intValue ?? 1)
-        window = Int(c["time_window"]?.intValue ?? 1)
+        count = PluginLimits.int(c["count"], 1...Int(Int32.max), default: 1)
+        window = PluginLimits.int(c["time_window"], 1...Int(PluginLimits.maxWindowSeconds), default: 1)
         key = LimitKey(c)
         if let group = c["group"]?.stringValue {
             prefix = "group/\(group)"
@@ -159,9 +124,10 @@ final class LimitCountPlugin: HTTPPlugin {
         }
         if c["policy"] == "redis" {
             let options = RedisClient.Options(
-                host: c["redis_host"]?.stringValue ?? "127.0.0.1", port: Int(c["redis_port"]?.intValue ?? 6379),
+                host: c["redis_host"]?.stringValue ?? "127.0.0.1", port: PluginLimits.int(c["redis_port"], 1...65535, default: 6379),
                 username: c["redis_username"]?.stringValue, password: c["redis_password"]?.stringValue,
-                database: Int(c["redis_database"]?.intValue ?? 0), timeout: .milliseconds(c["redis_timeout"]?.intValue ?? 1000))
+                database: PluginLimits.int(c["redis_database"], 0...Int(Int32.max), default: 0),
+                timeout: .milliseconds(Int64(PluginLimits.int(c["redis_timeout"], 1...Int(PluginLimits.maxRedisTimeoutMs), default: 1000))))
             // One connection per Redis server and database, kept across snapshots.
             redis = ctx.state.state("redis/\(options.host):\(options.port)/\(options.database)/\(options.username ?? "")/\(options.password ?? "")") {
                 RedisClient(options)
@@ -173,7 +139,7 @@ final class LimitCountPlugin: HTTPPlugin {
             redis = nil
         }
         showHeaders = c["show_limit_quota_header"] != false
-        rejectedCode = Int(c["rejected_code"]?.intValue ?? 503)
+        rejectedCode = PluginLimits.status(c["rejected_code"], default: 503)
         rejectedMessage = c["rejected_msg"]?.stringValue
         allowDegradation = c["allow_degradation"] == true
     }
@@ -201,7 +167,7 @@ final class LimitCountPlugin: HTTPPlugin {
                 guard case .array(let items?) = reply, items.count == 2, let remaining = items[0].int, let ttl = items[1].int else {
                     return PluginDecision(degrade ? .next : .respond(.errorMessage(500, "failed to limit count")))
                 }
-                return self.decide(allowed: remaining >= 0, remaining: Int(remaining), reset: Int(ttl))
+                return self.decide(allowed: remaining >= 0, remaining: Int(clamping: remaining), reset: Int(clamping: max(0, ttl)))
             }
             .recover { _ in PluginDecision(degrade ? .next : .respond(.errorMessage(500, "failed to limit count"))) }
         return .wait(f)
@@ -217,7 +183,7 @@ final class LimitReqPlugin: HTTPPlugin {
         var excess: Double
         var last: UInt64
     }
-    final class Buckets: Sendable { let table = ShardedTable<Bucket>() }
+    final class Buckets: Sendable { let table = ShardedTable<Bucket>(capacity: PluginTableLimits.limitReq, plugin: "limit-req") }
 
     let rate: Double
     let burst: Double
@@ -228,12 +194,14 @@ final class LimitReqPlugin: HTTPPlugin {
     let rejectedMessage: String?
 
     init(_ c: JSONValue, _ ctx: PluginCompileContext) {
-        rate = c["rate"]?.doubleValue ?? 1
-        burst = c["burst"]?.doubleValue ?? 0
+        // Held to the schema's ranges: rate > 0 (the smallest positive double at worst: waits
+        // saturate below), both at most 1e9.
+        rate = PluginLimits.double(c["rate"], Double.leastNonzeroMagnitude...PluginLimits.maxRate, default: 1)
+        burst = PluginLimits.double(c["burst"], 0...PluginLimits.maxRate, default: 0)
         nodelay = c["nodelay"] == true
         key = LimitKey(c)
         buckets = ctx.state.state("limit-req/\(ctx.owner)/\(PluginFactory.fingerprint(c))") { Buckets() }
-        rejectedCode = Int(c["rejected_code"]?.intValue ?? 503)
+        rejectedCode = PluginLimits.status(c["rejected_code"], default: 503)
         rejectedMessage = c["rejected_msg"]?.stringValue
     }
 
@@ -241,12 +209,12 @@ final class LimitReqPlugin: HTTPPlugin {
         let now = monotonicNanos()
         let rate = self.rate, burst = self.burst
         // Drained buckets (excess back to 0) are done.
-        let drainNanos = { (b: Bucket) -> UInt64 in UInt64(b.excess / (rate * 1000) * 1e9) + 1_000_000_000 }
-        let excess: Double? = buckets.table.update(key.value(r), now: now, isExpired: { b, now in now > b.last + drainNanos(b) }) { entry in
+        let drainNanos = { (b: Bucket) -> UInt64 in Nanos.add(Nanos.from(seconds: b.excess / (rate * 1000), limit: .max), Nanos.perSecond) }
+        let excess: Double? = buckets.table.update(key.value(r), now: now, isExpired: { b, now in now > Nanos.add(b.last, drainNanos(b)) }) { entry in
             // The first request of a key waits for nothing; each later one adds one request
             // (1000 thousandths) less what drained at `rate` since the previous.
             var b = entry ?? Bucket(excess: 0, last: now)
-            let elapsedMs = Double(now &- b.last) / 1e6
+            let elapsedMs = Double(Nanos.elapsed(from: b.last, to: now)) / 1e6
             let e = entry == nil ? 0 : max(b.excess - rate * elapsedMs + 1000, 0)
             if e > burst * 1000 { return nil }  // refused: the bucket is unchanged
             b.excess = e
@@ -257,7 +225,7 @@ final class LimitReqPlugin: HTTPPlugin {
         guard let excess else { return .respond(.errorMessage(rejectedCode, rejectedMessage)) }
         let waitSeconds = excess / (rate * 1000)
         if nodelay || waitSeconds <= 0 { return .next }
-        return .delay(nanoseconds: UInt64(waitSeconds * 1e9))
+        return .delay(nanoseconds: Nanos.from(seconds: waitSeconds))
     }
 }
 
@@ -265,7 +233,7 @@ final class LimitReqPlugin: HTTPPlugin {
 /// refused. The count drops when the request's log phase runs.
 final class LimitConnPlugin: HTTPPlugin {
     static let name = "limit-conn"
-    final class Counts: Sendable { let table = ShardedTable<Int>() }
+    final class Counts: Sendable { let table = ShardedTable<Int>(capacity: PluginTableLimits.limitConn, plugin: "limit-conn") }
 
     let conn: Int
     let burst: Int
@@ -276,12 +244,12 @@ final class LimitConnPlugin: HTTPPlugin {
     let rejectedMessage: String?
 
     init(_ c: JSONValue, _ ctx: PluginCompileContext) {
-        conn = Int(c["conn"]?.intValue ?? 1)
-        burst = Int(c["burst"]?.intValue ?? 0)
-        unitDelay = c["default_conn_delay"]?.doubleValue ?? 0.1
+        conn = PluginLimits.int(c["conn"], 1...Int(Int32.max), default: 1)
+        burst = PluginLimits.int(c["burst"], 0...Int(Int32.max), default: 0)
+        unitDelay = PluginLimits.double(c["default_conn_delay"], 0...PluginLimits.maxDelaySeconds, default: 0.1)
         key = LimitKey(c)
         counts = ctx.state.state("limit-conn/\(ctx.owner)/\(PluginFactory.fingerprint(c))") { Counts() }
-        rejectedCode = Int(c["rejected_code"]?.intValue ?? 503)
+        rejectedCode = PluginLimits.status(c["rejected_code"], default: 503)
         rejectedMessage = c["rejected_msg"]?.stringValue
     }
 
@@ -289,17 +257,20 @@ final class LimitConnPlugin: HTTPPlugin {
 
     func access(_ r: PluginRequest) -> PluginAction {
         let k = key.value(r)
+        // Both at most 2^31-1, so the sum and the in-flight count cannot overflow.
         let limit = conn + burst
-        let inFlight: Int? = counts.table.update(k, now: 0, isExpired: { n, _ in n <= 0 }) { entry in
+        // nil: over the limit, or a new key while the table is full (refused, as NGINX's
+        // limit_conn refuses when its zone is exhausted).
+        let inFlight: Int? = counts.table.updateUnlessFull(k, now: 0, isExpired: { n, _ in n <= 0 }) { entry -> Int? in
             let n = (entry ?? 0) + 1
             if n > limit { return nil }
             entry = n
             return n
-        }
+        } ?? nil
         guard let inFlight else { return .respond(.errorMessage(rejectedCode, rejectedMessage)) }
         r.scratch[ObjectIdentifier(self)] = k
         if inFlight > conn {
-            return .delay(nanoseconds: UInt64(Double((inFlight - 1) / conn) * unitDelay * 1e9))
+            return .delay(nanoseconds: Nanos.from(seconds: Double((inFlight - 1) / conn) * unitDelay))
         }
         return .next
     }

@@ -129,8 +129,8 @@ public final class PluginRequest: RequestVariableSource {
             if values.isEmpty { return nil }
             return values.count == 1 ? values[0] : values.joined(separator: ", ")
         case .arg(let name):
-            guard let query else { return nil }
-            return PercentDecoding.queryPairs(Substring(query)).first { $0.name == name }?.value
+            // Raw, as NGINX's $arg_name (and so APISIX's, in templates and `vars` alike).
+            return QueryArgument.raw(name, in: query)
         case .cookie(let name): return Self.cookie(name, in: headers)
         case .uri: return path
         case .requestURI: return requestURI
@@ -176,6 +176,28 @@ public final class PluginRequest: RequestVariableSource {
         }
         query = kept.isEmpty ? nil : kept.joined(separator: "&")
     }
+}
+
+/// NGINX's `$arg_name`: the value of the first `name=` argument of the query string, exactly
+/// as the client sent it (not percent-decoded, `+` kept), the name compared ignoring ASCII
+/// case; an argument without `=` has no value. Being raw, the value never holds a byte the
+/// request line could not (no CR, LF, NUL), so a template that puts it into a header or a
+/// Location cannot inject one; decode it where decoding is meant (key-auth reads its own).
+public enum QueryArgument {
+    public static func raw(_ name: String, in query: String?) -> String? {
+        guard let query, !name.isEmpty else { return nil }
+        let want = Array(name.utf8)
+        for pair in query.utf8.split(separator: UInt8(ascii: "&"), omittingEmptySubsequences: true) {
+            guard pair.count > want.count, pair[pair.index(pair.startIndex, offsetBy: want.count)] == UInt8(ascii: "=") else { continue }
+            if zip(pair, want).allSatisfy({ asciiLower($0) == asciiLower($1) }) {
+                return String(Substring(pair.dropFirst(want.count + 1)))
+            }
+        }
+        return nil
+    }
+
+    @inline(__always)
+    static func asciiLower(_ c: UInt8) -> UInt8 { c >= 65 && c <= 90 ? c | 0x20 : c }
 }
 
 /// A string with `$var` / `${var}` references, parsed once.
@@ -239,23 +261,29 @@ struct Template: Sendable {
 }
 
 /// Header actions of proxy-rewrite and response-rewrite: add, then set, then remove.
+///
+/// Values are templates; they are all rendered (reading the request) before any header is
+/// changed (`render`, then `Rendered.apply`), so that no template reads the headers while
+/// they are being written: rendering `$http_x` inside a mutation of the same headers is an
+/// exclusivity violation that aborts the process.
 struct HeaderActions: Sendable {
     var add: [(String, Template)] = []
     var set: [(String, Template)] = []
     var remove: [String] = []
 
-    /// From `{add: {..}, set: {..}, remove: [..]}`, or a flat object meaning `set`.
+    /// From `{add: {..}, set: {..}, remove: [..]}`, or a flat object meaning `set`. Names that
+    /// are not header tokens (a config the schema would refuse) are left out.
     init(_ value: JSONValue?, addAsList: Bool = false) {
         guard case .object(let o)? = value else { return }
         func pairs(_ v: JSONValue?) -> [(String, Template)] {
             guard case .object(let m)? = v else { return [] }
-            return m.keys.sorted().map { k in (k, Template(Self.text(m[k]!))) }
+            return m.sorted { $0.key < $1.key }.filter { HeaderSyntax.isToken($0.key) }.map { ($0.key, Template(Self.text($0.value))) }
         }
         if o["add"] != nil || o["set"] != nil || o["remove"] != nil {
             if addAsList {
                 for item in o["add"]?.arrayValue ?? [] {
-                    guard let s = item.stringValue, let colon = s.firstIndex(of: ":") else { continue }
-                    add.append((String(s[..<colon]), Template(String(s[s.index(after: colon)...]).trimmingWhitespace())))
+                    guard let (name, value) = HeaderLine.split(item.stringValue ?? ""), HeaderSyntax.isToken(name) else { continue }
+                    add.append((name, Template(value)))
                 }
             } else {
                 add = pairs(o["add"])
@@ -278,12 +306,45 @@ struct HeaderActions: Sendable {
 
     var isEmpty: Bool { add.isEmpty && set.isEmpty && remove.isEmpty }
 
-    func apply(_ headers: inout HTTPHeaders, _ r: PluginRequest) {
-        for (k, t) in add { headers.add(name: k, value: t.render(r)) }
+    /// The actions with their values rendered for this request.
+    struct Rendered {
+        var add: [(String, String)] = []
+        var set: [(String, String)] = []
+        var remove: [String] = []
+        /// Names whose rendered value could not be sent (it held CR, LF, NUL or another
+        /// control character), and of those the ones `set` would have written.
+        var unsafe: [String] = []
+        var unsafeSet: [String] = []
+
+        /// Applies the actions. An unsafe value is never written: an `add` of one is left
+        /// out, and a `set` of one removes the header, so that neither the injected value
+        /// nor the one the client sent under that name goes through.
+        func apply(to headers: inout HTTPHeaders) {
+            for (k, v) in add { headers.add(name: k, value: v) }
+            for (k, v) in set {
+                if v.isEmpty { headers.remove(name: k) } else { headers.replaceOrAdd(name: k, value: v) }
+            }
+            for k in unsafeSet { headers.remove(name: k) }
+            for k in remove { headers.remove(name: k) }
+        }
+    }
+
+    func render(_ r: PluginRequest) -> Rendered {
+        var out = Rendered()
+        out.remove = remove
+        for (k, t) in add {
+            let v = t.render(r)
+            if HeaderSyntax.isSafeValue(v) { out.add.append((k, v)) } else { out.unsafe.append(k) }
+        }
         for (k, t) in set {
             let v = t.render(r)
-            if v.isEmpty { headers.remove(name: k) } else { headers.replaceOrAdd(name: k, value: v) }
+            if HeaderSyntax.isSafeValue(v) {
+                out.set.append((k, v))
+            } else {
+                out.unsafe.append(k)
+                out.unsafeSet.append(k)
+            }
         }
-        for k in remove { headers.remove(name: k) }
+        return out
     }
 }

@@ -240,7 +240,7 @@ public enum PluginFactory {
             let filter = meta?["filter"].flatMap { try? VarsExpression.parse($0, path: "") }
             let plugin = make(config, &ctx)
             entries.append(ChainEntry(
-                plugin: plugin, priority: meta?["priority"]?.intValue.map(Int.init) ?? spec.priority, filter: filter,
+                plugin: plugin, priority: PluginLimits.int(meta?["priority"], Int(Int32.min)...Int(Int32.max), default: spec.priority), filter: filter,
                 errorResponse: meta?["error_response"], fromConsumer: fromConsumer))
         }
         return PluginChain(entries: entries, configs: configs)
@@ -336,7 +336,9 @@ public final class PluginRun {
         switch action {
         case .next: return nil
         case .respond(let reply): return .respond(withErrorResponse(reply, entry))
-        case .delay(let n, let then): return .delay(nanoseconds: n, then: then.map { withErrorResponse($0, entry) })
+        // No plugin holds a request longer than PluginLimits.maxDelayNanos (a day), whatever
+        // its arithmetic made of its config.
+        case .delay(let n, let then): return .delay(nanoseconds: min(n, PluginLimits.maxDelayNanos), then: then.map { withErrorResponse($0, entry) })
         case .wait(let f):
             waitingEntry = entry
             return .wait(f)
@@ -353,8 +355,11 @@ public final class PluginRun {
     }
 
     private func withErrorResponse(_ reply: PluginReply, _ entry: ChainEntry) -> PluginReply {
-        guard reply.status >= 400, let e = entry.errorResponse else { return reply }
         var r = reply
+        // A status the client can be sent (the proxy turns it into HTTPResponseStatus, which
+        // traps on a negative one): plugins read theirs within 100...599 already.
+        if !(100...599).contains(r.status) { r.status = 500 }
+        guard r.status >= 400, let e = entry.errorResponse else { return r }
         switch e {
         case .string(let s):
             r.body = Array(s.utf8)

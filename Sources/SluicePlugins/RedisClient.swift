@@ -24,9 +24,17 @@ public struct RedisError: Error, Sendable, CustomStringConvertible {
     public var description: String
 }
 
-/// Parses RESP2 replies; incomplete input waits for more bytes.
+/// Parses RESP2 replies; incomplete input waits for more bytes. What the server sends is
+/// bounded as Redis bounds it (`proto-max-bulk-len` 512 MB), arrays at 1M items and 16
+/// levels: a broken or hostile server gets the connection closed, never a trap, an
+/// allocation it sizes, or a recursion it deepens.
 struct RESPDecoder: ByteToMessageDecoder {
     typealias InboundOut = RESPValue
+    static let maxBulk = 512 * 1024 * 1024
+    static let maxArray = 1 << 20
+    static let maxDepth = 16
+    /// A line (a simple string, an error, a length) longer than this without CR LF is refused.
+    static let maxLine = 64 * 1024
 
     mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
         var copy = buffer
@@ -36,17 +44,22 @@ struct RESPDecoder: ByteToMessageDecoder {
         return .continue
     }
 
-    static func line(_ b: inout ByteBuffer) -> String? {
+    static func line(_ b: inout ByteBuffer) throws -> String? {
         let view = b.readableBytesView
-        guard let cr = view.firstIndex(of: UInt8(ascii: "\r")), cr + 1 < view.endIndex, view[cr + 1] == UInt8(ascii: "\n") else { return nil }
+        guard let cr = view.firstIndex(of: UInt8(ascii: "\r")), cr + 1 < view.endIndex else {
+            if view.count > maxLine { throw RedisError(description: "reply line longer than \(maxLine) bytes") }
+            return nil
+        }
+        guard view[cr + 1] == UInt8(ascii: "\n") else { throw RedisError(description: "reply line with CR not followed by LF") }
         let s = b.readString(length: cr - view.startIndex)
         b.moveReaderIndex(forwardBy: 2)
         return s
     }
 
-    static func parse(_ b: inout ByteBuffer) throws -> RESPValue? {
+    static func parse(_ b: inout ByteBuffer, depth: Int = 0) throws -> RESPValue? {
+        guard depth <= maxDepth else { throw RedisError(description: "reply nested deeper than \(maxDepth) levels") }
         guard let type = b.readInteger(as: UInt8.self) else { return nil }
-        guard let text = line(&b) else { return nil }
+        guard let text = try line(&b) else { return nil }
         switch type {
         case UInt8(ascii: "+"): return .simple(text)
         case UInt8(ascii: "-"): return .error(text)
@@ -54,22 +67,22 @@ struct RESPDecoder: ByteToMessageDecoder {
             guard let i = Int64(text) else { throw RedisError(description: "bad integer reply \(text)") }
             return .integer(i)
         case UInt8(ascii: "$"):
-            guard let n = Int(text) else { throw RedisError(description: "bad bulk length \(text)") }
+            guard let n = Int(text), n <= maxBulk else { throw RedisError(description: "bad bulk length \(text)") }
             if n < 0 { return .bulk(nil) }
             guard b.readableBytes >= n + 2, let bytes = b.readBytes(length: n) else { return nil }
             b.moveReaderIndex(forwardBy: 2)
             return .bulk(bytes)
         case UInt8(ascii: "*"):
-            guard let n = Int(text) else { throw RedisError(description: "bad array length \(text)") }
+            guard let n = Int(text), n <= maxArray else { throw RedisError(description: "bad array length \(text)") }
             if n < 0 { return .array(nil) }
             var items: [RESPValue] = []
             for _ in 0..<n {
-                guard let v = try parse(&b) else { return nil }
+                guard let v = try parse(&b, depth: depth + 1) else { return nil }
                 items.append(v)
             }
             return .array(items)
         default:
-            throw RedisError(description: "unknown reply type \(Character(Unicode.Scalar(type)))")
+            throw RedisError(description: "unknown reply type byte \(type)")
         }
     }
 }
@@ -115,7 +128,7 @@ public final class RedisClient: Sendable {
         public var timeout: TimeAmount
         public init(host: String, port: Int = 6379, username: String? = nil, password: String? = nil, database: Int = 0, timeout: TimeAmount = .seconds(1)) {
             self.host = host
-            self.port = port
+            self.port = min(max(port, 1), 65535)
             self.username = username
             self.password = password
             self.database = database

@@ -12,12 +12,18 @@ final class RequestIDPlugin: HTTPPlugin {
     let rangeLength: Int
     let rangeCharset: [Character]
 
+    static let defaultCharset = Array("abcdefghijklmnopqrstuvwxyzABCDEFGHIGKLMNOPQRSTUVWXYZ0123456789")
+
     init(_ c: JSONValue) {
-        header = c["header_name"]?.stringValue ?? "X-Request-Id"
+        let h = c["header_name"]?.stringValue ?? "X-Request-Id"
+        header = HeaderSyntax.isToken(h) ? h : "X-Request-Id"
         includeInResponse = c["include_in_response"] != false
         algorithm = c["algorithm"]?.stringValue ?? "uuid"
-        rangeLength = Int(c["range_id"]?["length"]?.intValue ?? 16)
-        rangeCharset = Array(c["range_id"]?["char_set"]?.stringValue ?? "abcdefghijklmnopqrstuvwxyzABCDEFGHIGKLMNOPQRSTUVWXYZ0123456789")
+        // 6...128 characters (the schema's range): an id, not an allocation a config sizes.
+        rangeLength = PluginLimits.int(c["range_id"]?["length"], PluginLimits.rangeIDLength, default: 16)
+        // Visible ASCII only, as the schema requires: the id goes into a header.
+        let set = Array(c["range_id"]?["char_set"]?.stringValue ?? "").filter { ch in ch.asciiValue.map { (0x21...0x7E).contains($0) } ?? false }
+        rangeCharset = set.isEmpty ? Self.defaultCharset : set
     }
 
     var hasResponsePhases: Bool { includeInResponse }
@@ -37,7 +43,7 @@ final class RequestIDPlugin: HTTPPlugin {
 
     func generate() -> String {
         switch algorithm {
-        case "nanoid": return String((0..<21).map { _ in Self.nanoidAlphabet.randomElement()! })
+        case "nanoid": return String((0..<21).map { _ in Self.nanoidAlphabet.randomElement() ?? "x" })
         case "range_id": return String((0..<rangeLength).map { _ in rangeCharset.randomElement() ?? "x" })
         default: return Self.uuid()
         }
@@ -81,21 +87,24 @@ final class FaultInjectionPlugin: HTTPPlugin {
 
     init(_ c: JSONValue) {
         let a = c["abort"]
-        abortStatus = a?["http_status"]?.intValue.map(Int.init)
+        abortStatus = a.map { PluginLimits.status($0["http_status"], default: 500) }
         abortBody = a?["body"]?.stringValue.map(Template.init)
-        abortHeaders = (a?["headers"]?.objectValue ?? [:]).sorted { $0.key < $1.key }.map { ($0.key, Template(HeaderActions.text($0.value))) }
-        abortPercentage = a?["percentage"]?.intValue.map(Int.init)
+        abortHeaders = (a?["headers"]?.objectValue ?? [:]).sorted { $0.key < $1.key }.filter { HeaderSyntax.isToken($0.key) }
+            .map { ($0.key, Template(HeaderActions.text($0.value))) }
+        abortPercentage = a?["percentage"].map { PluginLimits.int($0, 0...100, default: 100) }
         abortVars = a?["vars"].flatMap { try? VarsExpression.parse($0, path: "") }
         let d = c["delay"]
-        delayNanos = d?["duration"]?.doubleValue.map { UInt64($0 * 1e9) }
-        delayPercentage = d?["percentage"]?.intValue.map(Int.init)
+        delayNanos = d?["duration"]?.doubleValue.map { Nanos.from(seconds: $0) }
+        delayPercentage = d?["percentage"].map { PluginLimits.int($0, 0...100, default: 100) }
         delayVars = d?["vars"].flatMap { try? VarsExpression.parse($0, path: "") }
     }
 
     func rewrite(_ r: PluginRequest) -> PluginAction {
         var reply: PluginReply? = nil
         if let abortStatus, faultApplies(abortPercentage, abortVars, r) {
-            reply = PluginReply(status: abortStatus, headers: abortHeaders.map { ($0.0, $0.1.render(r)) }, body: Array((abortBody?.render(r) ?? "").utf8))
+            // A header whose rendered value could not be sent (a control character) is left out.
+            let headers = abortHeaders.map { ($0.0, $0.1.render(r)) }.filter { HeaderSyntax.isSafeValue($0.1) }
+            reply = PluginReply(status: abortStatus, headers: headers, body: Array((abortBody?.render(r) ?? "").utf8))
         }
         if let delayNanos, delayNanos > 0, faultApplies(delayPercentage, delayVars, r) {
             return .delay(nanoseconds: delayNanos, then: reply)
@@ -116,14 +125,18 @@ final class MockingPlugin: HTTPPlugin {
     let headers: [(String, String)]
 
     init(_ c: JSONValue) {
-        status = Int(c["response_status"]?.intValue ?? 200)
-        contentType = c["content_type"]?.stringValue ?? "application/json;charset=utf8"
+        status = PluginLimits.status(c["response_status"], default: 200)
+        let type = c["content_type"]?.stringValue ?? "application/json;charset=utf8"
+        contentType = HeaderSyntax.isSafeValue(type) ? type : "application/json;charset=utf8"
         example = c["response_example"]?.stringValue.map(Template.init)
         schema = c["response_schema"]
-        delayNanos = UInt64(c["delay"]?.intValue ?? 0) * 1_000_000_000
+        delayNanos = Nanos.from(seconds: PluginLimits.int(c["delay"], 0...Int(PluginLimits.maxDelaySeconds), default: 0))
         var h: [(String, String)] = [("Content-Type", contentType)]
         if c["with_mock_header"] != false { h.append(("x-mock-by", "Sluice")) }
-        for (k, v) in (c["response_headers"]?.objectValue ?? [:]).sorted(by: { $0.key < $1.key }) { h.append((k, HeaderActions.text(v))) }
+        for (k, v) in (c["response_headers"]?.objectValue ?? [:]).sorted(by: { $0.key < $1.key }) {
+            let text = HeaderActions.text(v)
+            if HeaderSyntax.isToken(k), HeaderSyntax.isSafeValue(text) { h.append((k, text)) }
+        }
         headers = h
     }
 
@@ -132,7 +145,8 @@ final class MockingPlugin: HTTPPlugin {
         if let example {
             body = example.render(r)
         } else if let schema {
-            let data = Self.generate(schema, depth: 0)
+            var budget = Self.maxGeneratedValues
+            let data = Self.generate(schema, depth: 0, budget: &budget)
             let main = contentType.split(separator: ";").first.map { String($0).trimmingWhitespace().lowercased() } ?? ""
             body = main.hasSuffix("xml") ? "<data>\(Self.xml(data))</data>" : data.serialized()
         } else {
@@ -142,27 +156,40 @@ final class MockingPlugin: HTTPPlugin {
         return delayNanos > 0 ? .delay(nanoseconds: delayNanos, then: reply) : .respond(reply)
     }
 
-    /// A value of the schema's shape; `example` values are used as given.
-    static func generate(_ schema: JSONValue, depth: Int) -> JSONValue {
+    /// At most this many values are generated per response: a schema of nested arrays of
+    /// objects with many properties would otherwise multiply into billions.
+    static let maxGeneratedValues = 10_000
+    static let letters = Array("abcdefghijklmnopqrstuvwxyz")
+
+    /// A value of the schema's shape; `example` values are used as given. Each generated
+    /// value takes one from `budget`; once it is spent, objects and arrays come out empty.
+    static func generate(_ schema: JSONValue, depth: Int, budget: inout Int) -> JSONValue {
+        budget -= 1
         if let e = schema["example"] { return e }
         switch schema["type"]?.stringValue ?? "object" {
-        case "string": return .string(String((0..<8).map { _ in "abcdefghijklmnopqrstuvwxyz".randomElement()! }))
+        case "string": return .string(String((0..<8).map { _ in letters.randomElement() ?? "a" }))
         case "integer": return .int(Int64.random(in: 0...1000))
         case "number": return .double(Double(Int.random(in: 0...100_000)) / 100)
         case "boolean": return .bool(Bool.random())
         case "array":
-            guard depth < 8, let items = schema["items"] else { return [] }
-            return .array((0..<Int.random(in: 1...3)).map { _ in generate(items, depth: depth + 1) })
+            guard depth < 8, budget > 0, let items = schema["items"] else { return [] }
+            var out: [JSONValue] = []
+            for _ in 0..<Int.random(in: 1...3) where budget > 0 { out.append(generate(items, depth: depth + 1, budget: &budget)) }
+            return .array(out)
         default:
             var o: [String: JSONValue] = [:]
-            if depth < 8 { for (k, v) in schema["properties"]?.objectValue ?? [:] { o[k] = generate(v, depth: depth + 1) } }
+            if depth < 8 {
+                for (k, v) in (schema["properties"]?.objectValue ?? [:]).sorted(by: { $0.key < $1.key }) where budget > 0 {
+                    o[k] = generate(v, depth: depth + 1, budget: &budget)
+                }
+            }
             return .object(o)
         }
     }
 
     static func xml(_ v: JSONValue) -> String {
         switch v {
-        case .object(let o): return o.keys.sorted().map { "<\($0)>\(xml(o[$0]!))</\($0)>" }.joined()
+        case .object(let o): return o.sorted(by: { $0.key < $1.key }).map { "<\($0.key)>\(xml($0.value))</\($0.key)>" }.joined()
         case .array(let a): return a.map { "<item>\(xml($0))</item>" }.joined()
         case .string(let s): return s.replacing("&", with: "&amp;").replacing("<", with: "&lt;").replacing(">", with: "&gt;")
         default: return v.serialized()
@@ -195,6 +222,12 @@ final class ProxyRewritePlugin: HTTPPlugin {
         headers = HeaderActions(c["headers"])
     }
 
+    /// Everything is rendered from the request as it came (so `$uri` and `$http_*` in header
+    /// values are the client's), then the request is changed. A rewritten URI is one line:
+    /// controls and spaces in it are percent-encoded. A header value that renders with a
+    /// control character (CR, LF, NUL...) cannot be sent and has no encoding: the request is
+    /// refused with 400 rather than forwarded without the header the route sets (which the
+    /// upstream may rely on, e.g. an identity), and nothing reaches the upstream.
     func rewrite(_ r: PluginRequest) -> PluginAction {
         var newURI: String? = nil
         if let uri {
@@ -207,7 +240,11 @@ final class ProxyRewritePlugin: HTTPPlugin {
                 }
             }
         }
-        if let newURI {
+        let rendered = headers.isEmpty ? nil : headers.render(r)
+        if let rendered, !rendered.unsafe.isEmpty {
+            return .respond(.errorMessage(400, "invalid value for header \(rendered.unsafe[0]) from the request"))
+        }
+        if let newURI = newURI.map(HeaderSyntax.encodingURIBreakers) {
             // The client's query string follows the new URI's own.
             if let q = newURI.firstIndex(of: "?") {
                 let own = String(newURI[newURI.index(after: q)...])
@@ -220,7 +257,7 @@ final class ProxyRewritePlugin: HTTPPlugin {
         }
         if let method { r.method = method }
         if let host { r.upstreamHost = host }
-        if !headers.isEmpty { headers.apply(&r.headers, r) }
+        if let rendered { rendered.apply(to: &r.headers) }
         return .next
     }
 }
@@ -244,7 +281,7 @@ final class RedirectPlugin: HTTPPlugin {
         } else {
             regexURI = nil
         }
-        code = Int(c["ret_code"]?.intValue ?? 302)
+        code = PluginLimits.status(c["ret_code"], default: 302)
         encodeURI = c["encode_uri"] == true
         appendQuery = c["append_query_string"] == true
     }
@@ -253,7 +290,8 @@ final class RedirectPlugin: HTTPPlugin {
         if httpToHTTPS {
             guard r.scheme == "http" else { return .next }
             let status = r.method == .GET || r.method == .HEAD ? 301 : 308
-            return .respond(PluginReply(status: status, headers: [("Location", "https://\(r.host ?? "")\(r.requestURI)")]))
+            let location = HeaderSyntax.encodingURIBreakers("https://\(r.host ?? "")\(r.requestURI)")
+            return .respond(PluginReply(status: status, headers: [("Location", location)]))
         }
         var target: String
         if let uri {
@@ -265,7 +303,9 @@ final class RedirectPlugin: HTTPPlugin {
         }
         if encodeURI { target = Self.encode(target) }
         if appendQuery, let q = r.query, !q.isEmpty { target += (target.contains("?") ? "&" : "?") + q }
-        return .respond(PluginReply(status: code, headers: [("Location", target)]))
+        // One line whatever the template rendered: controls and spaces are percent-encoded,
+        // as a URI writes them (a Location with CR LF would split the response).
+        return .respond(PluginReply(status: code, headers: [("Location", HeaderSyntax.encodingURIBreakers(target))]))
     }
 
     /// Percent-encodes what may not appear in a URI, keeping its structure characters.
@@ -294,7 +334,7 @@ final class ResponseRewritePlugin: HTTPPlugin {
     let filters: [(CompiledRegex, String, Bool)]
 
     init(_ c: JSONValue) {
-        status = c["status_code"]?.intValue.map(Int.init)
+        status = c["status_code"].map { PluginLimits.status($0, default: 200) }
         if let b = c["body"]?.stringValue {
             body = c["body_base64"] == true ? (Base64.decode(b) ?? []) : Array(b.utf8)
         } else {
@@ -320,7 +360,10 @@ final class ResponseRewritePlugin: HTTPPlugin {
             response.headers.remove(name: "content-length")
             response.headers.remove(name: "content-encoding")
         }
-        if !headers.isEmpty { headers.apply(&response.headers, r) }
+        // Rendered first, then written. A value that renders with a control character is not
+        // sent: an `add` of it is left out, a `set` of it removes the header (see
+        // HeaderActions.Rendered.apply); the response goes on.
+        if !headers.isEmpty { headers.render(r).apply(to: &response.headers) }
     }
 
     func transformBody(_ r: PluginRequest, _ original: [UInt8]) -> [UInt8] {
@@ -348,6 +391,7 @@ final class EchoPlugin: HTTPPlugin {
         body = c["body"]?.stringValue.map { Array($0.utf8) }
         after = Array((c["after_body"]?.stringValue ?? "").utf8)
         headers = (c["headers"]?.objectValue ?? [:]).sorted { $0.key < $1.key }.map { ($0.key, HeaderActions.text($0.value)) }
+            .filter { HeaderSyntax.isToken($0.0) && HeaderSyntax.isSafeValue($0.1) }
     }
 
     var hasResponsePhases: Bool { true }
