@@ -4,6 +4,12 @@ import SluiceCore
 public protocol StoreHealth: Sendable {
     /// Whether the store answered its last contact (the watch is up).
     var reachable: Bool { get }
+    /// The sync loop's own metrics (Prometheus text), after `apisix_etcd_reachable`.
+    var metricsText: String { get }
+}
+
+extension StoreHealth {
+    public var metricsText: String { "" }
 }
 
 /// `--metrics-listen`: Prometheus text at `/apisix/prometheus/metrics`. For now the config
@@ -30,6 +36,7 @@ public struct MetricsAPI: APIHandler {
             out += "# HELP apisix_etcd_reachable Config is being supplied by etcd or not\n"
             out += "# TYPE apisix_etcd_reachable gauge\n"
             out += "apisix_etcd_reachable \(storeHealth.reachable ? 1 : 0)\n"
+            out += storeHealth.metricsText
         }
         out += "# HELP apisix_etcd_modify_indexes Etcd modify index for APISIX keys\n"
         out += "# TYPE apisix_etcd_modify_indexes gauge\n"

@@ -19,22 +19,29 @@ public actor EtcdClient {
     private var connection: EtcdConnection?
     private var next = 0
     public var requestTimeout: TimeAmount = .seconds(5)
+    /// How watches prove they are alive and how soon a silent one is replaced.
+    public nonisolated let watchLiveness: EtcdWatchLiveness
 
-    public init(endpoints: [EtcdEndpoint], group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton) {
+    public init(
+        endpoints: [EtcdEndpoint], group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        watchLiveness: EtcdWatchLiveness = EtcdWatchLiveness()
+    ) {
         self.endpoints = endpoints
         self.group = group
+        self.watchLiveness = watchLiveness
     }
 
     private func call(_ path: String, _ body: JSONValue) async throws -> JSONValue {
-        var lastError: Error = EtcdError(.unavailable, "no etcd endpoint configured")
-        for _ in 0..<max(1, endpoints.count) {
+        guard !endpoints.isEmpty else { throw EtcdError(.unavailable, "no etcd endpoint configured") }
+        var lastError: Error = EtcdError(.unavailable, "etcd unreachable")
+        for _ in 0..<endpoints.count {
             do {
                 let conn: EtcdConnection
                 if let c = connection, c.isActive {
                     conn = c
                 } else {
-                    let endpoint = endpoints[next % endpoints.count]
-                    next += 1
+                    let endpoint = endpoints[next]
+                    next = (next + 1) % endpoints.count
                     conn = try await EtcdConnection.connect(endpoint, group: group, timeout: .seconds(2))
                     connection = conn
                 }
@@ -63,6 +70,8 @@ public actor EtcdClient {
         return [0]
     }
 
+    /// A 64-bit number as the gateway sends it (a string, or a plain number); 0 when absent
+    /// or not one (the gateway leaves out fields that are 0).
     static func int64(_ value: JSONValue?) -> Int64 {
         switch value {
         case .string(let s)?: return Int64(s) ?? 0
@@ -71,11 +80,23 @@ public actor EtcdClient {
         }
     }
 
+    /// A revision: positive, or nil.
+    static func revision(_ value: JSONValue?) -> Int64? {
+        let r = int64(value)
+        return r > 0 ? r : nil
+    }
+
     static func keyValue(_ json: JSONValue) throws -> EtcdKeyValue {
         guard let k = json["key"]?.stringValue, let key = Base64.decode(k) else {
-            throw EtcdError(.protocolError, "etcd returned a key-value without a key")
+            throw EtcdError(.protocolError, "etcd returned a key-value without a key, or a key that is not base64")
         }
-        let value = json["value"]?.stringValue.flatMap(Base64.decode) ?? []
+        var value: [UInt8] = []
+        if let v = json["value"] {  // absent: empty
+            guard let text = v.stringValue, let decoded = Base64.decode(text) else {
+                throw EtcdError(.protocolError, "etcd returned a value that is not base64 at \(String(decoding: key, as: UTF8.self))")
+            }
+            value = decoded
+        }
         return EtcdKeyValue(
             key: String(decoding: key, as: UTF8.self), value: value, createRevision: int64(json["create_revision"]),
             modRevision: int64(json["mod_revision"]))
@@ -83,16 +104,33 @@ public actor EtcdClient {
 
     /// Every key under `prefix`, and the revision they were read at.
     public func range(prefix: String) async throws -> (kvs: [EtcdKeyValue], revision: Int64) {
+        let (kvs, _, revision) = try await rangeReportingUndecodable(prefix: prefix)
+        return (kvs, revision)
+    }
+
+    /// Every key under `prefix`, the key-values etcd sent that do not decode (each described),
+    /// and the revision they were read at.
+    public func rangeReportingUndecodable(prefix: String) async throws -> (kvs: [EtcdKeyValue], undecodable: [String], revision: Int64) {
         let r = try await call(
             "/v3/kv/range", ["key": .string(Base64.encode(prefix)), "range_end": .string(Base64.encode(Self.rangeEnd(prefix)))])
-        let kvs = try (r["kvs"]?.arrayValue ?? []).map(Self.keyValue)
-        return (kvs, Self.int64(r["header"]?["revision"]))
+        var kvs: [EtcdKeyValue] = []
+        var undecodable: [String] = []
+        for json in r["kvs"]?.arrayValue ?? [] {
+            do { kvs.append(try Self.keyValue(json)) } catch { undecodable.append("\(error)") }
+        }
+        guard let revision = Self.revision(r["header"]?["revision"]) else {
+            throw EtcdError(.protocolError, "etcd answered a range without a revision")
+        }
+        return (kvs, undecodable, revision)
     }
 
     /// The store's current revision.
     public func revision() async throws -> Int64 {
         let r = try await call("/v3/kv/range", ["key": .string(Base64.encode("\u{0}")), "count_only": true])
-        return Self.int64(r["header"]?["revision"])
+        guard let revision = Self.revision(r["header"]?["revision"]) else {
+            throw EtcdError(.protocolError, "etcd answered a range without a revision")
+        }
+        return revision
     }
 
     /// Puts `value` at `key` only if its mod revision is `expectedModRevision` (0: only if

@@ -15,6 +15,11 @@ public struct EtcdError: Error, Sendable, CustomStringConvertible {
         case protocolError
         /// The watch's start revision was compacted away.
         case compacted(revision: Int64)
+        /// The watch delivered nothing (no event, no progress notification) and no probe
+        /// confirmed it within the idle timeout, so it was closed. `memberAnswered`: a probe
+        /// of the same member did answer in that time (the store moved on, the watch said
+        /// nothing about it), so a replacement can be tried at once.
+        case watchSilent(memberAnswered: Bool)
     }
 
     public var code: Code
@@ -35,7 +40,8 @@ final class EtcdConnection: Sendable {
     let endpoint: EtcdEndpoint
 
     static func connect(_ endpoint: EtcdEndpoint, group: EventLoopGroup, timeout: TimeAmount) async throws -> EtcdConnection {
-        EtcdConnection(http: try await HTTP1Connection.connect(host: endpoint.host, port: endpoint.port, group: group, timeout: timeout), endpoint: endpoint)
+        try endpoint.checkConnectable()
+        return EtcdConnection(http: try await HTTP1Connection.connect(host: endpoint.host, port: endpoint.port, group: group, timeout: timeout), endpoint: endpoint)
     }
 
     private init(http: HTTP1Connection, endpoint: EtcdEndpoint) {
@@ -86,8 +92,16 @@ public struct EtcdEndpoint: Sendable, Hashable, CustomStringConvertible {
         if rest.hasPrefix("http://") { rest = rest.dropFirst(7) } else if rest.hasPrefix("https://") { return nil }
         if let slash = rest.firstIndex(of: "/") { rest = rest[..<slash] }
         guard let (host, port) = UpstreamNode.splitAddress(String(rest)), !host.isEmpty else { return nil }
+        guard Self.ports.contains(port ?? 2379) else { return nil }
         self.host = host
         self.port = port ?? 2379
+    }
+
+    static let ports = 1...65535
+
+    /// NIO traps on a port outside 0...65535: refused before any connect.
+    func checkConnectable() throws {
+        guard Self.ports.contains(port) else { throw EtcdError(.unavailable, "etcd endpoint \(self): port out of range") }
     }
 
     public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }

@@ -1,6 +1,7 @@
 import NIOCore
 import SluiceCore
 import SluiceStore
+import Synchronization
 
 /// The config store for many gateway replicas: etcd v3, keys laid out as APISIX lays them
 /// out (`/apisix/routes/1`, `/apisix/upstreams/1`, ...), so an existing APISIX etcd can be
@@ -8,6 +9,7 @@ import SluiceStore
 public final class EtcdStore: ConfigStore {
     public let client: EtcdClient
     public let prefix: String
+    private let lastSkipped = Mutex<[SkippedKey]>([])
 
     public init(client: EtcdClient, prefix: String = "/apisix") {
         self.client = client
@@ -26,7 +28,7 @@ public final class EtcdStore: ConfigStore {
         return (kind, String(parts[1]))
     }
 
-    /// A value that is not JSON, at a key under the prefix.
+    /// A value that is not JSON (or a key-value that does not decode), at a key under the prefix.
     public struct SkippedKey: Sendable, Hashable {
         public var key: String
         public var reason: String
@@ -35,9 +37,9 @@ public final class EtcdStore: ConfigStore {
     /// Every config object and the revision they were read at; values that are not JSON are
     /// returned apart, by key.
     public func loadAll() async throws -> (entries: [StoreEntry], skipped: [SkippedKey], revision: Int64) {
-        let (kvs, revision) = try await client.range(prefix: prefix + "/")
+        let (kvs, undecodable, revision) = try await client.rangeReportingUndecodable(prefix: prefix + "/")
         var entries: [StoreEntry] = []
-        var skipped: [SkippedKey] = []
+        var skipped = undecodable.map { SkippedKey(key: "(undecodable)", reason: $0) }
         for kv in kvs {
             guard let (kind, id) = parse(key: kv.key) else { continue }
             do {
@@ -47,8 +49,13 @@ public final class EtcdStore: ConfigStore {
                 skipped.append(SkippedKey(key: kv.key, reason: "\(error)"))
             }
         }
+        lastSkipped.withLock { $0 = skipped }
         return (entries, skipped, revision)
     }
+
+    /// What the last `load` or `loadAll` skipped (`load` has no way to return it): for the
+    /// sync loop to log and count after a full re-read.
+    public var skippedAtLastLoad: [SkippedKey] { lastSkipped.withLock { $0 } }
 
     public func load() async throws -> (entries: [StoreEntry], revision: Int64) {
         do {
@@ -106,6 +113,7 @@ public final class EtcdStore: ConfigStore {
         } catch {
             throw Self.storeError(error)
         }
+        guard revision < Int64.max else { throw StoreError(.corrupt, "etcd's revision is at its maximum") }
         let digits = String(revision + 1)
         return String(repeating: "0", count: max(0, 20 - digits.count)) + digits
     }
