@@ -111,7 +111,7 @@ let package = Package(
         .testTarget(name: "SluiceBalancingTests", dependencies: ["SluiceBalancing", "SluiceCore"]),
         .testTarget(name: "SluiceProxyTests", dependencies: [
             "SluiceProxy", "SluiceCore", "SluiceRouting", .product(name: "NIOEmbedded", package: "swift-nio"),
-        ] + nio),
+        ] + nio, exclude: ["FuzzCorpus"]),
         .testTarget(name: "SluiceIntegrationTests", dependencies: [
             .product(name: "Crypto", package: "swift-crypto"), .product(name: "_CryptoExtras", package: "swift-crypto"),
             "SluiceServer", "SluiceYAML", "SluiceAdmin", "SluiceStore", "SluiceEtcd", "SluiceTesting", "SluiceCore", "SluiceProxy",

@@ -95,9 +95,17 @@ public enum PluginCatalog {
     }
     static func checkRegexes(_ list: JSONValue?, _ path: String) throws(ConfigError) {
         for (i, item) in (list?.arrayValue ?? []).enumerated() {
-            guard let s = item.stringValue, (try? CompiledRegex(s)) != nil else {
-                throw ConfigError(path: FieldPath.index(path, i), "is not a valid regular expression")
-            }
+            try checkRegex(item.stringValue, FieldPath.index(path, i))
+        }
+    }
+    /// A pattern must compile for the linear-time engine; the refusal says why (a syntax
+    /// error, or a PCRE construct that needs backtracking, such as a backreference).
+    static func checkRegex(_ pattern: String?, _ path: String) throws(ConfigError) {
+        guard let pattern else { throw ConfigError(path: path, "must be a regular expression string") }
+        do throws(RegexSyntaxError) {
+            _ = try CompiledRegex(pattern)
+        } catch {
+            throw ConfigError(path: path, "is not a usable regular expression: \(error)")
         }
     }
     static let keyType = Schema.stringEnum("var", "var_combination")
@@ -342,9 +350,7 @@ public enum PluginCatalog {
                 if let list = v["regex_uri"]?.arrayValue {
                     guard list.count % 2 == 0 else { throw ConfigError(path: FieldPath.join(p, "regex_uri"), "must hold pairs of [regex, replacement]") }
                     for i in stride(from: 0, to: list.count, by: 2) {
-                        guard let s = list[i].stringValue, (try? CompiledRegex(s)) != nil else {
-                            throw ConfigError(path: FieldPath.index(FieldPath.join(p, "regex_uri"), i), "is not a valid regular expression")
-                        }
+                        try checkRegex(list[i].stringValue, FieldPath.index(FieldPath.join(p, "regex_uri"), i))
                         try checkURIText(list[i + 1], FieldPath.index(FieldPath.join(p, "regex_uri"), i + 1))
                     }
                 }
@@ -456,9 +462,7 @@ public enum PluginCatalog {
                 if v["http_to_https"] == true, v["append_query_string"] == true {
                     throw ConfigError(path: FieldPath.join(p, "append_query_string"), "cannot be used with http_to_https")
                 }
-                if let r = v["regex_uri"]?.arrayValue?.first?.stringValue, (try? CompiledRegex(r)) == nil {
-                    throw ConfigError(path: FieldPath.index(FieldPath.join(p, "regex_uri"), 0), "is not a valid regular expression")
-                }
+                if let r = v["regex_uri"]?.arrayValue?.first?.stringValue { try checkRegex(r, FieldPath.index(FieldPath.join(p, "regex_uri"), 0)) }
                 try checkURIText(v["uri"], FieldPath.join(p, "uri"))
                 if let list = v["regex_uri"]?.arrayValue, list.count == 2 { try checkURIText(list[1], FieldPath.index(FieldPath.join(p, "regex_uri"), 1)) }
             })),
@@ -490,9 +494,7 @@ public enum PluginCatalog {
                     throw ConfigError(path: FieldPath.join(p, "body"), "is not valid base64 (body_base64 is true)")
                 }
                 for (i, f) in (v["filters"]?.arrayValue ?? []).enumerated() {
-                    if let r = f["regex"]?.stringValue, (try? CompiledRegex(r)) == nil {
-                        throw ConfigError(path: FieldPath.join(FieldPath.index(FieldPath.join(p, "filters"), i), "regex"), "is not a valid regular expression")
-                    }
+                    if let r = f["regex"]?.stringValue { try checkRegex(r, FieldPath.join(FieldPath.index(FieldPath.join(p, "filters"), i), "regex")) }
                 }
                 let headers = v["headers"]
                 let hp = FieldPath.join(p, "headers")

@@ -26,10 +26,13 @@ public struct RequestPath: Sendable, Hashable {
     }
 
     public static func normalize(_ target: String) -> Result<RequestPath, Failure> {
+        // Delimiters are found on the bytes, never on Characters: a combining mark after
+        // `/`, `?` or `#` would otherwise merge with it into one Character and hide it.
+        let slashByte = UInt8(ascii: "/"), queryByte = UInt8(ascii: "?"), hashByte = UInt8(ascii: "#")
         var rest = Substring(target)
         var authority: String? = nil
-        if !rest.hasPrefix("/") {
-            let lower = rest.prefix(8).lowercased()
+        if rest.utf8.first != slashByte {
+            let lower = String(decoding: rest.utf8.prefix(8), as: UTF8.self).lowercased()
             let schemeLength: Int
             if lower.hasPrefix("http://") {
                 schemeLength = 7
@@ -38,17 +41,17 @@ public struct RequestPath: Sendable, Hashable {
             } else {
                 return .failure(.notOriginForm)
             }
-            rest = rest.dropFirst(schemeLength)
-            let slash = rest.firstIndex(where: { $0 == "/" || $0 == "?" }) ?? rest.endIndex
+            rest = Substring(rest.utf8.dropFirst(schemeLength))
+            let slash = rest.utf8.firstIndex(where: { $0 == slashByte || $0 == queryByte }) ?? rest.endIndex
             authority = String(rest[..<slash])
             rest = rest[slash...]
-            if !rest.hasPrefix("/") { rest = "/" + rest }
+            if rest.utf8.first != slashByte { rest = "/" + rest }
         }
-        if let hash = rest.firstIndex(of: "#") { rest = rest[..<hash] }
+        if let hash = rest.utf8.firstIndex(of: hashByte) { rest = rest[..<hash] }
         var query: String? = nil
         var rawPath = rest
-        if let q = rest.firstIndex(of: "?") {
-            query = String(rest[rest.index(after: q)...])
+        if let q = rest.utf8.firstIndex(of: queryByte) {
+            query = String(rest[rest.utf8.index(after: q)...])
             rawPath = rest[..<q]
         }
         if !needsWork(rawPath.utf8) {

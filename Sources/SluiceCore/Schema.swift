@@ -1,3 +1,5 @@
+import Synchronization
+
 /// A JSON Schema subset, declared once per plugin: it validates a config (errors name the
 /// field path), fills in defaults, and prints itself as the JSON Schema that
 /// `/apisix/admin/schema/plugins/{name}` serves.
@@ -70,7 +72,7 @@ public indirect enum Schema: Sendable {
                 throw ConfigError(path: path, "must be one of \(e.joined(separator: ", ")), got \"\(s)\"")
             }
             if let p = r.pattern {
-                guard let re = try? Regex(p), (try? re.firstMatch(in: s)) != nil else {
+                guard let re = SchemaPatterns.compiled(p), re.matches(s) else {
                     throw ConfigError(path: path, "must match \(p), got \"\(s)\"")
                 }
             }
@@ -101,7 +103,7 @@ public indirect enum Schema: Sendable {
             if o.count < minProperties { throw ConfigError(path: path, "must have at least \(minProperties) entries") }
             var out: [String: JSONValue] = [:]
             for k in o.keys.sorted() {
-                if let keyPattern, let re = try? Regex(keyPattern), (try? re.firstMatch(in: k)) == nil {
+                if let keyPattern, let re = SchemaPatterns.compiled(keyPattern), !re.matches(k) {
                     throw ConfigError(path: FieldPath.join(path, k), "the name must match \(keyPattern)")
                 }
                 out[k] = try values.validate(o[k]!, path: FieldPath.join(path, k))
@@ -124,6 +126,8 @@ public indirect enum Schema: Sendable {
 
     static func check(_ d: Double, _ r: NumberRules, _ path: String) throws(ConfigError) {
         func text(_ x: Double) -> String { x == x.rounded() && abs(x) < 1e15 ? String(Int64(x)) : String(x) }
+        // NaN compares false with every bound: refuse it (and infinities) before comparing.
+        guard d.isFinite else { throw ConfigError(path: path, "must be a finite number") }
         if let m = r.minimum, d < m { throw ConfigError(path: path, "must be >= \(text(m))") }
         if let m = r.exclusiveMinimum, d <= m { throw ConfigError(path: path, "must be > \(text(m))") }
         if let m = r.maximum, d > m { throw ConfigError(path: path, "must be <= \(text(m))") }
@@ -163,6 +167,19 @@ public indirect enum Schema: Sendable {
         case .object(let s): return s.json
         case .anyOf(let options): return ["anyOf": .array(options.map(\.json))]
         }
+    }
+}
+
+/// The schemas' own patterns, compiled once each (a validation would otherwise compile its
+/// patterns on every write). The set is the schemas' and does not grow with input.
+enum SchemaPatterns {
+    private static let cache = Mutex<[String: LinearRegex]>([:])
+
+    static func compiled(_ pattern: String) -> LinearRegex? {
+        if let re = cache.withLock({ $0[pattern] }) { return re }
+        guard let re = try? LinearRegex(pattern) else { return nil }
+        cache.withLock { $0[pattern] = re }
+        return re
     }
 }
 

@@ -45,56 +45,57 @@ public protocol RequestVariableSource: AnyObject {
     func value(of variable: RequestVariable) -> String?
 }
 
-/// A compiled regular expression, shared read-only by all event loops.
-public final class CompiledRegex: @unchecked Sendable {
-    // Regex<AnyRegexOutput> is not declared Sendable because its output type is not; this
-    // instance is immutable after init and only used for matching, which does not mutate it.
+/// A compiled regular expression, shared read-only by all event loops. Matching runs on
+/// `LinearRegex`, whose cost is linear in the input whatever the pattern (no backtracking:
+/// `(a+)+$` against "aaaa…!" costs what `a+$` does), so a pattern in a route or plugin cannot
+/// stall an event loop. PCRE constructs that need backtracking (backreferences, lookaround,
+/// atomic groups) are refused when the config is validated, with the construct named.
+public final class CompiledRegex: Sendable {
     public let pattern: String
-    let regex: Regex<AnyRegexOutput>
+    let regex: LinearRegex
 
-    public init(_ pattern: String, caseInsensitive: Bool = false) throws {
+    public init(_ pattern: String, caseInsensitive: Bool = false) throws(RegexSyntaxError) {
         self.pattern = pattern
-        let r = try Regex(pattern)
-        regex = caseInsensitive ? r.ignoresCase() : r
+        regex = try LinearRegex(pattern, caseInsensitive: caseInsensitive)
     }
 
     public func matches(_ s: String) -> Bool {
-        (try? regex.firstMatch(in: s)) != nil
+        regex.matches(s)
     }
 
-    /// Replaces the first match with `template`, where `$1`..`$9` name capture groups.
+    /// Replaces the first match with `template`, where `$0`..`$9` name capture groups.
     public func replaceFirst(in s: String, with template: String) -> String? {
-        guard let match = try? regex.firstMatch(in: s) else { return nil }
-        return String(s[..<match.range.lowerBound]) + Self.expand(template, match) + String(s[match.range.upperBound...])
+        guard let groups = regex.firstMatch(in: s), let whole = groups.first ?? nil else { return nil }
+        return String(s[..<whole.lowerBound]) + Self.expand(template, groups, in: s) + String(s[whole.upperBound...])
     }
 
-    /// Replaces every match (`$1`..`$9` in `template` name capture groups).
+    /// Replaces every match (`$0`..`$9` in `template` name capture groups).
     public func replaceAll(in s: String, with template: String) -> String {
         var out = ""
         var rest = s[...]
-        while !rest.isEmpty, let match = try? regex.firstMatch(in: rest) {
-            out += rest[..<match.range.lowerBound]
-            out += Self.expand(template, match)
-            if match.range.isEmpty {
+        while !rest.isEmpty, let groups = regex.firstMatch(in: rest), let whole = groups.first ?? nil {
+            out += s[rest.startIndex..<whole.lowerBound]
+            out += Self.expand(template, groups, in: s)
+            if whole.isEmpty {
                 // An empty match: keep one character and go on after it.
-                guard match.range.upperBound < rest.endIndex else { rest = rest[rest.endIndex...]; break }
-                out.append(rest[match.range.upperBound])
-                rest = rest[rest.index(after: match.range.upperBound)...]
+                guard whole.upperBound < rest.endIndex else { rest = rest[rest.endIndex...]; break }
+                out.append(s[whole.upperBound])
+                rest = s[s.index(after: whole.upperBound)..<rest.endIndex]
             } else {
-                rest = rest[match.range.upperBound...]
+                rest = s[whole.upperBound..<rest.endIndex]
             }
         }
         return out + rest
     }
 
-    static func expand(_ template: String, _ match: Regex<AnyRegexOutput>.Match) -> String {
+    static func expand(_ template: String, _ groups: [Range<String.Index>?], in s: String) -> String {
         var out = ""
         var chars = template.makeIterator()
         while let c = chars.next() {
             if c == "$" {
                 guard let d = chars.next() else { out.append("$"); break }
-                if let n = d.wholeNumberValue, n < match.output.count {
-                    if let sub = match.output[n].substring { out += sub }
+                if let n = d.wholeNumberValue, n < groups.count {
+                    if let r = groups[n] { out += s[r] }
                 } else {
                     out.append("$")
                     out.append(d)
