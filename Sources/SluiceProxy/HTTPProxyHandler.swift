@@ -445,7 +445,7 @@ public final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
         ex.responseEnded = true
         ex.endedAt = .now()
         let version = ex.clientVersion.minor == 0 ? HTTPVersion.http1_0 : .http1_1
-        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: version, status: HTTPResponseStatus(statusCode: status), headers: headers))), promise: nil)
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: version, status: HTTPResponseStatus(statusCode: min(max(status, 100), 599)), headers: headers))), promise: nil)
         if !body.isEmpty && ex.method != .HEAD {
             context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: body)))), promise: nil)
         }
@@ -691,7 +691,7 @@ public final class HTTPProxyHandler: ChannelDuplexHandler, RemovableChannelHandl
             if let run = ex.plugins, run.hasResponseWork {
                 var response = PluginResponse(status: Int(out.status.code), headers: out.headers)
                 run.headerFilters(&response)
-                out.status = HTTPResponseStatus(statusCode: response.status)
+                out.status = HTTPResponseStatus(statusCode: min(max(response.status, 100), 599))
                 out.headers = response.headers
                 if response.bodyRewritten && ex.method != .HEAD && out.status.mayHaveResponseBody {
                     // The head waits for the body, which the plugins rewrite whole.

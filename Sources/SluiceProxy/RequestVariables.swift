@@ -1,5 +1,6 @@
 import NIOHTTP1
 import SluiceCore
+import SluicePlugins
 
 /// Request variables for `vars` expressions and hash keys, read from the live request head.
 /// One per client connection, updated at each request head: routing a request allocates none.
@@ -45,8 +46,8 @@ final class HTTPRequestVariables: RequestVariableSource {
         }
     }
 
+    /// `arg_NAME` as NGINX has it: the raw, undecoded value (the plugins read it the same way).
     static func queryArgument(_ name: String, in query: String?) -> String? {
-        guard let query else { return nil }
-        return PercentDecoding.queryPairs(Substring(query)).first { $0.name == name }?.value
+        QueryArgument.raw(name, in: query)
     }
 }

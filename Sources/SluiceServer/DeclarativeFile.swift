@@ -3,8 +3,18 @@ import SluiceYAML
 
 /// Reads the declarative config file (YAML, of which JSON is a subset) into a `JSONValue`.
 public enum DeclarativeFile {
+    /// A document whose first non-blank character is `{` is JSON and is read by the JSON
+    /// parser (strict, and without YAML's limits such as 1,024-character keys); anything else
+    /// is YAML.
     public static func parse(_ text: String) throws(ConfigErrors) -> JSONValue {
-        try YAMLDocument.parse(text)
+        if text.utf8.first(where: { $0 != 0x20 && $0 != 0x0A && $0 != 0x0D && $0 != 0x09 }) == UInt8(ascii: "{") {
+            do throws(JSONParseError) {
+                return try JSONValue.parse(text)
+            } catch {
+                throw ConfigErrors([ConfigError(path: "", "not valid JSON: \(error)")])
+            }
+        }
+        return try YAMLDocument.parse(text)
     }
 
     /// Parses and validates; every problem is reported with its path.

@@ -5,6 +5,7 @@ import NIOPosix
 import SluiceCore
 import SluicePlugins
 import SluiceProxy
+import SluiceStore
 import Synchronization
 
 /// The data plane as one object: an event-loop group, one `LoopContext` per loop, the proxy
@@ -25,6 +26,7 @@ public final class GatewayServer: Sendable {
     private let loopList: [EventLoop]
     private let channels: NIOLockedValueBox<[Channel]>
     private let compiler: Mutex<SnapshotCompiler>
+    private let compileThread = BlockingSerialExecutor(label: "sluice.compile")
     private let configuration: Configuration
     private let logger: Logger
     /// The prometheus plugin's metrics, served with the connection gauges by `metricsText`.
@@ -98,7 +100,11 @@ public final class GatewayServer: Sendable {
     /// installed it: the next request read on any loop after this returns sees it.
     @discardableResult
     public func apply(_ state: ConfigState, changes: [ConfigChange]? = nil) async throws -> UInt64 {
-        let (snapshot, warnings) = compiler.withLock { ($0.compile(state, changes: changes), $0.takeDiscoveryWarnings()) }
+        // A full compile of a large config takes milliseconds: it runs on the compile thread,
+        // so neither an event loop nor a cooperative thread waits for it.
+        let (snapshot, warnings) = await compileThread.run {
+            self.compiler.withLock { ($0.compile(state, changes: changes), $0.takeDiscoveryWarnings()) }
+        }
         for w in warnings {
             logger.warning(
                 "upstream uses discovery_type kubernetes but this gateway runs without --kubernetes-discovery: it has no nodes",
@@ -113,7 +119,7 @@ public final class GatewayServer: Sendable {
     /// store is not involved: no write happens per pod change.
     public func applyDiscovery(_ registry: DiscoveryRegistry, changed: Set<String>) async throws {
         discoveryUpdates.add(1, ordering: .relaxed)
-        guard let snapshot = compiler.withLock({ $0.updateDiscovery(registry, changed: changed) }) else { return }
+        guard let snapshot = await compileThread.run({ self.compiler.withLock({ $0.updateDiscovery(registry, changed: changed) }) }) else { return }
         try await publish(snapshot)
     }
 

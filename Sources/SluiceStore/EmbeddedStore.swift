@@ -15,6 +15,10 @@ import SluiceCore
 /// refuses to open, since acknowledged writes would be lost.
 public actor EmbeddedStore: ConfigStore {
     public let directory: String
+    /// Appends, fsyncs and compactions block: they run on a thread of their own, never on
+    /// the cooperative pool or an event loop.
+    private let executor = BlockingSerialExecutor(label: "sluice.embedded-store")
+    public nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
     private var entries: [ResourceKind: [String: StoreEntry]] = [:]
     private var revision: Int64 = 0
     private var logFD: Int32 = -1
