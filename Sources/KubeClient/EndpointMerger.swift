@@ -36,7 +36,9 @@ public enum EndpointMerger {
         ready.reserveCapacity(total)
         var fallback: [BackendEndpoint] = []
         for i in order where slices[i].addressType != .FQDN {
-            guard let port = slices[i].ports.first(where: { $0.name == servicePort.name && $0.protocol == servicePort.protocol })?.port else {
+            guard let port = slices[i].ports.first(where: { $0.name == servicePort.name && $0.protocol == servicePort.protocol })?.port,
+                isPort(port)
+            else {
                 continue
             }
             slices[i].endpoints.withUnsafeBufferPointer { endpoints in
@@ -45,7 +47,7 @@ public enum EndpointMerger {
                     let isReady = c.ready ?? true
                     let fallsBack = !isReady && c.serving == true && c.terminating == true
                     guard isReady || (fallsBack && ready.isEmpty) else { continue }
-                    for address in endpoints[j].addresses {
+                    for address in endpoints[j].addresses where isAddress(address) {
                         let e = BackendEndpoint(address: address, port: port)
                         if isReady {
                             if seen.insert(e).inserted { ready.append(e) }
@@ -66,11 +68,36 @@ public enum EndpointMerger {
     public static func endpoints(for servicePort: Service.Port, in endpoints: Endpoints) -> [BackendEndpoint] {
         var out = Set<BackendEndpoint>()
         for subset in endpoints.subsets {
-            guard let port = subset.ports.first(where: { $0.name == servicePort.name && $0.protocol == servicePort.protocol })?.port else {
+            guard let port = subset.ports.first(where: { $0.name == servicePort.name && $0.protocol == servicePort.protocol })?.port,
+                isPort(port)
+            else {
                 continue
             }
-            for a in subset.addresses { out.insert(BackendEndpoint(address: a.ip, port: port)) }
+            for a in subset.addresses where isAddress(a.ip) { out.insert(BackendEndpoint(address: a.ip, port: port)) }
         }
         return out.sorted()
+    }
+
+    /// A port a node can have: the API server validates slice ports, but whatever it serves
+    /// must not make the gateway refuse the whole upstream.
+    @inline(__always) static func isPort(_ p: Int) -> Bool { p >= 1 && p <= 65535 }
+
+    /// Text that can be an IPv4 or IPv6 address (hex digits, `.` and `:` only, at most 45
+    /// bytes): anything else (a name in an IP slice, CR LF) is skipped, so it cannot end up
+    /// in a node address. A byte scan, cheap enough for 100,000 endpoints.
+    @inline(__always) static func isAddress(_ a: String) -> Bool {
+        var count = 0
+        for c in a.utf8 {
+            count += 1
+            guard count <= 45 else { return false }
+            switch c {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "a")...UInt8(ascii: "f"), UInt8(ascii: "A")...UInt8(ascii: "F"),
+                UInt8(ascii: "."), UInt8(ascii: ":"):
+                continue
+            default:
+                return false
+            }
+        }
+        return count > 0
     }
 }

@@ -14,6 +14,13 @@ import SluiceCore
 /// Indexes keep the cache searchable by a derived value, e.g. EndpointSlices by the
 /// `kubernetes.io/service-name` label, so a consumer reads one Service's slices without
 /// scanning all of them.
+///
+/// `retain` says what the cache keeps of each object (by default all of it). A consumer that
+/// keeps its own decoded copy, or that needs only some objects (Secrets), passes
+/// `Informer.stub`: the cache then holds only what diffing needs (key, resourceVersion,
+/// labels), while the handler still gets every added and updated object whole; `old`
+/// values and deletions carry what was retained. A list is applied page by page, so a list
+/// never holds more than one page of whole objects either.
 public actor Informer {
     public enum Event: Sendable {
         case added(JSONValue)
@@ -46,14 +53,17 @@ public actor Informer {
     private var synced = false
     private var watchListRefused = false
     private let indexers: [String: IndexFunction]
+    private let retain: (@Sendable (JSONValue) -> JSONValue)?
     /// index name → value → object keys.
     private var indexes: [String: [String: Set<String>]] = [:]
 
     public init(
         api: KubeAPI, resource: KubeResource, selector: KubeSelector = .everything, pageSize: Int = 500, watchList: Bool = false,
-        indexers: [String: IndexFunction] = [:], missingIsEmpty: Bool = false, missingRetry: Duration = .seconds(30)
+        indexers: [String: IndexFunction] = [:], missingIsEmpty: Bool = false, missingRetry: Duration = .seconds(30),
+        retain: (@Sendable (JSONValue) -> JSONValue)? = nil
     ) {
         self.api = api
+        self.retain = retain
         self.missingIsEmpty = missingIsEmpty
         self.missingRetry = missingRetry
         self.resource = resource
@@ -71,6 +81,19 @@ public actor Informer {
 
     public var hasSynced: Bool { synced }
 
+    /// What `retain` keeps for a consumer that holds its own copy: `metadata.name`,
+    /// `namespace`, `uid`, `resourceVersion`, `generation` and `labels`, and a Secret's `type`.
+    /// No `data`, no `spec`, no `status`.
+    public static let stub: @Sendable (JSONValue) -> JSONValue = { o in
+        var meta: [String: JSONValue] = [:]
+        for k in ["name", "namespace", "uid", "resourceVersion", "generation", "labels"] {
+            if let v = o["metadata"]?[k] { meta[k] = v }
+        }
+        var out: [String: JSONValue] = ["metadata": .object(meta)]
+        if let t = o["type"], case .string = t { out["type"] = t }
+        return .object(out)
+    }
+
     public static func key(_ o: JSONValue) -> String {
         "\(o["metadata"]?["namespace"]?.stringValue ?? "")/\(o["metadata"]?["name"]?.stringValue ?? "")"
     }
@@ -87,8 +110,9 @@ public actor Informer {
     /// The values index `name` currently has objects under.
     public func indexValues(_ name: String) -> [String] { indexes[name].map { Array($0.keys) } ?? [] }
 
-    private func store(_ key: String, _ new: JSONValue?) {
+    private func store(_ key: String, _ given: JSONValue?) {
         let old = cache[key]
+        let new = given.map { retain?($0) ?? $0 }
         if let new { cache[key] = new } else { cache.removeValue(forKey: key) }
         guard !indexers.isEmpty else { return }
         for (name, f) in indexers {
@@ -149,25 +173,31 @@ public actor Informer {
     ) async throws -> Bool {
         while let event = try await events.next(isolation: #isolation) {
             onEvent()
-            switch event {
-            case .added(let o), .modified(let o):
-                let k = Self.key(o)
-                let old = cache[k]
-                store(k, o)
-                resourceVersion = Self.rv(o)
-                if let old { await handler(.updated(old: old, new: o)) } else { await handler(.added(o)) }
-            case .deleted(let o):
-                let k = Self.key(o)
-                resourceVersion = Self.rv(o)
-                if let old = cache[k] {
-                    store(k, nil)
-                    await handler(.deleted(old))
-                }
-            case .bookmark(let rv, _):
-                if !rv.isEmpty { resourceVersion = rv }
-            case .error(let e):
-                if e.isGone { return true }
+            if await receive(event, handler) { return true }
+        }
+        return false
+    }
+
+    /// Applies one watch event to the cache and reports it; true for 410 Gone.
+    func receive(_ event: KubeWatchEvent, _ handler: @Sendable (Event) async -> Void) async -> Bool {
+        switch event {
+        case .added(let o), .modified(let o):
+            let k = Self.key(o)
+            let old = cache[k]
+            store(k, o)
+            resourceVersion = Self.rv(o)
+            if let old { await handler(.updated(old: old, new: o)) } else { await handler(.added(o)) }
+        case .deleted(let o):
+            let k = Self.key(o)
+            resourceVersion = Self.rv(o)
+            if let old = cache[k] {
+                store(k, nil)
+                await handler(.deleted(old))
             }
+        case .bookmark(let rv, _):
+            if !rv.isEmpty { resourceVersion = rv }
+        case .error(let e):
+            if e.isGone { return true }
         }
         return false
     }
@@ -176,15 +206,23 @@ public actor Informer {
     /// returns the rest of the stream, to be followed as the watch. nil when the server
     /// refused WatchList (the caller lists instead).
     private func streamInitialState(_ handler: @Sendable (Event) async -> Void) async throws -> AsyncThrowingStream<KubeWatchEvent, Error>.Iterator? {
-        var listed: [String: JSONValue] = [:]
+        var listed = Set<String>()
         var listRV = ""
         watches += 1
         var iterator = api.watch(resource, resourceVersion: "", selector: selector, sendInitialEvents: true).makeAsyncIterator()
         do {
             initial: while let event = try await iterator.next(isolation: #isolation) {
                 switch event {
-                case .added(let o), .modified(let o): listed[Self.key(o)] = o
-                case .deleted(let o): listed[Self.key(o)] = nil
+                case .added(let o), .modified(let o):
+                    listed.insert(Self.key(o))
+                    await applyListed(o, handler)
+                case .deleted(let o):
+                    let k = Self.key(o)
+                    listed.remove(k)
+                    if let old = cache[k] {
+                        store(k, nil)
+                        await handler(.deleted(old))
+                    }
                 case .bookmark(let rv, let end):
                     if end {
                         listRV = rv
@@ -206,14 +244,16 @@ public actor Informer {
             watchListRefused = true
             return nil
         }
-        await applyInitialState(listed, resourceVersion: listRV, handler)
+        await finishInitialState(listed, resourceVersion: listRV, handler)
         watchListSyncs += 1
         return iterator
     }
 
     /// Lists everything (page by page) and reports the difference to the cache.
     private func relist(_ handler: @Sendable (Event) async -> Void) async throws {
-        var listed: [String: JSONValue] = [:]
+        // Each page is applied as it arrives (adds and updates reported at once); what the
+        // list no longer has is reported deleted at its end.
+        var listed = Set<String>()
         var token: String? = nil
         var listRV = ""
         var done = false
@@ -222,38 +262,52 @@ public actor Informer {
             do {
                 page = try await api.list(resource, selector: selector, limit: pageSize, continue: token)
             } catch let e as KubeAPIError where e.isGone && token != nil {
-                // The continue token expired mid-list: start the list over.
-                listed = [:]
+                // The continue token expired mid-list: start the list over (what was
+                // applied from the first pages is compared again, so nothing is lost).
+                listed = []
                 token = nil
                 continue
             }
-            for item in page.items { listed[Self.key(item)] = item }
+            for item in page.items {
+                listed.insert(Self.key(item))
+                await applyListed(item, handler)
+            }
             listRV = page.resourceVersion
             token = page.continue
             done = token == nil
         }
         isMissing = false
-        await applyInitialState(listed, resourceVersion: listRV, handler)
+        await finishInitialState(listed, resourceVersion: listRV, handler)
     }
 
-    private func applyInitialState(_ listed: [String: JSONValue], resourceVersion listRV: String, _ handler: @Sendable (Event) async -> Void) async {
-        if synced { relists += 1 }
-        for (k, o) in listed {
-            if let old = cache[k] {
-                if Self.rv(old) != Self.rv(o) {
-                    store(k, o)
-                    await handler(.updated(old: old, new: o))
-                }
-            } else {
+    /// One object of a list (or of a WatchList's initial state), compared with the cache.
+    private func applyListed(_ o: JSONValue, _ handler: @Sendable (Event) async -> Void) async {
+        let k = Self.key(o)
+        if let old = cache[k] {
+            if Self.rv(old) != Self.rv(o) {
                 store(k, o)
-                await handler(.added(o))
+                await handler(.updated(old: old, new: o))
             }
+        } else {
+            store(k, o)
+            await handler(.added(o))
         }
-        for (k, old) in cache where listed[k] == nil {
+    }
+
+    /// The end of a list: what the cache has and the list had not is gone.
+    private func finishInitialState(_ listed: Set<String>, resourceVersion listRV: String, _ handler: @Sendable (Event) async -> Void) async {
+        if synced { relists += 1 }
+        for (k, old) in cache where !listed.contains(k) {
             store(k, nil)
             await handler(.deleted(old))
         }
         resourceVersion = listRV
         synced = true
+    }
+
+    /// A CRD that is not served: everything cached is gone.
+    private func applyInitialState(_ listed: [String: JSONValue], resourceVersion listRV: String, _ handler: @Sendable (Event) async -> Void) async {
+        for o in listed.values { await applyListed(o, handler) }
+        await finishInitialState(Set(listed.keys), resourceVersion: listRV, handler)
     }
 }

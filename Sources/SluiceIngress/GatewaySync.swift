@@ -171,9 +171,16 @@ public actor GatewaySync {
                     case .patched: patches += 1
                     case .deleted: deletes += 1
                     }
-                    written[k] = how == .deleted ? nil : value
+                    // (Not `how == .deleted ? nil : value`: JSONValue takes `nil` as a literal,
+                    // which kept a `.null` for every deleted object.)
+                    if how == .deleted { written[k] = nil } else { written[k] = value }
                     done.append((k, v))
-                    if version[k] == v { dirty.remove(k) }
+                    if version[k] == v {
+                        dirty.remove(k)
+                        // A deleted object that stays deleted leaves nothing behind: the
+                        // tables are bounded by the objects that exist, not by every id ever.
+                        if how == .deleted && desired[k] == nil { version[k] = nil }
+                    }
                     if how != .deleted { retryReferrers(of: k) }
                 } else if let e = o.error as? GatewayWriteError, e.permanent {
                     if version[k] == v {

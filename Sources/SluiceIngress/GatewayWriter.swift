@@ -151,12 +151,22 @@ public final class AdminAPIWriter: GatewayWriter {
 }
 
 /// Writes straight into the store gateways watch (`--etcd`). The store does not validate,
-/// so every object is checked here with the gateway's own decoders first.
+/// so every object is checked here with the gateway's own decoders first, and, given a
+/// `trialCompile` (the gateway's `GatewayServer.trialCompile`), compiled on its own as the
+/// Admin API does before it stores: an object every gateway would skip is never written.
 public final class StoreWriter: GatewayWriter {
+    /// Compiles one decoded object alone (`scratch` holds only it); throws what a gateway
+    /// could not take.
+    public typealias TrialCompiler = @Sendable (ResourceKind, String, ConfigState) throws(ConfigError) -> Void
+
     let store: ConfigStore
+    let trialCompile: TrialCompiler?
     private let counter = ByteCounter()
 
-    public init(store: ConfigStore) { self.store = store }
+    public init(store: ConfigStore, trialCompile: TrialCompiler? = nil) {
+        self.store = store
+        self.trialCompile = trialCompile
+    }
 
     public var bytesWritten: Int { counter.value }
     public var supportsPatch: Bool { false }
@@ -170,7 +180,7 @@ public final class StoreWriter: GatewayWriter {
     }
 
     public func put(_ key: ObjectKey, _ value: JSONValue) async throws {
-        try Self.validate(key, value)
+        try Self.validate(key, value, trialCompile: trialCompile)
         let bytes = value.serializedBytes().count
         counter.add(bytes)
         do {
@@ -190,11 +200,12 @@ public final class StoreWriter: GatewayWriter {
         do { _ = try await store.delete(kind: key.kind, id: key.id) } catch { throw GatewayWriteError(permanent: false, "store delete \(key): \(error)") }
     }
 
-    static func validate(_ key: ObjectKey, _ value: JSONValue) throws {
-        // The same decoding the Admin API does before it stores an object.
+    static func validate(_ key: ObjectKey, _ value: JSONValue, trialCompile: TrialCompiler? = nil) throws {
+        // The same decoding (and compiling) the Admin API does before it stores an object.
         var scratch = ConfigState()
         do {
             try scratch.set(key.kind, id: key.id, value: value)
+            try trialCompile?(key.kind, key.id, scratch)
         } catch {
             throw GatewayWriteError(permanent: true, "\(key): \(error)")
         }

@@ -33,8 +33,25 @@ public actor IngressController {
     let translator: Translator
     let logger: Logger
 
+    /// Decoded copies of the watched objects (the informers keep only stubs of the bulky
+    /// kinds). Secrets are the exception: only those a translation reads are held, and of
+    /// them only the keys it reads (see `secretNeeds`).
     var cluster = ClusterState()
     var decodeErrors: [SourceRef: String] = [:]
+    /// Every Secret the informers report (`ns/name`), by name only: a Secret that becomes
+    /// referenced later is then read with a GET.
+    var knownSecrets: Set<String> = []
+    /// What the current objects read of which Secret (`Translator.secretReferences`).
+    var secretNeeds: [String: Translator.SecretKeys] = [:]
+    /// The keys each held Secret was kept with.
+    var heldSecretKeys: [String: Translator.SecretKeys] = [:]
+    /// A CRD or Ingress changed since `secretNeeds` was computed.
+    var referencesDirty = true
+    private var secretRetry: Task<Void, Never>?
+    /// Reads one Secret (`namespace`, `name`); the API's GET, or a stand-in in tests.
+    var fetchSecret: (@Sendable (String, String) async throws -> JSONValue)?
+
+    func setSecretFetcher(_ f: @escaping @Sendable (String, String) async throws -> JSONValue) { fetchSecret = f }
     /// Service `ns/name` → slice name → slice.
     var slices: [String: [String: EndpointSlice]] = [:]
     var legacyEndpoints: [String: Endpoints] = [:]
@@ -67,12 +84,19 @@ public actor IngressController {
     /// Full syncs that reached the gateway (for tests and logs).
     public private(set) var syncs = 0
 
-    public init(api: KubeAPI, writer: GatewayWriter, options: Options, metrics: IngressMetrics = IngressMetrics(), leader: Bool = true, logger: Logger) {
+    public init(
+        api: KubeAPI, writer: GatewayWriter, options: Options, metrics: IngressMetrics = IngressMetrics(), leader: Bool = true,
+        logger: Logger = Logger(label: "sluice-ingress")
+    ) {
         self.api = api
         self.sync = GatewaySync(writer: writer)
+        // Whatever a caller passes, no timer computed from these can overflow a clock.
+        var options = options
+        options.coalesceWindow = min(max(options.coalesceWindow, .zero), .seconds(86_400))
+        options.resyncInterval = min(max(options.resyncInterval, .milliseconds(1)), .seconds(86_400))
         self.options = options
         self.metrics = metrics
-        self.translator = Translator(ingressClass: options.ingressClass)
+        self.translator = Translator(ingressClass: options.ingressClass, secretNamespaces: Set(options.namespaces))
         self.isLeader = leader
         self.logger = logger
         metrics.isLeader.set(to: leader ? 1 : 0)
@@ -95,17 +119,39 @@ public actor IngressController {
             ]
         }
         // An APISIX CRD that is not installed is simply empty (an Ingress-only cluster has
-        // none of them); it is looked for again every 30 s.
-        informers = specs.map { Informer(api: api, resource: $0.0, pageSize: 500, missingIsEmpty: $0.0.group == KubeResource.apisixGroup) }
+        // none of them); it is looked for again every 30 s. The bulky kinds are cached as
+        // stubs (the controller keeps its own decoded copy, or nothing, as for Secrets); the
+        // Secret list leaves out the types no reference can use.
+        informers = specs.map { resource, what in
+            var selector = KubeSelector.everything
+            if case .secret = what { selector = KubeSelector(fields: Self.secretFieldSelector) }
+            return Informer(
+                api: api, resource: resource, selector: selector, pageSize: 500, missingIsEmpty: resource.group == KubeResource.apisixGroup,
+                retain: what.isStubbed ? Informer.stub : nil)
+        }
         let pairs = Array(zip(informers, specs.map(\.1)))
+        // Secrets are listed once the objects that refer to them are: each one is then kept
+        // or dropped as it arrives, and no unreferenced Secret is held even at start.
+        let referrers = pairs.filter {
+            switch $0.1 {
+            case .crd, .ingressClass: return true
+            default: return false
+            }
+        }.map(\.0)
         await withTaskGroup(of: Void.self) { group in
             for (informer, what) in pairs {
-                group.addTask { await informer.run { event in await self.handle(what, event) } }
+                group.addTask {
+                    if case .secret = what {
+                        while !Task.isCancelled, !(await self.allSynced(referrers)) { try? await Task.sleep(for: .milliseconds(50)) }
+                    }
+                    await informer.run { event in await self.handle(what, event) }
+                }
             }
             group.addTask { await self.loop() }
             await group.waitForAll()
         }
         for t in extraTasks { t.cancel() }
+        secretRetry?.cancel()
     }
 
     /// Leadership changed: a new leader lists the gateway and writes what differs; one that
@@ -254,7 +300,25 @@ public actor IngressController {
     enum Watched: Sendable {
         case service, secret, slice, endpoints, pod, ingressClass
         case crd(SourceRef.Kind)
+
+        /// Kinds whose informer keeps only stubs: the controller holds what it needs itself.
+        /// CRDs stay whole (their spec is compared to tell our own status writes apart).
+        var isStubbed: Bool {
+            switch self {
+            case .service, .secret, .slice, .endpoints, .pod: return true
+            case .ingressClass, .crd: return false
+            }
+        }
     }
+
+    /// Secret types no reference reads (service-account tokens, Helm releases, image pull
+    /// secrets, bootstrap tokens): left out of the list and watch by the API server, so they
+    /// are neither sent nor held. (Secrets of the types that remain are kept only if
+    /// referenced.)
+    static let secretFieldSelector = [
+        "kubernetes.io/service-account-token", "helm.sh/release.v1", "kubernetes.io/dockerconfigjson", "kubernetes.io/dockercfg",
+        "bootstrap.kubernetes.io/token",
+    ].map { "type!=\($0)" }.joined(separator: ",")
 
     func handle(_ what: Watched, _ event: Informer.Event) {
         let (object, deleted): (JSONValue, Bool)
@@ -279,7 +343,8 @@ public actor IngressController {
                 slices[serviceKey]?[name] = nil
                 if slices[serviceKey]?.isEmpty == true { slices[serviceKey] = nil }
             } else {
-                guard let slice = try? EndpointSlice(json: object) else { return }
+                guard var slice = try? EndpointSlice(json: object) else { return }
+                slice.raw = .null  // the decoded fields are all that is read
                 slices[serviceKey, default: [:]][name] = slice
             }
             // A deleted slice carries the trigger time of its last change, not of its
@@ -291,7 +356,8 @@ public actor IngressController {
             if deleted {
                 legacyEndpoints[key] = nil
             } else {
-                guard let e = try? Endpoints(json: object) else { return }
+                guard var e = try? Endpoints(json: object) else { return }
+                e.raw = .null
                 legacyEndpoints[key] = e
                 if e.isTruncated && warnedTruncated.insert(key).inserted {
                     logger.warning(
@@ -310,13 +376,21 @@ public actor IngressController {
             let services = Set(translation.endpointSources.values.filter { $0.subsetLabels != nil && $0.service.hasPrefix("\(ns ?? "")/") }.map(\.service))
             for service in services { endpointsChanged(service, trigger: nil) }
         case .service:
-            if deleted { cluster.services[key] = nil } else { cluster.services[key] = try? KubeClient.Service(json: object) }
+            if deleted {
+                cluster.services[key] = nil
+            } else {
+                var svc = try? KubeClient.Service(json: object)
+                svc?.raw = .null
+                cluster.services[key] = svc
+            }
             structureChanged()
         case .secret:
-            if deleted { cluster.secrets[key] = nil } else { cluster.secrets[key] = try? Secret(json: object) }
-            structureChanged()
+            // (Not `deleted ? nil : object`: JSONValue takes `nil` as a literal, `.null`.)
+            let change: JSONValue? = deleted ? .none : object
+            secretChanged(key, change)
         case .ingressClass:
             if deleted { cluster.ingressClasses[key] = nil } else { cluster.ingressClasses[key] = try? IngressClass(json: object) }
+            referencesDirty = true  // the default class decides which Ingresses are ours
             structureChanged()
         case .crd(let kind):
             let ref = SourceRef(kind, ns ?? "", name)
@@ -331,8 +405,94 @@ public actor IngressController {
             } else {
                 storeCRD(kind, key, object, ref)
             }
+            referencesDirty = true
             structureChanged()
         }
+    }
+
+    // MARK: - Secrets
+
+    /// A Secret was added, changed (`object`) or deleted (nil). Only a referenced Secret is
+    /// kept, and only the keys its referrers read; any other is remembered by name, and a
+    /// change to it translates nothing.
+    func secretChanged(_ key: String, _ object: JSONValue?) {
+        updateSecretNeeds()
+        guard let object else {
+            knownSecrets.remove(key)
+            let held = cluster.secrets.removeValue(forKey: key) != nil
+            heldSecretKeys[key] = nil
+            metrics.secretsHeld.set(to: Double(cluster.secrets.count))
+            if held || secretNeeds[key] != nil { structureChanged() }
+            return
+        }
+        knownSecrets.insert(key)
+        guard let keys = secretNeeds[key] else {
+            cluster.secrets[key] = nil
+            heldSecretKeys[key] = nil
+            return
+        }
+        hold(key, object, keys)
+        structureChanged()
+    }
+
+    private func hold(_ key: String, _ object: JSONValue, _ keys: Translator.SecretKeys) {
+        cluster.secrets[key] = (try? Secret(json: object))?.retaining(keys: keys)
+        heldSecretKeys[key] = keys
+        metrics.secretsHeld.set(to: Double(cluster.secrets.count))
+    }
+
+    func updateSecretNeeds() {
+        guard referencesDirty else { return }
+        referencesDirty = false
+        secretNeeds = translator.secretReferences(cluster)
+    }
+
+    /// Before a translation: drops the Secrets no longer referenced (their data is not kept)
+    /// and reads those newly referenced (or now read for more keys) that exist, with a GET
+    /// each; a GET that fails is tried again shortly.
+    func refreshSecrets() async {
+        updateSecretNeeds()
+        for key in Array(cluster.secrets.keys) where secretNeeds[key] == nil {
+            cluster.secrets[key] = nil
+            heldSecretKeys[key] = nil
+        }
+        var failed = false
+        for (key, keys) in secretNeeds.sorted(by: { $0.key < $1.key }) where knownSecrets.contains(key) && !Self.covers(heldSecretKeys[key], keys) {
+            guard let slash = key.firstIndex(of: "/") else { continue }
+            let ns = String(key[..<slash]), name = String(key[key.index(after: slash)...])
+            do {
+                let object: JSONValue
+                if let fetchSecret { object = try await fetchSecret(ns, name) } else { object = try await api.get(.secrets(namespace: ns), name: name) }
+                // The watch may have delivered a newer version (or the deletion) meanwhile.
+                guard knownSecrets.contains(key), let now = secretNeeds[key], !Self.covers(heldSecretKeys[key], now) else { continue }
+                hold(key, object, now)
+            } catch let e as KubeAPIError where e.code == 404 {
+                knownSecrets.remove(key)
+            } catch {
+                failed = true
+                logger.warning("cannot read a referenced Secret; retrying", metadata: ["secret": "\(key)", "error": "\(error)"])
+            }
+        }
+        metrics.secretsHeld.set(to: Double(cluster.secrets.count))
+        if failed && secretRetry == nil {
+            secretRetry = Task { [weak self] in
+                guard (try? await Task.sleep(for: .seconds(2))) != nil else { return }
+                await self?.retrySecrets()
+            }
+        }
+    }
+
+    private func retrySecrets() {
+        secretRetry = nil
+        structureChanged()
+    }
+
+    /// Whether a Secret kept with `held` keys has every key `wanted` reads.
+    static func covers(_ held: Translator.SecretKeys?, _ wanted: Translator.SecretKeys) -> Bool {
+        guard let held else { return false }  // not held at all
+        guard let have = held else { return true }  // every key held
+        guard let want = wanted else { return false }
+        return want.isSubset(of: have)
     }
 
     private func storeCRD(_ kind: SourceRef.Kind, _ key: String, _ o: JSONValue, _ ref: SourceRef) {
@@ -403,6 +563,7 @@ public actor IngressController {
             // those that change during the awaits below stay dirty.
             let covered = dirtyServices
             dirtyServices.removeAll()
+            await refreshSecrets()
             var t = translator.translate(cluster)
             for (ref, message) in decodeErrors { t.errors[ref] = message }
             // An object that no longer translates (a typo in an edit) keeps what it last
@@ -481,7 +642,7 @@ public actor IngressController {
         podInformerStarted = true
         let namespaces: [String?] = options.namespaces.isEmpty ? [nil] : options.namespaces
         for ns in namespaces {
-            let informer = Informer(api: api, resource: .pods(namespace: ns), pageSize: 500)
+            let informer = Informer(api: api, resource: .pods(namespace: ns), pageSize: 500, retain: Informer.stub)
             podInformers.append(informer)
             extraTasks.append(Task { await informer.run { event in await self.handle(.pod, event) } })
         }
@@ -514,6 +675,23 @@ public actor IngressController {
         }
     }
 
+    /// The API server takes condition messages up to 32 KiB; an error quoting a hostile
+    /// value (64 KiB of a field) is cut well below that, on a character boundary, so the
+    /// status write is not refused again and again.
+    static let maxStatusMessage = 4096
+
+    static func statusMessage(_ m: String) -> String {
+        guard m.utf8.count > maxStatusMessage else { return m }
+        var out = ""
+        var bytes = 0
+        for ch in m.unicodeScalars {
+            bytes += UTF8.width(ch)
+            if bytes > maxStatusMessage - 3 { break }
+            out.unicodeScalars.append(ch)
+        }
+        return out + "..."
+    }
+
     /// Reports `ResourcesAvailable` on every APISIX resource whose outcome is known and
     /// differs from what it already says.
     private func writeStatuses() async {
@@ -522,7 +700,7 @@ public actor IngressController {
         for ref in refs {
             var outcome: (ok: Bool, message: String)
             if let e = translation.errors[ref] {
-                outcome = (false, e)
+                outcome = (false, Self.statusMessage(e))
             } else {
                 var refusals: [String] = []
                 var pending = false
@@ -530,7 +708,7 @@ public actor IngressController {
                     if let r = await sync.refusal(for: key) { refusals.append(r) } else if !(await sync.isSynced(key)) { pending = true }
                 }
                 if !refusals.isEmpty {
-                    outcome = (false, "the gateway refused: " + refusals.joined(separator: "; "))
+                    outcome = (false, Self.statusMessage("the gateway refused: " + refusals.joined(separator: "; ")))
                 } else if pending {
                     continue
                 } else {

@@ -13,6 +13,8 @@ public final class IngressMetrics: Sendable {
     let apiReadBytes: Counter
     let translationErrors: Gauge
     let managedObjects: Gauge
+    /// Secrets whose data the controller holds: those the current objects refer to.
+    let secretsHeld: Gauge
     /// From the EndpointSlice's `endpoints.kubernetes.io/last-change-trigger-time` (when
     /// Kubernetes saw the pod change) to the moment the gateway accepted the new nodes;
     /// kube-proxy's network_programming_duration measured the same way.
@@ -33,6 +35,8 @@ public final class IngressMetrics: Sendable {
         apiReadBytes = registry.makeCounter(name: "sluice_ingress_apiserver_read_bytes_total", help: "Bytes read from the Kubernetes API server")
         translationErrors = registry.makeGauge(name: "sluice_ingress_translation_errors", help: "Kubernetes objects that could not be translated")
         managedObjects = registry.makeGauge(name: "sluice_ingress_managed_objects", help: "Gateway objects this controller wants to exist")
+        secretsHeld = registry.makeGauge(
+            name: "sluice_ingress_secrets_held", help: "Secrets whose data the controller holds (only those ApisixTls, ApisixUpstream, ApisixConsumer, plugins and Ingress tls refer to)")
         programmingLatency = registry.makeValueHistogram(
             name: "sluice_ingress_programming_latency_seconds",
             buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120], help: "EndpointSlice last-change-trigger-time to gateway nodes updated")

@@ -46,6 +46,9 @@ extension Translator {
             guard let secretName = t.secretName, !secretName.isEmpty else { continue }
             let path = "spec.tls[\(i)]"
             guard !t.hosts.isEmpty else { throw TranslationError("\(path).hosts: at least one host is required for an SSL certificate") }
+            for (j, h) in t.hosts.enumerated() {
+                do { try HostPattern.validate(h, path: "\(path).hosts[\(j)]") } catch { throw TranslationError(error.description) }
+            }
             let (cert, key) = try Self.certificate(ns, secretName, field: "\(path).secretName", c)
             out.put(.ssls, IngressNaming.id("\(base)_tls_\(i)"), [
                 "snis": .array(t.hosts.map { .string($0) }), "cert": .string(cert), "key": .string(key), "labels": IngressNaming.managedBy,

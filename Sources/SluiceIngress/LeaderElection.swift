@@ -18,6 +18,46 @@ public actor LeaderElector {
             self.renewDeadline = renewDeadline
             self.retryPeriod = retryPeriod
         }
+
+        /// The longest any of the three may be (a day): beyond it a sleep or a deadline
+        /// could pass what the clocks hold.
+        public static let longest: Duration = .seconds(86_400)
+        public static let shortest: Duration = .milliseconds(1)
+
+        /// Each value brought within `shortest...longest`, so that whatever a caller passes
+        /// no sleep, deadline or Lease field computed from it can overflow.
+        public var clamped: Timing {
+            func c(_ d: Duration) -> Duration { min(max(d, Self.shortest), Self.longest) }
+            return Timing(leaseDuration: c(leaseDuration), renewDeadline: c(renewDeadline), retryPeriod: c(retryPeriod))
+        }
+
+        /// From the flags `--lease-duration`, `--renew-deadline`, `--retry-period` (seconds):
+        /// each finite, positive and at most a day, the lease longer than the renew deadline and
+        /// the renew deadline longer than the retry period (a leader gets an attempt before it
+        /// must give up). The error names the flag.
+        public init(leaseDurationSeconds: Double, renewDeadlineSeconds: Double, retryPeriodSeconds: Double) throws(IngressFlagError) {
+            let lease = try IngressFlags.duration(seconds: leaseDurationSeconds, flag: "--lease-duration", min: 1)
+            let renew = try IngressFlags.duration(seconds: renewDeadlineSeconds, flag: "--renew-deadline", min: 1)
+            let retry = try IngressFlags.duration(seconds: retryPeriodSeconds, flag: "--retry-period", min: 0.001)
+            guard lease > renew else { throw IngressFlagError(flag: "--lease-duration", "must exceed --renew-deadline (\(FieldReader.format(renewDeadlineSeconds))), got \(FieldReader.format(leaseDurationSeconds))") }
+            guard renew > retry else { throw IngressFlagError(flag: "--retry-period", "must be less than --renew-deadline (\(FieldReader.format(renewDeadlineSeconds))), got \(FieldReader.format(retryPeriodSeconds))") }
+            self.init(leaseDuration: lease, renewDeadline: renew, retryPeriod: retry)
+        }
+    }
+
+    /// How long another holder's record is honoured: its `leaseDurationSeconds`, read by
+    /// whoever wrote the Lease (another controller, another version), within 1 s to a day.
+    /// Without it, our own lease duration.
+    static func observedDuration(_ seconds: Int?, default d: Duration) -> Duration {
+        guard let seconds else { return d }
+        return .seconds(min(max(seconds, 1), 86_400))
+    }
+
+    /// `leaseTransitions` + 1, staying within the API's int32 (a value another writer left
+    /// at the limit, or negative, does not trap and does not make our update refused).
+    static func nextTransitions(_ current: Int?) -> Int {
+        let c = min(max(current ?? 0, 0), Int(Int32.max))
+        return c == Int(Int32.max) ? c : c + 1
     }
 
     public let api: KubeAPI
@@ -39,7 +79,7 @@ public actor LeaderElector {
         self.namespace = namespace
         self.name = name
         self.identity = identity
-        self.timing = timing
+        self.timing = timing.clamped
         self.onChange = onChange
     }
 
@@ -90,7 +130,8 @@ public actor LeaderElector {
     func tryAcquireOrRenew() async -> Bool {
         let nowMicros = KubeTime.nowMicroseconds()
         let now = KubeTime.microTime(epochMicroseconds: nowMicros)
-        let seconds = Int(timing.leaseDuration.components.seconds)
+        // Whole seconds, at least 1 (the API's field); the timing is clamped to a day.
+        let seconds = max(1, Int(timing.leaseDuration.components.seconds))
         let current: Lease
         do {
             current = try Lease(json: try await api.get(resource, name: name))
@@ -106,13 +147,13 @@ public actor LeaderElector {
             return false
         }
         let record = (current.spec.holderIdentity, current.spec.renewTime)
-        if observed == nil || observed!.holder != record.0 || observed!.renew != record.1 {
+        if !(observed.map { $0.holder == record.0 && $0.renew == record.1 } ?? false) {
             observed = record
             observedAt = .now
         }
         let held = current.spec.holderIdentity.map { !$0.isEmpty } ?? false
         let mine = current.spec.holderIdentity == identity
-        let observedDuration = current.spec.leaseDurationSeconds.map { Duration.seconds($0) } ?? timing.leaseDuration
+        let observedDuration = Self.observedDuration(current.spec.leaseDurationSeconds, default: timing.leaseDuration)
         if held && !mine && ContinuousClock.now - observedAt < observedDuration { return false }
         var lease = current
         lease.spec.holderIdentity = identity
@@ -120,7 +161,7 @@ public actor LeaderElector {
         lease.spec.renewTime = now
         if !mine {
             lease.spec.acquireTime = now
-            lease.spec.leaseTransitions = (current.spec.leaseTransitions ?? 0) + (held ? 1 : 0)
+            lease.spec.leaseTransitions = held ? Self.nextTransitions(current.spec.leaseTransitions) : min(max(current.spec.leaseTransitions ?? 0, 0), Int(Int32.max))
         }
         do {
             let written = try Lease(json: try await api.update(resource, name: name, lease.json()))

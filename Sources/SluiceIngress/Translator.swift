@@ -9,9 +9,15 @@ public struct Translator: Sendable {
     /// `--ingress-class`: Ingress objects of this class, and APISIX resources whose
     /// `ingressClassName` is this or empty, are this controller's.
     public var ingressClass: String
+    /// `--namespace`: the namespaces a Secret reference that names its `namespace`
+    /// (ApisixTls `secret` and `client.caSecret`, ApisixUpstream `tlsSecret`) may cross
+    /// between. Every other Secret is read from the referring object's own namespace; with
+    /// no `--namespace` (every namespace watched) none may cross.
+    public var secretNamespaces: Set<String>
 
-    public init(ingressClass: String = "sluice") {
+    public init(ingressClass: String = "sluice", secretNamespaces: Set<String> = []) {
         self.ingressClass = ingressClass
+        self.secretNamespaces = secretNamespaces
     }
 
     /// Whether an APISIX resource with this `spec.ingressClassName` is ours.
@@ -46,6 +52,7 @@ public struct Translator: Sendable {
                 // On its own an ApisixUpstream only configures the upstreams of its Service;
                 // translating its settings here reports a bad field on the object itself.
                 _ = try upstreamSettings(o.config, namespace: ns, path: "spec", cluster)
+                for (i, n) in o.externalNodes.enumerated() { _ = try Self.externalNode(n, "spec.externalNodes[\(i)]") }
                 for (i, p) in o.portLevelSettings.enumerated() {
                     _ = try upstreamSettings(p.config, namespace: ns, path: "spec.portLevelSettings[\(i)]", cluster)
                 }
@@ -139,7 +146,7 @@ public struct Translator: Sendable {
                 for (j, e) in rule.match.exprs.enumerated() { vars.append(try Self.expression(e, path: "\(path).match.exprs[\(j)]")) }
                 o["vars"] = .array(vars)
             }
-            if rule.priority != 0 { o["priority"] = .int(Int64(rule.priority)) }
+            if rule.priority != 0 { o["priority"] = .int(try FieldBounds.int(rule.priority, FieldBounds.int32, "\(path).priority")) }
             if let timeout = rule.timeout { o["timeout"] = try Self.timeouts(timeout, path: "\(path).timeout") }
             if rule.websocket { o["enable_websocket"] = true }
             var routePlugins = try plugins(rule.plugins, namespace: ns, path: "\(path).plugins", c).objectValue ?? [:]
@@ -161,11 +168,11 @@ public struct Translator: Sendable {
                 let id = try backendUpstream(
                     namespace: ns, serviceName: b.serviceName, port: b.servicePort, granularity: b.resolveGranularity, subset: b.subset,
                     path: "\(path).backends[\(j)]", c, &out)
-                targets.append((id, b.weight ?? 100))
+                targets.append((id, Int(try FieldBounds.int(b.weight ?? 100, FieldBounds.nonNegativeInt32, "\(path).backends[\(j)].weight"))))
             }
             for (j, u) in rule.upstreams.enumerated() {
                 let id = try externalUpstream(namespace: ns, name: u.name, path: "\(path).upstreams[\(j)].name", c, &out)
-                targets.append((id, u.weight ?? 100))
+                targets.append((id, Int(try FieldBounds.int(u.weight ?? 100, FieldBounds.nonNegativeInt32, "\(path).upstreams[\(j)].weight"))))
             }
             guard let primary = targets.first else { throw TranslationError("\(path): needs at least one of backends or upstreams") }
             o["upstream_id"] = .string(primary.id)
@@ -223,7 +230,9 @@ public struct Translator: Sendable {
         } else {
             guard let v = e.value else { throw TranslationError("\(path).value: is required for \(e.op)") }
             if ["GreaterThan", "GreaterThanEqual", "LessThan", "LessThanEqual"].contains(e.op) {
-                guard let n = Double(v) else { throw TranslationError("\(path).value: must be a number for \(e.op), got \"\(v)\"") }
+                guard let n = Double(v), n.isFinite else {
+                    throw TranslationError("\(path).value: must be a number for \(e.op), got \"\(FieldBounds.shown(v))\"")
+                }
                 operand = Int64(exactly: n).map { .int($0) } ?? .double(n)
             } else {
                 operand = .string(v)
@@ -235,10 +244,8 @@ public struct Translator: Sendable {
     static func timeouts(_ t: ApisixTimeout, path: String) throws(TranslationError) -> JSONValue {
         func seconds(_ text: String?, _ key: String) throws(TranslationError) -> JSONValue {
             guard let text else { return 60 }
-            guard let s = KubeDuration.seconds(text), s > 0 else {
-                throw TranslationError("\(path).\(key): must be a positive duration such as \"5s\", got \"\(text)\"")
-            }
-            return Int64(exactly: s).map { .int($0) } ?? .double(s)
+            let ns = try FieldBounds.duration(text, "\(path).\(key)", min: 0, minExclusive: true, max: FieldBounds.maxTimeout)
+            return FieldBounds.seconds(nanoseconds: ns)
         }
         return ["connect": try seconds(t.connect, "connect"), "send": try seconds(t.send, "send"), "read": try seconds(t.read, "read")]
     }
@@ -293,6 +300,11 @@ public struct Translator: Sendable {
             }
             port = p
         }
+        // The API server keeps Service ports in range; whatever it serves must not become a
+        // node the gateway refuses (or an upstream name that collides).
+        guard FieldBounds.port.contains(port.port) else {
+            throw TranslationError("\(path).\(portField): Service \(key) port \(port.port) is not between 1 and 65535")
+        }
         let byService: Bool
         switch granularity ?? "endpoint" {
         case "endpoint", "": byService = false
@@ -327,6 +339,7 @@ public struct Translator: Sendable {
         if let scheme { o["scheme"] = .string(scheme) }
         if svc.type == "ExternalName" {
             guard let host = svc.externalName, !host.isEmpty else { throw TranslationError("\(path).serviceName: ExternalName Service \(key) has no externalName") }
+            try FieldBounds.host(host, "\(path).\(nameField): ExternalName Service \(key) spec.externalName")
             o["nodes"] = [["host": .string(host), "port": .int(Int64(port.port)), "weight": 100]]
         } else if byService {
             guard let ip = svc.clusterIP, !ip.isEmpty, ip != "None" else {
@@ -363,17 +376,29 @@ public struct Translator: Sendable {
                 if n.type == .Service {
                     let svcKey = ClusterState.key(ns, n.name)
                     guard let svc = c.services[svcKey], svc.type == "ExternalName", let external = svc.externalName else {
-                        throw TranslationError("ApisixUpstream \(key) spec.externalNodes[\(i)].name: \(svcKey) is not an ExternalName Service")
+                        throw TranslationError("\(path): ApisixUpstream \(key) spec.externalNodes[\(i)].name: \(svcKey) is not an ExternalName Service")
                     }
                     host = external
                 }
-                nodes.append(["host": .string(host), "port": .int(Int64(n.port ?? 80)), "weight": .int(Int64(n.weight ?? 100))])
+                let field = "\(path): ApisixUpstream \(key) spec.externalNodes[\(i)]"
+                if n.type == .Service { try FieldBounds.host(host, "\(field).name: ExternalName Service \(ns)/\(n.name) spec.externalName") }
+                let (port, weight) = try Self.externalNode(n, field)
+                nodes.append(["host": .string(host), "port": .int(port), "weight": .int(weight)])
             }
             o["nodes"] = .array(nodes)
         }
         out.fromApisixUpstream[SourceRef(.apisixUpstream, ns, name), default: []].insert(ObjectKey(.upstreams, id))
         out.put(.upstreams, id, .object(o))
         return id
+    }
+
+    /// An external node's own fields, checked: a Domain node's name is a host, its port and
+    /// weight in range. `field` is the node's path.
+    static func externalNode(_ n: ApisixUpstream.ExternalNode, _ field: String) throws(TranslationError) -> (port: Int64, weight: Int64) {
+        if n.type != .Service { try FieldBounds.host(n.name, "\(field).name") }
+        let port = try FieldBounds.int(n.port ?? 80, FieldBounds.port, "\(field).port")
+        let weight = try FieldBounds.int(n.weight ?? 100, FieldBounds.nonNegativeInt32, "\(field).weight")
+        return (port, weight)
     }
 
     /// The upstream fields an ApisixUpstream sets (without nodes).
@@ -395,10 +420,7 @@ public struct Translator: Sendable {
             guard ["http", "https", "grpc", "grpcs"].contains(s) else { throw TranslationError("\(path).scheme: must be http, https, grpc or grpcs, got \"\(s)\"") }
             o["scheme"] = .string(s)
         }
-        if let r = cfg.retries {
-            guard r >= 0 else { throw TranslationError("\(path).retries: must be >= 0") }
-            o["retries"] = .int(Int64(r))
-        }
+        if let r = cfg.retries { o["retries"] = .int(try FieldBounds.int(r, FieldBounds.nonNegativeInt32, "\(path).retries")) }
         if let t = cfg.timeout { o["timeout"] = try Self.timeouts(t, path: "\(path).timeout") }
         if let hc = cfg.healthCheck { o["checks"] = try Self.checks(hc, path: "\(path).healthCheck") }
         if let p = cfg.passHost {
@@ -406,9 +428,13 @@ public struct Translator: Sendable {
             o["pass_host"] = .string(p)
             if p == "rewrite" && (cfg.upstreamHost ?? "").isEmpty { throw TranslationError("\(path).upstreamHost: is required when passHost is rewrite") }
         }
-        if let h = cfg.upstreamHost, !h.isEmpty { o["upstream_host"] = .string(h) }
+        if let h = cfg.upstreamHost, !h.isEmpty {
+            try FieldBounds.host(h, "\(path).upstreamHost")
+            o["upstream_host"] = .string(h)
+        }
         if let ref = cfg.tlsSecret {
-            let (cert, key) = try Self.certificate(ref.namespace ?? ns, ref.name, field: "\(path).tlsSecret", c)
+            let secretNS = try secretNamespace(ref, of: ns, field: "\(path).tlsSecret")
+            let (cert, key) = try Self.certificate(secretNS, ref.name, field: "\(path).tlsSecret", c)
             o["tls"] = ["client_cert": .string(cert), "client_key": .string(key)]
         }
         if let d = cfg.discovery {
@@ -421,36 +447,58 @@ public struct Translator: Sendable {
 
     /// `healthCheck` → APISIX `checks`.
     static func checks(_ hc: ApisixUpstream.HealthCheck, path: String) throws(TranslationError) -> JSONValue {
+        /// APISIX takes whole seconds: a fraction is dropped, as the APISIX controller does.
         func interval(_ text: String?, _ p: String) throws(TranslationError) -> JSONValue? {
             guard let text else { return nil }
-            guard let s = KubeDuration.seconds(text), s >= 1 else { throw TranslationError("\(p): must be a duration of at least 1s, got \"\(text)\"") }
-            return .int(Int64(s))
+            let ns = try FieldBounds.duration(text, p, min: FieldBounds.minInterval, max: FieldBounds.maxInterval)
+            return .int(ns / 1_000_000_000)
         }
+        func statuses(_ codes: [Int], _ p: String) throws(TranslationError) -> JSONValue {
+            var out: [JSONValue] = []
+            for (i, code) in codes.enumerated() { out.append(.int(try FieldBounds.int(code, FieldBounds.httpStatus, "\(p)[\(i)]"))) }
+            return .array(out)
+        }
+        func counter(_ v: Int, _ p: String) throws(TranslationError) -> JSONValue { .int(try FieldBounds.int(v, FieldBounds.healthCounter, p)) }
         func healthy(_ h: ApisixUpstream.HealthCheck.Healthy, _ p: String, active: Bool) throws(TranslationError) -> JSONValue {
             var o: [String: JSONValue] = [:]
-            if !h.httpCodes.isEmpty { o["http_statuses"] = .array(h.httpCodes.map { .int(Int64($0)) }) }
-            if let s = h.successes { o["successes"] = .int(Int64(s)) }
+            if !h.httpCodes.isEmpty { o["http_statuses"] = try statuses(h.httpCodes, "\(p).httpCodes") }
+            if let s = h.successes { o["successes"] = try counter(s, "\(p).successes") }
             if active, let i = try interval(h.interval, "\(p).interval") { o["interval"] = i }
             return .object(o)
         }
         func unhealthy(_ h: ApisixUpstream.HealthCheck.Unhealthy, _ p: String, active: Bool) throws(TranslationError) -> JSONValue {
             var o: [String: JSONValue] = [:]
-            if !h.httpCodes.isEmpty { o["http_statuses"] = .array(h.httpCodes.map { .int(Int64($0)) }) }
-            if let v = h.httpFailures { o["http_failures"] = .int(Int64(v)) }
-            if let v = h.tcpFailures { o["tcp_failures"] = .int(Int64(v)) }
-            if let v = h.timeouts { o["timeouts"] = .int(Int64(v)) }
+            if !h.httpCodes.isEmpty { o["http_statuses"] = try statuses(h.httpCodes, "\(p).httpCodes") }
+            if let v = h.httpFailures { o["http_failures"] = try counter(v, "\(p).httpFailures") }
+            if let v = h.tcpFailures { o["tcp_failures"] = try counter(v, "\(p).tcpFailures") }
+            if let v = h.timeouts { o["timeouts"] = try counter(v, "\(p).timeout") }
             if active, let i = try interval(h.interval, "\(p).interval") { o["interval"] = i }
             return .object(o)
         }
         var out: [String: JSONValue] = [:]
         if let a = hc.active {
+            let p = "\(path).active"
             var o: [String: JSONValue] = ["type": .string(a.type ?? "http")]
-            if let v = a.timeout { o["timeout"] = .double(v) }
-            if let v = a.concurrency { o["concurrency"] = .int(Int64(v)) }
-            if let v = a.host { o["host"] = .string(v) }
-            if let v = a.port { o["port"] = .int(Int64(v)) }
-            if let v = a.httpPath { o["http_path"] = .string(v) }
+            if let t = a.type, !["http", "https", "tcp"].contains(t) {
+                throw TranslationError("\(p).type: must be http, https or tcp, got \"\(FieldBounds.shown(t))\"")
+            }
+            if let v = a.timeout { o["timeout"] = .double(try FieldBounds.positiveSeconds(v, "\(p).timeout", max: 86_400)) }
+            if let v = a.concurrency { o["concurrency"] = .int(try FieldBounds.int(v, FieldBounds.positiveInt32, "\(p).concurrency")) }
+            if let v = a.host {
+                try FieldBounds.host(v, "\(p).host")
+                o["host"] = .string(v)
+            }
+            if let v = a.port { o["port"] = .int(try FieldBounds.int(v, FieldBounds.port, "\(p).port")) }
+            if let v = a.httpPath {
+                guard v.hasPrefix("/"), !FieldBounds.hasControlOrSpace(v) else {
+                    throw TranslationError("\(p).httpPath: must be a path starting with / without spaces or control characters, got \"\(FieldBounds.shown(v))\"")
+                }
+                o["http_path"] = .string(v)
+            }
             if let v = a.strictTLS { o["https_verify_certificate"] = .bool(v) }
+            for (i, h) in a.requestHeaders.enumerated() where FieldBounds.hasControl(h) {
+                throw TranslationError("\(p).requestHeaders[\(i)]: must not contain control characters (CR, LF, NUL), got \"\(FieldBounds.shown(h))\"")
+            }
             if !a.requestHeaders.isEmpty { o["req_headers"] = .array(a.requestHeaders.map { .string($0) }) }
             if let h = a.healthy { o["healthy"] = try healthy(h, "\(path).active.healthy", active: true) }
             if let u = a.unhealthy { o["unhealthy"] = try unhealthy(u, "\(path).active.unhealthy", active: true) }
@@ -459,6 +507,9 @@ public struct Translator: Sendable {
             throw TranslationError("\(path).active: passive health checks need an active one too")
         }
         if let p = hc.passive {
+            if let t = p.type, !["http", "https", "tcp"].contains(t) {
+                throw TranslationError("\(path).passive.type: must be http, https or tcp, got \"\(FieldBounds.shown(t))\"")
+            }
             var o: [String: JSONValue] = ["type": .string(p.type ?? "http")]
             if let h = p.healthy { o["healthy"] = try healthy(h, "\(path).passive.healthy", active: false) }
             if let u = p.unhealthy { o["unhealthy"] = try unhealthy(u, "\(path).passive.unhealthy", active: false) }
@@ -531,14 +582,23 @@ public struct Translator: Sendable {
                 if let x = v.publicKey { o["public_key"] = .string(x) }
                 if let x = v.privateKey { o["private_key"] = .string(x) }
                 if let x = v.algorithm { o["algorithm"] = .string(x) }
-                if let x = v.exp { o["exp"] = .int(Int64(x)) }
+                if let x = v.exp { o["exp"] = .int(try FieldBounds.int(x, FieldBounds.positiveInt32, "\(p).value.exp")) }
                 if let x = v.base64Secret { o["base64_secret"] = .bool(x) }
-                if let x = v.lifetimeGracePeriod { o["lifetime_grace_period"] = .int(Int64(x)) }
+                if let x = v.lifetimeGracePeriod {
+                    o["lifetime_grace_period"] = .int(try FieldBounds.int(x, FieldBounds.nonNegativeInt32, "\(p).value.lifetime_grace_period"))
+                }
             } else if let ref = cred.secretRef {
                 let s = try fromSecret(ref, p)
                 o["key"] = .string(try required(s, "key", p))
                 for k in ["secret", "public_key", "private_key", "algorithm"] { if let v = s.string(k) { o[k] = .string(v) } }
-                for k in ["exp", "lifetime_grace_period"] { if let v = s.string(k).flatMap({ Int64($0) }) { o[k] = .int(v) } }
+                for (k, range) in [("exp", FieldBounds.positiveInt32), ("lifetime_grace_period", FieldBounds.nonNegativeInt32)] {
+                    guard let text = s.string(k) else { continue }
+                    guard let v = Int(text), range.contains(v) else {
+                        throw TranslationError(
+                            "\(p).secretRef: Secret \(ns)/\(ref) key \"\(k)\" must be an integer between \(range.lowerBound) and \(range.upperBound), got \"\(FieldBounds.shown(text))\"")
+                    }
+                    o[k] = .int(Int64(v))
+                }
                 if let v = s.string("base64_secret") { o["base64_secret"] = .bool(v == "true") }
             }
             if !o.isEmpty { out["jwt-auth"] = .object(o) }
@@ -587,19 +647,38 @@ public struct Translator: Sendable {
         return (cert, key)
     }
 
+    /// The namespace a Secret reference that may name one (`ApisixSecret`: ApisixTls
+    /// `secret` and `client.caSecret`, ApisixUpstream `tlsSecret`) reads from: the object's
+    /// own, or another only when both are among `secretNamespaces` (`--namespace`), as the
+    /// APISIX controller reads only the namespaces it watches. Otherwise an error naming the
+    /// field: a Secret of another tenant is never copied into the gateway.
+    func secretNamespace(_ ref: ApisixSecretReference, of ns: String, field: String) throws(TranslationError) -> String {
+        guard let given = ref.namespace, !given.isEmpty, given != ns else { return ns }
+        guard secretNamespaces.contains(given), secretNamespaces.contains(ns) else {
+            let why = secretNamespaces.isEmpty
+                ? "the controller watches every namespace, so a Secret is read only from the object's own namespace (\(ns))"
+                : "a Secret is read only from the object's own namespace (\(ns)) or from another namespace given with --namespace"
+            throw TranslationError("\(field).namespace: Secret \(given)/\(ref.name) is in another namespace; \(why)")
+        }
+        return given
+    }
+
     func tls(_ t: ApisixTls, namespace ns: String, _ c: ClusterState, _ out: inout Output) throws(TranslationError) {
         guard !t.hosts.isEmpty else { throw TranslationError("spec.hosts: at least one host is required") }
-        let (cert, key) = try Self.certificate(t.secret.namespace ?? ns, t.secret.name, field: "spec.secret", c)
+        for (i, h) in t.hosts.enumerated() {
+            do { try HostPattern.validate(h, path: "spec.hosts[\(i)]") } catch { throw TranslationError(error.description) }
+        }
+        let (cert, key) = try Self.certificate(try secretNamespace(t.secret, of: ns, field: "spec.secret"), t.secret.name, field: "spec.secret", c)
         var o: [String: JSONValue] = [
             "snis": .array(t.hosts.map { .string($0) }), "cert": .string(cert), "key": .string(key), "labels": IngressNaming.managedBy,
         ]
         if let client = t.client, let ref = client.caSecret {
-            let caNS = ref.namespace ?? ns
+            let caNS = try secretNamespace(ref, of: ns, field: "spec.client.caSecret")
             guard let caSecret = c.secrets[ClusterState.key(caNS, ref.name)], let ca = caSecret.string(Secret.caCertificateKey) else {
                 throw TranslationError("spec.client.caSecret: Secret \(caNS)/\(ref.name) with ca.crt not found")
             }
             var co: [String: JSONValue] = ["ca": .string(ca)]
-            if let d = client.depth { co["depth"] = .int(Int64(d)) }
+            if let d = client.depth { co["depth"] = .int(try FieldBounds.int(d, 0...Int(Int32.max), "spec.client.depth")) }
             if !client.skipMTLSURIRegex.isEmpty { co["skip_mtls_uri_regex"] = .array(client.skipMTLSURIRegex.map { .string($0) }) }
             o["client"] = .object(co)
         }

@@ -75,6 +75,11 @@ struct IngressCommand: AsyncParsableCommand {
     @Option(name: .customLong("log-format"), help: "text or json.")
     var logFormat = "text"
 
+    func timing() throws(IngressFlagError) -> LeaderElector.Timing {
+        try LeaderElector.Timing(
+            leaseDurationSeconds: Double(leaseDuration), renewDeadlineSeconds: Double(renewDeadline), retryPeriodSeconds: retryPeriod)
+    }
+
     func validate() throws {
         guard let _ = Logger.Level(rawValue: logLevel) else { throw ValidationError("--log-level: must be trace, debug, info, notice, warning, error or critical") }
         guard ["text", "json"].contains(logFormat) else { throw ValidationError("--log-format: must be text or json") }
@@ -83,6 +88,14 @@ struct IngressCommand: AsyncParsableCommand {
             throw ValidationError("--lease-duration must exceed --renew-deadline, and both and --retry-period must be positive")
         }
         guard coalesceWindowMs >= 0, resyncInterval > 0 else { throw ValidationError("--coalesce-window must be >= 0 and --resync-interval > 0") }
+        // Ranges checked where they are converted, so no value can trap later (`inf`, 1e300).
+        do throws(IngressFlagError) {
+            _ = try timing()
+            _ = try IngressFlags.coalesceWindow(milliseconds: coalesceWindowMs)
+            _ = try IngressFlags.resyncInterval(seconds: resyncInterval)
+        } catch {
+            throw ValidationError(error.description)
+        }
         if etcd == nil && !adminURL.hasPrefix("http://") { throw ValidationError("--admin-url: must start with http://, got \"\(adminURL)\"") }
     }
 
@@ -105,7 +118,8 @@ struct IngressCommand: AsyncParsableCommand {
                 FileHandle.standardError.write(Data("--etcd: \"\(etcd)\" must be http://HOST:PORT, comma-separated for several members\n".utf8))
                 throw ExitCode(2)
             }
-            writer = StoreWriter(store: EtcdStore(client: EtcdClient(endpoints: endpoints, group: group), prefix: etcdPrefix))
+            writer = StoreWriter(
+                store: EtcdStore(client: EtcdClient(endpoints: endpoints, group: group), prefix: etcdPrefix), trialCompile: GatewayServer.trialCompile)
         } else {
             writer = try AdminAPIWriter(url: adminURL, key: adminKey, group: group)
         }
@@ -113,8 +127,8 @@ struct IngressCommand: AsyncParsableCommand {
         options.ingressClass = ingressClass
         options.namespaces = namespaces
         options.watchEndpointSlices = watchEndpointSlice
-        options.coalesceWindow = .milliseconds(coalesceWindowMs)
-        options.resyncInterval = .milliseconds(Int64(resyncInterval * 1000))
+        options.coalesceWindow = try IngressFlags.coalesceWindow(milliseconds: coalesceWindowMs)
+        options.resyncInterval = try IngressFlags.resyncInterval(seconds: resyncInterval)
         let metrics = IngressMetrics()
         let controller = IngressController(api: api, writer: writer, options: options, metrics: metrics, leader: !leaderElect, logger: logger)
 
@@ -141,8 +155,7 @@ struct IngressCommand: AsyncParsableCommand {
             let elector = LeaderElector(
                 api: api, namespace: leaseNamespace ?? environment["POD_NAMESPACE"] ?? (connection.namespace.isEmpty ? "default" : connection.namespace), name: leaseName,
                 identity: identity ?? "\(hostname)_\(getpid())",
-                timing: .init(
-                    leaseDuration: .seconds(leaseDuration), renewDeadline: .seconds(renewDeadline), retryPeriod: .milliseconds(Int64(retryPeriod * 1000))),
+                timing: try timing(),
                 onChange: { leader in await controller.setLeader(leader) })
             electionTask = Task { await elector.run() }
         }

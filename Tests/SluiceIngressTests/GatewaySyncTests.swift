@@ -157,6 +157,25 @@ struct Unreachable: Error, CustomStringConvertible {
         #expect(await sync.desiredValue(r1) == route("/b"))
     }
 
+    /// Every object ever created and deleted left a version (and a `.null` copy of what was
+    /// written) behind: tables keyed by Kubernetes names that only grew.
+    @Test func aDeletedObjectLeavesNothingBehind() async {
+        let gw = FakeGateway()
+        let sync = GatewaySync(writer: gw, concurrency: 1)
+        await sync.replaceAll([u1: upstream(), r1: route()])
+        #expect(await sync.flush().outcome == .done)
+        await sync.replaceAll([u1: upstream()])
+        #expect(await sync.flush().outcome == .done)
+        #expect(gw.objects == [u1: upstream()])
+        #expect(await sync.currentVersion(r1) == 0)
+        #expect(await sync.isSynced(r1))
+        // Wanted again: written again, whole.
+        gw.clearOps()
+        await sync.replaceAll([u1: upstream(), r1: route()])
+        #expect(await sync.flush().outcome == .done)
+        #expect(gw.writes == [.put(r1, route())])
+    }
+
     @Test func putsReferentsFirstAndDeletesReferrersFirst() async {
         let gw = FakeGateway()
         let sync = GatewaySync(writer: gw, concurrency: 1)

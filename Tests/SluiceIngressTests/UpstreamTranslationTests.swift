@@ -169,7 +169,7 @@ import Testing
         try c.addUpstream("httpbin", #"{"scheme": "https", "tlsSecret": {"name": "client", "namespace": "certs"}}"#)
         try c.addUpstream("half", #"{"tlsSecret": {"name": "half", "namespace": "default"}}"#)
         try c.addRoute("r", ruleSpec())
-        let t = translate(c)
+        let t = Translator(secretNamespaces: ["default", "certs"]).translate(c)
         #expect(t.upstream("default_httpbin_80")?["tls"] == ["client_cert": "CERT", "client_key": "KEY"])
         #expect(t.errors[SourceRef(.apisixUpstream, "default", "half")]?.contains("spec.tlsSecret") == true)
         #expect(t.errors[SourceRef(.apisixUpstream, "default", "half")]?.contains("tls.key") == true)

@@ -329,6 +329,12 @@ import Testing
         let badURL = try GatewayProcess(["ingress", "--admin-url", "ftp://x"], directory: dir)
         #expect(await badURL.waitForExit() == 2)
         #expect(badURL.text.contains("--admin-url"))
+        // Timings past any sensible range used to pass `> 0` and trap when converted.
+        for (flag, value) in [("--retry-period", "inf"), ("--retry-period", "1e300"), ("--resync-interval", "1e300"), ("--coalesce-window", "9223372036854775807")] {
+            let p = try GatewayProcess(["ingress", flag, value], directory: dir)
+            #expect(await p.waitForExit() == 2, "\(flag) \(value)")
+            #expect(p.text.contains(flag), "\(flag) \(value): \(p.text)")
+        }
     }
 
     /// A metric's value from a controller's /metrics (its port from its log).

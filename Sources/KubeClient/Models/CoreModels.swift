@@ -43,6 +43,21 @@ public struct Secret: Sendable, Hashable {
     public func string(_ key: String) -> String? {
         value(key).map { String(decoding: $0, as: UTF8.self) }
     }
+
+    /// The same Secret holding only what a consumer reads: the decoded values of `keys`
+    /// (all of them when nil), no base64 copy, and for `raw` only the metadata.
+    public func retaining(keys: Set<String>?) -> Secret {
+        var s = self
+        if let keys {
+            s.data = data.filter { keys.contains($0.key) }
+            s.stringData = stringData.filter { keys.contains($0.key) }
+        }
+        s.encodedData = [:]
+        var meta: [String: JSONValue] = [:]
+        for k in ["name", "namespace", "uid", "resourceVersion"] { if let v = raw["metadata"]?[k] { meta[k] = v } }
+        s.raw = ["metadata": .object(meta), "type": .string(type)]
+        return s
+    }
 }
 
 /// core/v1 Namespace.

@@ -67,9 +67,12 @@ public struct Lease: Sendable, Hashable {
 
     /// The microseconds since 1970 at which the lease runs out (`renewTime` + duration), when
     /// both are set and readable.
+    /// Whatever another controller wrote: an overflowing sum is nil (unknown), not a trap.
     public var expiresAtMicroseconds: Int64? {
         guard let renew = spec.renewTime.flatMap(KubeTime.parse), let d = spec.leaseDurationSeconds else { return nil }
-        return renew + Int64(d) * 1_000_000
+        let (micros, o1) = Int64(d).multipliedReportingOverflow(by: 1_000_000)
+        let (at, o2) = renew.addingReportingOverflow(micros)
+        return o1 || o2 ? nil : at
     }
 
     /// The body for an update: the object as received, with `spec` replaced by `self.spec`.

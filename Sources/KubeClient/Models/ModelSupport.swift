@@ -176,16 +176,28 @@ public enum KubeTime {
         return Int64(ts.tv_sec) * 1_000_000 + Int64(ts.tv_nsec) / 1_000
     }
 
+    /// The moments RFC 3339 can write (years 0000 to 9999), in seconds since 1970: formatting
+    /// clamps to them, so every value of any Int64 formats to text `parse` reads back.
+    public static let earliestSeconds: Int64 = -62_167_219_200  // 0000-01-01T00:00:00Z
+    public static let latestSeconds: Int64 = 253_402_300_799  // 9999-12-31T23:59:59Z
+
     /// `Time` format for a moment given in seconds since 1970.
     public static func time(epochSeconds: Int64) -> String {
-        let (date, secondOfDay) = split(epochSeconds)
+        let (date, secondOfDay) = split(min(max(epochSeconds, earliestSeconds), latestSeconds))
         return date + "T" + clock(secondOfDay) + "Z"
     }
 
     /// `MicroTime` format for a moment given in microseconds since 1970.
     public static func microTime(epochMicroseconds: Int64) -> String {
-        let seconds = floorDiv(epochMicroseconds, 1_000_000)
-        let micros = epochMicroseconds - seconds * 1_000_000
+        // `%` and `/` cannot overflow here, unlike `seconds * 1_000_000` near Int64.min.
+        var micros = epochMicroseconds % 1_000_000
+        var seconds = epochMicroseconds / 1_000_000
+        if micros < 0 {
+            micros += 1_000_000
+            seconds -= 1
+        }
+        if seconds < earliestSeconds { (seconds, micros) = (earliestSeconds, 0) }
+        if seconds > latestSeconds { (seconds, micros) = (latestSeconds, 999_999) }
         let (date, secondOfDay) = split(seconds)
         return date + "T" + clock(secondOfDay) + "." + pad(Int(micros), 6) + "Z"
     }
@@ -290,37 +302,143 @@ public enum KubeTime {
     }
 }
 
-/// Go duration strings, as `metav1.Duration` serializes them: "5s", "1m30s", "500ms", "1.5h".
+/// Go duration strings, as `metav1.Duration` serializes them: "5s", "1m30s", "500ms", "1.5h",
+/// "1h2m3.5s", "-1s", "1.5us". Parsed as Go's `time.ParseDuration` does, with checked
+/// arithmetic: a duration is an Int64 count of nanoseconds, so anything past
+/// ±2562047h47m16.854775807s (about 292 years) is refused rather than wrapped or trapped on.
 public enum KubeDuration {
-    /// Seconds, or nil when the text is not a Go duration.
-    public static func seconds(_ text: String) -> Double? {
-        var s = Substring(text)
-        var sign = 1.0
-        if s.first == "-" || s.first == "+" {
-            if s.first == "-" { sign = -1 }
-            s = s.dropFirst()
+    /// Why a text is not a Go duration.
+    public struct ParseError: Error, Sendable, Hashable, CustomStringConvertible {
+        public var reason: String
+        public init(_ reason: String) { self.reason = reason }
+        public var description: String { reason }
+    }
+
+    /// The longest Go duration, in nanoseconds (Int64.max).
+    public static let maxNanoseconds = Int64.max
+
+    /// Nanoseconds, as Go reads `[-+]?([0-9]*(\.[0-9]*)?[a-z]+)+` (or a bare "0"). Units:
+    /// ns, us (µs, μs), ms, s, m, h. Fractions finer than a nanosecond are dropped.
+    public static func nanoseconds(_ text: String) throws(ParseError) -> Int64 {
+        let b = Array(text.utf8)
+        var i = 0
+        var negative = false
+        if i < b.count, b[i] == UInt8(ascii: "-") || b[i] == UInt8(ascii: "+") {
+            negative = b[i] == UInt8(ascii: "-")
+            i += 1
         }
-        if s == "0" { return 0 }
-        guard !s.isEmpty else { return nil }
-        var total = 0.0
-        while !s.isEmpty {
-            let number = s.prefix { $0.isASCII && ($0.isNumber || $0 == ".") }
-            guard !number.isEmpty, number != ".", let value = Double(number) else { return nil }
-            s = s.dropFirst(number.count)
-            let unit = s.prefix { !($0.isASCII && ($0.isNumber || $0 == ".")) }
-            s = s.dropFirst(unit.count)
-            let scale: Double
-            switch unit {
-            case "ns": scale = 1e-9
-            case "us", "µs", "μs": scale = 1e-6
-            case "ms": scale = 1e-3
-            case "s": scale = 1
-            case "m": scale = 60
-            case "h": scale = 3600
-            default: return nil
+        if b.count - i == 1 && b[i] == UInt8(ascii: "0") { return 0 }
+        guard i < b.count else { throw ParseError(text.isEmpty ? "is empty" : "is not a duration such as \"5s\" or \"1m30s\"") }
+        func isDigit(_ c: UInt8) -> Bool { c >= UInt8(ascii: "0") && c <= UInt8(ascii: "9") }
+        let limit = UInt64(1) << 63  // |Int64.min|; a positive total must stay below it
+        var total: UInt64 = 0
+        while i < b.count {
+            guard b[i] == UInt8(ascii: ".") || isDigit(b[i]) else { throw ParseError("is not a duration such as \"5s\" or \"1m30s\"") }
+            // The integer part; overflow is an error, as in Go.
+            var whole: UInt64 = 0
+            let wholeStart = i
+            while i < b.count, isDigit(b[i]) {
+                let (m, o1) = whole.multipliedReportingOverflow(by: 10)
+                let (a, o2) = m.addingReportingOverflow(UInt64(b[i] - UInt8(ascii: "0")))
+                guard !o1, !o2, a <= limit else { throw ParseError("is out of range (at most 2562047h47m16.854775807s)") }
+                whole = a
+                i += 1
             }
-            total += value * scale
+            let hasWhole = i > wholeStart
+            // The fraction: digits past what an Int64 holds are read and ignored.
+            var fraction: UInt64 = 0
+            var scale: Double = 1
+            var hasFraction = false
+            if i < b.count, b[i] == UInt8(ascii: ".") {
+                i += 1
+                let fractionStart = i
+                var overflowed = false
+                while i < b.count, isDigit(b[i]) {
+                    if !overflowed {
+                        let (m, o1) = fraction.multipliedReportingOverflow(by: 10)
+                        let (a, o2) = m.addingReportingOverflow(UInt64(b[i] - UInt8(ascii: "0")))
+                        if o1 || o2 || a > UInt64(Int64.max) {
+                            overflowed = true
+                        } else {
+                            fraction = a
+                            scale *= 10
+                        }
+                    }
+                    i += 1
+                }
+                hasFraction = i > fractionStart
+            }
+            guard hasWhole || hasFraction else { throw ParseError("is not a duration such as \"5s\" or \"1m30s\"") }
+            let unitStart = i
+            while i < b.count, b[i] != UInt8(ascii: "."), !isDigit(b[i]) { i += 1 }
+            guard i > unitStart else { throw ParseError("needs a unit (ns, us, ms, s, m or h), e.g. \"5s\"") }
+            let unit: UInt64
+            switch String(decoding: b[unitStart..<i], as: UTF8.self) {
+            case "ns": unit = 1
+            case "us", "\u{00B5}s", "\u{03BC}s": unit = 1_000
+            case "ms": unit = 1_000_000
+            case "s": unit = 1_000_000_000
+            case "m": unit = 60_000_000_000
+            case "h": unit = 3_600_000_000_000
+            case let u: throw ParseError("has an unknown unit \"\(u.count > 16 ? String(u.prefix(16)) + "..." : u)\" (ns, us, ms, s, m or h)")
+            }
+            let (scaled, o) = whole.multipliedReportingOverflow(by: unit)
+            guard !o, scaled <= limit else { throw ParseError("is out of range (at most 2562047h47m16.854775807s)") }
+            var value = scaled
+            if fraction > 0 {
+                // At most an hour's worth of nanoseconds (3.6e12): exact enough in a Double.
+                let extra = Double(fraction) * (Double(unit) / scale)
+                let (sum, o2) = value.addingReportingOverflow(UInt64(min(extra, 3.6e12)))
+                guard !o2, sum <= limit else { throw ParseError("is out of range (at most 2562047h47m16.854775807s)") }
+                value = sum
+            }
+            let (sum, o3) = total.addingReportingOverflow(value)
+            guard !o3, sum <= limit else { throw ParseError("is out of range (at most 2562047h47m16.854775807s)") }
+            total = sum
         }
-        return sign * total
+        if negative { return total == limit ? Int64.min : -Int64(total) }
+        guard total < limit else { throw ParseError("is out of range (at most 2562047h47m16.854775807s)") }
+        return Int64(total)
+    }
+
+    /// Seconds, or nil when the text is not a Go duration (or is out of its range).
+    public static func seconds(_ text: String) -> Double? {
+        guard let ns = try? nanoseconds(text) else { return nil }
+        return Double(ns) / 1e9
+    }
+
+    /// Go's `Duration.String()`: "1h2m3.5s", "300ms", "1.5µs", "0s".
+    public static func format(nanoseconds: Int64) -> String {
+        if nanoseconds == 0 { return "0s" }
+        let negative = nanoseconds < 0
+        let u = nanoseconds.magnitude
+        var out: String
+        func fractional(_ v: UInt64, _ digits: Int) -> String {
+            // v in units of 10^-digits: integer part, and the fraction without trailing zeros.
+            var p: UInt64 = 1
+            for _ in 0..<digits { p *= 10 }
+            var frac = String(v % p)
+            frac = String(repeating: "0", count: digits - frac.count) + frac
+            while frac.hasSuffix("0") { frac.removeLast() }
+            return frac.isEmpty ? String(v / p) : "\(v / p).\(frac)"
+        }
+        if u < 1_000 {
+            out = "\(u)ns"
+        } else if u < 1_000_000 {
+            out = fractional(u, 3) + "\u{00B5}s"
+        } else if u < 1_000_000_000 {
+            out = fractional(u, 6) + "ms"
+        } else {
+            let seconds = fractional(u % 60_000_000_000, 9) + "s"
+            let totalMinutes = u / 60_000_000_000
+            if totalMinutes == 0 {
+                out = seconds
+            } else if totalMinutes < 60 {
+                out = "\(totalMinutes)m" + seconds
+            } else {
+                out = "\(totalMinutes / 60)h\(totalMinutes % 60)m" + seconds
+            }
+        }
+        return negative ? "-" + out : out
     }
 }
