@@ -2,6 +2,7 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import SluiceCore
+import SluiceHTTPClient
 import Synchronization
 
 /// One change in a watch.
@@ -226,10 +227,7 @@ final class Prober: Sendable {
 /// The watch's own HTTP/1.1 connection: keepalive socket options, the create request as the
 /// body, the chunked answer split into lines.
 struct WatchConnection: Sendable {
-    enum Part: Sendable {
-        case status(Int)
-        case line([UInt8])
-    }
+    typealias Part = HTTP1Connection.StreamPart
 
     let channel: Channel
     let parts: AsyncThrowingStream<Part, Error>
@@ -254,7 +252,8 @@ struct WatchConnection: Sendable {
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.addHTTPClientHandlers()
-                        try channel.pipeline.syncOperations.addHandler(WatchLineHandler(continuation: continuation))
+                        try channel.pipeline.syncOperations.addHandler(
+                            LineStreamHandler(continuation: continuation, maxLine: maxLine, closedMessage: "the watch's connection closed"))
                     }
                 }
                 .connect(host: endpoint.host, port: endpoint.port).get()
@@ -272,57 +271,6 @@ struct WatchConnection: Sendable {
     }
 
     func close() async { try? await channel.close() }
-}
-
-/// Splits the watch's answer into lines (one JSON message each) for the reader.
-final class WatchLineHandler: ChannelInboundHandler {
-    typealias InboundIn = HTTPClientResponsePart
-    let continuation: AsyncThrowingStream<WatchConnection.Part, Error>.Continuation
-    private var pending: [UInt8] = []
-    private var done = false
-
-    init(continuation: AsyncThrowingStream<WatchConnection.Part, Error>.Continuation) { self.continuation = continuation }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard !done else { return }
-        switch unwrapInboundIn(data) {
-        case .head(let h):
-            continuation.yield(.status(Int(h.status.code)))
-        case .body(let b):
-            pending += b.readableBytesView
-            var start = 0
-            while let nl = pending[start...].firstIndex(of: UInt8(ascii: "\n")) {
-                if nl > start { continuation.yield(.line(Array(pending[start..<nl]))) }
-                start = nl + 1
-            }
-            pending.removeFirst(start)
-            if pending.count > WatchConnection.maxLine {
-                finish(EtcdError(.protocolError, "etcd sent a watch message longer than \(WatchConnection.maxLine) bytes"))
-                context.close(promise: nil)
-            }
-        case .end:
-            if !pending.isEmpty { continuation.yield(.line(pending)) }
-            pending = []
-            finish(nil)
-            context.close(promise: nil)
-        }
-    }
-
-    private func finish(_ error: Error?) {
-        guard !done else { return }
-        done = true
-        if let error { continuation.finish(throwing: error) } else { continuation.finish() }
-    }
-
-    func channelInactive(context: ChannelHandlerContext) {
-        finish(EtcdError(.unavailable, "the watch's connection closed"))
-        context.fireChannelInactive()
-    }
-
-    func errorCaught(context: ChannelHandlerContext, error: Error) {
-        finish(error)
-        context.close(promise: nil)
-    }
 }
 
 /// Turns one JSON message of the gateway's watch stream into `EtcdWatchMessage`s. Nothing

@@ -181,6 +181,8 @@ public final class HTTP1Connection: Sendable {
 
 final class WholeResponseCollector: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPClientResponsePart
+    /// Far above any list page or etcd range this client reads (pages are bounded by `limit`).
+    static let maxBody = 512 << 20
     var waiting: [EventLoopPromise<HTTP1Response>] = []
     private var head: HTTPResponseHead?
     private var body: [UInt8] = []
@@ -198,6 +200,12 @@ final class WholeResponseCollector: ChannelInboundHandler, RemovableChannelHandl
             body = []
         case .body(let b):
             body += b.readableBytesView
+            if body.count > Self.maxBody {
+                // A misbehaving server cannot make the client buffer without bound.
+                failAll(HTTP1ClientError("the response body is larger than \(Self.maxBody) bytes"))
+                body = []
+                context.close(promise: nil)
+            }
         case .end:
             guard let h = head, !waiting.isEmpty else { return }
             waiting.removeFirst().succeed(HTTP1Response(status: Int(h.status.code), headers: h.headers, body: body))
@@ -217,24 +225,43 @@ final class WholeResponseCollector: ChannelInboundHandler, RemovableChannelHandl
     }
 }
 
-final class LineStreamHandler: ChannelInboundHandler {
-    typealias InboundIn = HTTPClientResponsePart
+/// Splits a streamed response body into lines (one JSON message each, for Kubernetes and
+/// etcd watches), with the status first. A line longer than `maxLine` ends the stream with
+/// an error: a server cannot make the client buffer without bound.
+public final class LineStreamHandler: ChannelInboundHandler {
+    public typealias InboundIn = HTTPClientResponsePart
     let continuation: AsyncThrowingStream<HTTP1Connection.StreamPart, Error>.Continuation
+    let maxLine: Int
+    /// Said of the connection when it closes before the response ended.
+    let closedMessage: String
     private var pending: [UInt8] = []
     private var done = false
 
-    init(continuation: AsyncThrowingStream<HTTP1Connection.StreamPart, Error>.Continuation) { self.continuation = continuation }
+    public init(
+        continuation: AsyncThrowingStream<HTTP1Connection.StreamPart, Error>.Continuation, maxLine: Int = 64 << 20,
+        closedMessage: String = "the stream's connection closed"
+    ) {
+        self.continuation = continuation
+        self.maxLine = maxLine
+        self.closedMessage = closedMessage
+    }
 
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !done else { return }
         switch unwrapInboundIn(data) {
         case .head(let h):
             continuation.yield(.status(Int(h.status.code)))
         case .body(let b):
             pending += b.readableBytesView
-            while let nl = pending.firstIndex(of: UInt8(ascii: "\n")) {
-                let line = Array(pending[..<nl])
-                pending.removeSubrange(...nl)
-                if !line.isEmpty { continuation.yield(.line(line)) }
+            var start = 0
+            while let nl = pending[start...].firstIndex(of: UInt8(ascii: "\n")) {
+                if nl > start { continuation.yield(.line(Array(pending[start..<nl]))) }
+                start = nl + 1
+            }
+            pending.removeFirst(start)
+            if pending.count > maxLine {
+                finish(HTTP1ClientError("the server sent a line longer than \(maxLine) bytes"))
+                context.close(promise: nil)
             }
         case .end:
             if !pending.isEmpty { continuation.yield(.line(pending)) }
@@ -250,13 +277,14 @@ final class LineStreamHandler: ChannelInboundHandler {
         if let error { continuation.finish(throwing: error) } else { continuation.finish() }
     }
 
-    func channelInactive(context: ChannelHandlerContext) {
-        finish(HTTP1ClientError("the stream's connection closed"))
+    public func channelInactive(context: ChannelHandlerContext) {
+        finish(HTTP1ClientError(closedMessage))
         context.fireChannelInactive()
     }
 
-    func errorCaught(context: ChannelHandlerContext, error: Error) {
+    public func errorCaught(context: ChannelHandlerContext, error: Error) {
         finish(error)
         context.close(promise: nil)
     }
 }
+
