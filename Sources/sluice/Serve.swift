@@ -3,6 +3,7 @@ import Dispatch
 import Foundation
 import Logging
 import NIOCore
+import NIOPosix
 import SluiceAdmin
 import KubeClient
 import SluiceCore
@@ -167,20 +168,23 @@ struct Serve: AsyncParsableCommand {
         var dump: (@Sendable () async -> JSONValue)? = nil
         if let discovery { dump = { await discovery.dump() } }
 
+        // The Admin, control and metrics APIs run on a loop of their own: a large listing
+        // is encoded there, never on a loop that serves proxied requests.
+        let controlGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         var apis: [APIServer] = []
         do {
             apis.append(
                 try await APIServer.start(
                     name: "admin API", listen: settings.adminListen,
-                    handler: AdminAPI(service: service, keys: keys, allowed: settings.allowAdmin), group: server.group, logger: logger))
+                    handler: AdminAPI(service: service, keys: keys, allowed: settings.allowAdmin), group: controlGroup, logger: logger))
             apis.append(
                 try await APIServer.start(
-                    name: "control API", listen: settings.controlListen, handler: ControlAPI(service: service, kubernetesDiscoveryDump: dump), group: server.group,
+                    name: "control API", listen: settings.controlListen, handler: ControlAPI(service: service, kubernetesDiscoveryDump: dump), group: controlGroup,
                     logger: logger))
             apis.append(
                 try await APIServer.start(
                     name: "metrics", listen: settings.metricsListen,
-                    handler: MetricsAPI(service: service, storeHealth: storeHealth, dataPlane: { await server.metricsText() }), group: server.group,
+                    handler: MetricsAPI(service: service, storeHealth: storeHealth, dataPlane: { await server.metricsText() }), group: controlGroup,
                     logger: logger))
             try await server.start()
         } catch {
@@ -195,6 +199,7 @@ struct Serve: AsyncParsableCommand {
         watcher?.cancel()
         discoveryTask?.cancel()
         for api in apis { await api.close() }
+        try? await controlGroup.shutdownGracefully()
         await server.shutdown(gracePeriod: TimeAmount.nanoseconds(Int64(settings.shutdownTimeout * 1e9)))
         logger.info("stopped")
     }
@@ -342,7 +347,7 @@ struct ServeSettings {
             s.workers = w
         }
         if let t = flags.shutdownTimeout ?? file["shutdown_timeout"]?.doubleValue {
-            guard t >= 0 else { throw fail("--shutdown-timeout: must be >= 0") }
+            guard t >= 0, t <= 86_400 else { throw fail("--shutdown-timeout: must be 0-86400 seconds, got \(t)") }
             s.shutdownTimeout = t
         }
         if let l = flags.logLevel ?? file["log_level"]?.stringValue {

@@ -115,6 +115,10 @@ final class GatewayProcess: @unchecked Sendable {
         let badListen = try GatewayProcess(["serve", "--proxy-listen", "nowhere"], directory: dir)
         #expect(await badListen.waitForExit() == 2)
         #expect(badListen.text.contains("--proxy-listen"))
+        // A grace period past a day used to pass `>= 0` and trap when turned into nanoseconds.
+        let hugeGrace = try GatewayProcess(["serve", "--shutdown-timeout", "1e300"], directory: dir)
+        #expect(await hugeGrace.waitForExit() == 2)
+        #expect(hugeGrace.text.contains("--shutdown-timeout"))
         let noCommand = try GatewayProcess(["frobnicate"], directory: dir)
         #expect(await noCommand.waitForExit() == 2)
     }
