@@ -210,10 +210,17 @@ import Testing
         let holder = try #require(lease.spec.holderIdentity)
         #expect(["controller-a", "controller-b"].contains(holder))
         let (leader, follower) = holder == "controller-a" ? (a, b) : (b, a)
-        #expect(leader.text.contains("became the leader"))
-        #expect(!follower.text.contains("became the leader"))
-        #expect(try await metric(follower, "sluice_ingress_gateway_writes_total{op=\"put\"}") == 0)
-        #expect(try await metric(leader, "sluice_ingress_gateway_writes_total{op=\"put\"}") ?? 0 >= 2)
+        let puts = "sluice_ingress_gateway_writes_total{op=\"put\"}"
+        // The leader's first sync (upstream, then route) is counted when its flush is over,
+        // after the gateway already shows the nodes.
+        #expect(try await eventually { try await metric(leader, puts) ?? 0 >= 2 }, "\(leader.text)")
+        #expect(try await eventually { leader.text.contains("became the leader") })
+        // The follower's count once it has reported its metrics port; its log is read after
+        // the count, so a leadership it had taken (and written with) would show there.
+        let followerPuts = try await awaitMetric(follower, puts)
+        #expect(followerPuts == 0, "\(follower.text)")
+        #expect(try await awaitMetric(follower, "sluice_ingress_leader") == 0)
+        #expect(!follower.text.contains("became the leader"), "\(follower.text)")
 
         leader.kill(SIGKILL)
         #expect(try await eventually(timeout: .seconds(15)) { follower.text.contains("became the leader") })
@@ -256,10 +263,11 @@ import Testing
         let before = try await metric(c, "sluice_ingress_gateway_write_bytes_total") ?? 0
         try env.control.scale(namespace: "default", service: "httpbin", replicas: 1001, ports: [SimServicePort(name: "http", port: 8080)])
         #expect(try await eventually(timeout: .seconds(10)) { try await env.nodes("default_httpbin_80").count == 1001 })
+        // The counters move once the write's round is over, a moment after the gateway has it.
+        #expect(try await eventually { try await metric(c, "sluice_ingress_gateway_writes_total{op=\"patch\"}") ?? 0 >= 1 })
         let after = try await metric(c, "sluice_ingress_gateway_write_bytes_total") ?? 0
         #expect(after > before)
         #expect(after - before < 200)  // one node's patch, not 1,001 nodes (~25 KB)
-        #expect(try await metric(c, "sluice_ingress_gateway_writes_total{op=\"patch\"}") ?? 0 >= 1)
         await env.stop()
     }
 
@@ -337,7 +345,19 @@ import Testing
         }
     }
 
-    /// A metric's value from a controller's /metrics (its port from its log).
+    /// `metric`, once the controller has logged its metrics port and shows the series; nil
+    /// if it has not by `timeout`.
+    func awaitMetric(_ controller: GatewayProcess, _ series: String, timeout: Duration = .seconds(10)) async throws -> Double? {
+        let deadline = ContinuousClock.now + timeout
+        while true {
+            if let value = try await metric(controller, series) { return value }
+            if ContinuousClock.now >= deadline { return nil }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+    }
+
+    /// A metric's value from a controller's /metrics (its port from its log); nil while the
+    /// port is not in its log yet, or the series is not shown.
     func metric(_ controller: GatewayProcess, _ series: String) async throws -> Double? {
         guard let line = controller.text.split(separator: "\n").first(where: { $0.hasSuffix("metrics listening") }),
             let address = line.split(separator: " ").first(where: { $0.hasPrefix("address=") }),
