@@ -1055,18 +1055,22 @@ extension LinearRegex {
             let ns = captures ? nslots : 0
             let plen = insts.count
             let width = n + 1
-            let words = (plen * width + 63) / 64
+            let cells = plen * width
+            let words = (cells + 63) / 64
             return insts.withUnsafeBufferPointer { ib in
                 classes.withUnsafeBufferPointer { cb in
                     pool.withUnsafeBufferPointer { pb in
-                        withUnsafeTemporaryAllocation(of: UInt64.self, capacity: words + ns) { mem -> [Int]? in
-                            guard let visited = mem.baseAddress, let ip = ib.baseAddress,
+                        // visited bits, then the capture slots, then the job stack: each job is pushed
+                        // while visiting a new (instruction, position) pair, so 2 Ints per pair suffice.
+                        withUnsafeTemporaryAllocation(of: Int.self, capacity: words + ns + 2 * cells + 2) { mem -> [Int]? in
+                            guard let base = mem.baseAddress, let ip = ib.baseAddress,
                                   let cp = cb.baseAddress, let pp = pb.baseAddress else { return nil }
-                            visited.initialize(repeating: 0, count: words + ns)
-                            let slots = UnsafeMutableRawPointer(visited + words).bindMemory(to: Int.self, capacity: ns)
+                            let visited = base
+                            visited.initialize(repeating: 0, count: words)
+                            let slots = base + words
                             for s in 0..<ns { slots[s] = -1 }
-                            var stack: [Int] = []
-                            stack.reserveCapacity(32)
+                            let stack = slots + ns
+                            var sp = 0
                             let filter = firstBytes
                             var start = 0
                             while start <= n {
@@ -1078,14 +1082,17 @@ extension LinearRegex {
                                     }
                                     if start >= n { return nil }
                                 }
-                                stack.append(0)
-                                stack.append(start)
-                                while let b = stack.popLast(), let a = stack.popLast() {
+                                stack[0] = 0
+                                stack[1] = start
+                                sp = 2
+                                while sp > 0 {
+                                    sp -= 2
+                                    let a = stack[sp], b = stack[sp + 1]
                                     if a < 0 { slots[-a - 1] = b; continue }
                                     var pc = a, pos = b
                                     walk: while true {
                                         let bit = pc * width + pos
-                                        let w = bit >> 6, m = UInt64(1) << UInt64(bit & 63)
+                                        let w = bit >> 6, m = 1 &<< (bit & 63)
                                         if visited[w] & m != 0 { break walk }
                                         visited[w] |= m
                                         switch ip[pc] {
@@ -1110,12 +1117,12 @@ extension LinearRegex {
                                         case .jmp(let t):
                                             pc = Int(t)
                                         case .split(let x, let y):
-                                            stack.append(Int(y)); stack.append(pos)
+                                            stack[sp] = Int(y); stack[sp + 1] = pos; sp += 2
                                             pc = Int(x)
                                         case .save(let k):
                                             let slot = Int(k)
                                             if slot < ns {
-                                                stack.append(-slot - 1); stack.append(slots[slot])
+                                                stack[sp] = -slot - 1; stack[sp + 1] = slots[slot]; sp += 2
                                                 slots[slot] = pos
                                             }
                                             pc += 1
