@@ -86,6 +86,20 @@ public final class HTTPMetrics: Sendable {
         }
     }
 
+    /// Drops one user of each metric in `keys`; a metric no series uses any more leaves the
+    /// registry (metrics shared with a live series stay).
+    private static func release<M>(_ keys: [String], from table: inout [String: (metric: M, users: Int)], unregister: (M) -> Void) {
+        for k in keys {
+            guard let entry = table[k] else { continue }
+            if entry.users > 1 {
+                table[k] = (entry.metric, entry.users - 1)
+            } else {
+                table.removeValue(forKey: k)
+                unregister(entry.metric)
+            }
+        }
+    }
+
     /// Drops the least recently used eighth of the series; unregisters the metrics no
     /// remaining series uses.
     private static func evict(_ t: inout Table, _ registry: PrometheusCollectorRegistry) {
@@ -94,24 +108,8 @@ public final class HTTPMetrics: Sendable {
         for s in victims {
             s.evicted.store(true, ordering: .relaxed)
             t.series.removeValue(forKey: s.labels)
-            for k in s.counterKeys {
-                guard let entry = t.counters[k] else { continue }
-                if entry.users > 1 {
-                    t.counters[k] = (entry.metric, entry.users - 1)
-                } else {
-                    t.counters.removeValue(forKey: k)
-                    registry.unregisterCounter(entry.metric)
-                }
-            }
-            for k in s.histogramKeys {
-                guard let entry = t.histograms[k] else { continue }
-                if entry.users > 1 {
-                    t.histograms[k] = (entry.metric, entry.users - 1)
-                } else {
-                    t.histograms.removeValue(forKey: k)
-                    registry.unregisterValueHistogram(entry.metric)
-                }
-            }
+            Self.release(s.counterKeys, from: &t.counters) { registry.unregisterCounter($0) }
+            Self.release(s.histogramKeys, from: &t.histograms) { registry.unregisterValueHistogram($0) }
         }
         PluginTableStats.counter("prometheus")?.evict(victims.count)
     }

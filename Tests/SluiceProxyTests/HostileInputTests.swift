@@ -5,22 +5,26 @@ import SluiceCore
 import SluiceProxy
 import Testing
 
+/// A proxy pipeline on an EmbeddedChannel serving the declarative `config`, connected from
+/// `client` to `local`:9080 (the embedded loop cannot connect anywhere upstream).
+func proxyChannel(_ config: String, client: String = "192.0.2.7", local: String = "127.0.0.1") throws -> EmbeddedChannel {
+    let channel = EmbeddedChannel()
+    channel.remoteAddress = try SocketAddress(ipAddress: client, port: 40000)
+    channel.localAddress = try SocketAddress(ipAddress: local, port: 9080)
+    let loop = LoopContext(eventLoop: channel.eventLoop, settings: ProxySettings())
+    let state = try DeclarativeConfig.decode(try JSONValue.parse(config)).get()
+    loop.install(SnapshotCompiler().compile(state))
+    try ProxyPipeline.configure(channel, loop: loop)
+    try channel.connect(to: channel.remoteAddress!).wait()
+    return channel
+}
+
 /// The proxy's answers to malformed and ambiguous requests, on an EmbeddedChannel: none of
 /// these may reach an upstream (the route's only node is unreachable, and the embedded loop
 /// cannot connect anywhere), and the framing ones must close the connection.
 @Suite struct HostileInputTests {
     func makeChannel() throws -> EmbeddedChannel {
-        let channel = EmbeddedChannel()
-        channel.remoteAddress = try SocketAddress(ipAddress: "192.0.2.7", port: 40000)
-        channel.localAddress = try SocketAddress(ipAddress: "127.0.0.1", port: 9080)
-        let loop = LoopContext(eventLoop: channel.eventLoop, settings: ProxySettings())
-        let state = try DeclarativeConfig.decode(
-            try JSONValue.parse(#"{"routes":[{"id":"1","uri":"/app/*","upstream":{"nodes":{"127.0.0.1:9":1}}}]}"#)
-        ).get()
-        loop.install(SnapshotCompiler().compile(state))
-        try ProxyPipeline.configure(channel, loop: loop)
-        try channel.connect(to: channel.remoteAddress!).wait()
-        return channel
+        try proxyChannel(#"{"routes":[{"id":"1","uri":"/app/*","upstream":{"nodes":{"127.0.0.1:9":1}}}]}"#)
     }
 
     func send(_ channel: EmbeddedChannel, _ text: String) throws -> String {

@@ -8,16 +8,9 @@ import Testing
 /// Regressions of the robustness review (issue 12) at the proxy, on an EmbeddedChannel: each
 /// route answers locally (mocking, ip-restriction), so no upstream is needed.
 @Suite struct RobustnessRegressionTests {
+    /// A dual-stack listener (`::`), as where IPv4 clients arrive mapped.
     func channel(_ config: String, client: String) throws -> EmbeddedChannel {
-        let channel = EmbeddedChannel()
-        channel.remoteAddress = try SocketAddress(ipAddress: client, port: 40000)
-        channel.localAddress = try SocketAddress(ipAddress: "::", port: 9080)
-        let loop = LoopContext(eventLoop: channel.eventLoop, settings: ProxySettings())
-        let state = try DeclarativeConfig.decode(try JSONValue.parse(config)).get()
-        loop.install(SnapshotCompiler().compile(state))
-        try ProxyPipeline.configure(channel, loop: loop)
-        try channel.connect(to: channel.remoteAddress!).wait()
-        return channel
+        try proxyChannel(config, client: client, local: "::")
     }
 
     func send(_ channel: EmbeddedChannel, _ text: String) throws -> String {
