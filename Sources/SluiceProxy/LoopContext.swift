@@ -4,10 +4,11 @@ import SluiceBalancing
 /// Everything the data plane keeps per event loop: the current snapshot, balancer state,
 /// the upstream connection pool and the open client connections. Only its loop touches it,
 /// so the request path takes no lock.
-public final class LoopContext {
+public final class LoopContext: BalancerSource {
     public let eventLoop: EventLoop
-    public let settings: ProxySettings
     public private(set) var snapshot: ConfigSnapshot
+    /// This loop's access log buffer; nil when the access log is off.
+    let accessLog: AccessLogBuffer?
     let pool: ConnectionPool
     /// Balancer state by upstream key. Lookups go through `byInstance` first: hashing an
     /// object identity is cheaper than hashing the key string on every request.
@@ -16,10 +17,10 @@ public final class LoopContext {
     private var connections: [ObjectIdentifier: Channel] = [:]
     private var seed: UInt64
 
-    public init(eventLoop: EventLoop, settings: ProxySettings, snapshot: ConfigSnapshot = .empty) {
+    public init(eventLoop: EventLoop, snapshot: ConfigSnapshot = .empty, accessLog: AccessLog? = nil) {
         self.eventLoop = eventLoop
-        self.settings = settings
         self.snapshot = snapshot
+        self.accessLog = accessLog.map { AccessLogBuffer(log: $0, eventLoop: eventLoop) }
         self.pool = ConnectionPool(eventLoop: eventLoop)
         self.seed = UInt64(UInt(bitPattern: ObjectIdentifier(eventLoop).hashValue)) | 1
     }
@@ -36,7 +37,7 @@ public final class LoopContext {
         for (_, value) in balancers { byInstance[ObjectIdentifier(value.upstream)] = value.balancer }
     }
 
-    func balancer(for upstream: CompiledUpstream) -> Balancer {
+    public func balancer(for upstream: CompiledUpstream) -> Balancer {
         if let b = byInstance[ObjectIdentifier(upstream)] { return b }
         if let entry = balancers[upstream.key], entry.upstream === upstream {
             byInstance[ObjectIdentifier(upstream)] = entry.balancer
@@ -80,5 +81,9 @@ public final class LoopContext {
     public func closeAll() {
         for c in connections.values { c.close(promise: nil) }
         pool.closeAll()
+        accessLog?.flush()
     }
+
+    /// Hands this loop's buffered access log lines to the writer.
+    public func flushAccessLog() { accessLog?.flush() }
 }

@@ -1,9 +1,12 @@
 import NIOCore
 
-/// Listener-level limits and timeouts (CONTRACT defaults).
+/// One listener's limits and timeouts (CONTRACT defaults, as nginx's).
 public struct ProxySettings: Sendable {
-    /// Time allowed for a request head, and for an idle keep-alive connection.
+    /// Time allowed for a request head (`client_header_timeout`).
     public var clientHeaderTimeout: TimeAmount = .seconds(60)
+    /// Time a request body may send nothing before it is answered 408 (`client_body_timeout`).
+    public var clientBodyTimeout: TimeAmount = .seconds(60)
+    /// Time an idle keep-alive connection is kept (`keepalive_timeout`).
     public var keepaliveTimeout: TimeAmount = .seconds(60)
     /// Request header section limit (431 above).
     public var maxHeaderBytes = 32 * 1024
@@ -12,8 +15,11 @@ public struct ProxySettings: Sendable {
     /// Request body bytes buffered while the upstream connection is being set up; reading
     /// from the client pauses above this.
     public var connectBufferBytes = 64 * 1024
-    /// `X-Forwarded-Proto` and the `scheme` variable.
+    /// `X-Forwarded-Proto` and the `scheme` variable: the listener's.
     public var scheme = "http"
 
     public init() {}
 }
+
+/// The settings a listener hands to each of its connections.
+typealias ListenerSettings = ProxySettings

@@ -5,7 +5,7 @@ import SluicePlugins
 /// Request variables for `vars` expressions and hash keys, read from the live request head.
 /// One per client connection, updated at each request head: routing a request allocates none.
 final class HTTPRequestVariables: RequestVariableSource {
-    var head = HTTPRequestHead(version: .http1_1, method: .GET, uri: "/")
+    var head = RequestHead(method: .GET, target: "/", version: .http1_1, fields: HeaderBlock())
     var path = RequestPath(path: "/", query: nil, authority: nil)
     var host: String?
     var remoteAddress = ""
@@ -17,13 +17,13 @@ final class HTTPRequestVariables: RequestVariableSource {
     func value(of variable: RequestVariable) -> String? {
         switch variable {
         case .header(let name):
-            let values = head.headers[name]
+            let values = head.fields.values(name: name)
             if values.isEmpty { return nil }
             return values.count == 1 ? values[0] : values.joined(separator: ", ")
         case .arg(let name):
             return Self.queryArgument(name, in: path.query)
         case .cookie(let name):
-            for header in head.headers["cookie"] {
+            for header in head.fields.values(name: "cookie") {
                 for pair in header.split(separator: ";") {
                     let trimmed = pair.drop(while: { $0 == " " })
                     if let eq = trimmed.firstIndex(of: "="), trimmed[..<eq] == name {
@@ -33,7 +33,7 @@ final class HTTPRequestVariables: RequestVariableSource {
             }
             return nil
         case .uri: return path.path
-        case .requestURI: return head.uri
+        case .requestURI: return head.target
         case .host: return host
         case .remoteAddr: return remoteAddress
         case .remotePort: return String(remotePort)

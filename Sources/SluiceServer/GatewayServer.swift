@@ -14,10 +14,17 @@ public final class GatewayServer: Sendable {
     public struct Configuration: Sendable {
         public var proxyListen: [ListenAddress] = [ListenAddress(host: "0.0.0.0", port: 9080)]
         public var workers: Int = System.coreCount
+        /// The settings of every proxy listener's connections.
         public var settings = ProxySettings()
+        /// Client connections the process keeps open at most; above it, listeners stop
+        /// accepting until connections close. nil: APISIX's 10,620 per worker, within the
+        /// descriptor limit (`RLIMIT_NOFILE`), which also covers upstream connections.
+        public var maxConnections: Int? = nil
         /// A discovery source will call `applyDiscovery`; without one, discovery upstreams
         /// have no nodes and are logged once each.
         public var discoveryEnabled = false
+        /// The access log (`--access-log`); nil when it is off.
+        public var accessLog: AccessLog? = nil
         public init() {}
     }
 
@@ -26,6 +33,8 @@ public final class GatewayServer: Sendable {
     private let loopList: [EventLoop]
     private let channels: NIOLockedValueBox<[Channel]>
     private let compiler: Mutex<SnapshotCompiler>
+    /// The process-wide client connection cap.
+    public let connectionLimiter: ConnectionLimiter
     private let compileThread = BlockingSerialExecutor(label: "sluice.compile")
     private let configuration: Configuration
     private let logger: Logger
@@ -39,10 +48,10 @@ public final class GatewayServer: Sendable {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, configuration.workers))
         var loops: [ObjectIdentifier: NIOLoopBound<LoopContext>] = [:]
         for loop in group.makeIterator() {
-            let settings = configuration.settings
+            let accessLog = configuration.accessLog
             // A LoopContext is confined to its loop: it is created there.
             loops[ObjectIdentifier(loop)] = try await loop.submit {
-                NIOLoopBound(LoopContext(eventLoop: loop, settings: settings), eventLoop: loop)
+                NIOLoopBound(LoopContext(eventLoop: loop, accessLog: accessLog), eventLoop: loop)
             }.get()
         }
         return GatewayServer(configuration: configuration, logger: logger, group: group, loops: loops)
@@ -61,28 +70,51 @@ public final class GatewayServer: Sendable {
         loopList = list
         channels = NIOLockedValueBox([])
         compiler = Mutex(SnapshotCompiler(metrics: metrics, discovery: configuration.discoveryEnabled ? .empty : nil))
+        connectionLimiter = ConnectionLimiter(maxConnections: configuration.maxConnections ?? Self.defaultMaxConnections(workers: configuration.workers))
+    }
+
+    /// 10,620 client connections per worker (APISIX's `worker_connections`), but no more than
+    /// half the descriptors the process may open (each client connection usually has an
+    /// upstream one), less a reserve for listeners, files and control connections.
+    static func defaultMaxConnections(workers: Int) -> Int {
+        var limit = rlimit()
+        let perWorker = 10_620 * max(1, workers)
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < rlim_t(Int32.max) else { return perWorker }
+        let descriptors = Int(clamping: limit.rlim_cur)
+        return max(64, min(perWorker, (descriptors - 256) / 2))
+    }
+
+    /// The proxy listeners as configured: one HTTP/1.1 listener per address.
+    public var listeners: [Listener] {
+        configuration.proxyListen.map { Listener(host: $0.host, port: $0.port, wireProtocol: .http, settings: configuration.settings) }
     }
 
     /// Binds every proxy listener. Returns the bound addresses (port 0 resolves to a real port).
     @discardableResult
     public func start() async throws -> [SocketAddress] {
         var bound: [SocketAddress] = []
-        for listen in configuration.proxyListen {
+        for listener in listeners {
             let loops = self.loops
+            let factory = listener.factory
+            let limiter = connectionLimiter
             let channel = try await ServerBootstrap(group: group)
                 .serverChannelOption(.backlog, value: 4096)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .serverChannelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture { try limiter.installGate(on: channel) }
+                }
                 .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+                .childChannelOption(.socketOption(.so_keepalive), value: 1)
                 .childChannelOption(.maxMessagesPerRead, value: 16)
                 .childChannelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         guard let ctx = loops[ObjectIdentifier(channel.eventLoop)] else {
                             throw ChannelError.ioOnClosedChannel
                         }
-                        try ProxyPipeline.configure(channel, loop: ctx.value)
+                        try factory.configure(channel, loop: ctx.value)
                     }
                 }
-                .bind(host: listen.host, port: listen.port).get()
+                .bind(host: listener.host, port: listener.port).get()
             channels.withLockedValue { $0.append(channel) }
             if let addr = channel.localAddress { bound.append(addr) }
             logger.info("proxy listening", metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? "?")"])
@@ -165,6 +197,14 @@ public final class GatewayServer: Sendable {
             out += "# TYPE sluice_discovery_updates_total counter\n"
             out += "sluice_discovery_updates_total \(discoveryUpdates.load(ordering: .relaxed))\n"
         }
+        if let log = configuration.accessLog {
+            out += "# HELP sluice_access_log_dropped_lines_total Access log lines dropped because the writer fell behind\n"
+            out += "# TYPE sluice_access_log_dropped_lines_total counter\n"
+            out += "sluice_access_log_dropped_lines_total \(log.droppedLines)\n"
+        }
+        out += "# HELP sluice_connections_limit Client connections the process accepts at most\n"
+        out += "# TYPE sluice_connections_limit gauge\n"
+        out += "sluice_connections_limit \(connectionLimiter.maxConnections)\n"
         return out + metrics.text()
     }
 

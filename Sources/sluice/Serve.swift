@@ -9,6 +9,7 @@ import KubeClient
 import SluiceCore
 import SluiceDiscovery
 import SluiceEtcd
+import SluiceProxy
 import SluiceServer
 import SluiceStore
 
@@ -63,12 +64,41 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("log-format"), help: "text or json (default text).")
     var logFormat: String?
 
+    @Option(name: .customLong("access-log"), help: "Access log: a file PATH, stdout, or off (default off). SIGUSR1 reopens the file.")
+    var accessLog: String?
+
+    @Option(name: .customLong("access-log-format"), help: "Access log lines: text (APISIX's default line) or json (default text).")
+    var accessLogFormat: String?
+
     func run() async throws {
         let settings = try ServeSettings.resolve(flags: self)
         bootstrapLogging(json: settings.logFormat == "json", level: settings.logLevel)
         let logger = Logger(label: "sluice")
 
+        var accessLog: AccessLog? = nil
+        if let destination = settings.accessLog {
+            do {
+                accessLog = try AccessLog(destination: destination, format: settings.accessLogFormat)
+            } catch {
+                FileHandle.standardError.write(Data("sluice: --access-log: \(error)\n".utf8))
+                throw ExitCode(2)
+            }
+        }
+        // SIGUSR1 reopens the access log file (logrotate: mv the file, then kill -USR1).
+        var reopenSignal: DispatchSourceSignal? = nil
+        if let accessLog {
+            Foundation.signal(SIGUSR1, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: SIGUSR1, queue: .global())
+            source.setEventHandler {
+                logger.info("SIGUSR1: reopening the access log", metadata: ["path": "\(accessLog.destination)"])
+                accessLog.reopen()
+            }
+            source.resume()
+            reopenSignal = source
+        }
+
         var config = GatewayServer.Configuration()
+        config.accessLog = accessLog
         config.proxyListen = settings.proxyListen
         config.workers = settings.workers
         config.discoveryEnabled = settings.kubernetesDiscovery != nil
@@ -201,6 +231,10 @@ struct Serve: AsyncParsableCommand {
         for api in apis { await api.close() }
         try? await controlGroup.shutdownGracefully()
         await server.shutdown(gracePeriod: TimeAmount.nanoseconds(Int64(settings.shutdownTimeout * 1e9)))
+        reopenSignal?.cancel()
+        if let accessLog, !accessLog.close(timeout: .seconds(5)) {
+            logger.warning("access log: gave up waiting for the writer", metadata: ["path": "\(accessLog.destination)"])
+        }
         logger.info("stopped")
     }
 }
@@ -229,6 +263,9 @@ struct ServeSettings {
     var shutdownTimeout = 30.0
     var logLevel: Logger.Level = .info
     var logFormat = "text"
+    /// Where the access log goes; nil: off (the default).
+    var accessLog: AccessLog.Destination?
+    var accessLogFormat: AccessLogFormat = .text
     var adminListen = ListenAddress(host: "127.0.0.1", port: 9180)
     var controlListen = ListenAddress(host: "127.0.0.1", port: 9090)
     var metricsListen = ListenAddress(host: "127.0.0.1", port: 9091)
@@ -274,7 +311,7 @@ struct ServeSettings {
             let known: Set<String> = [
                 "proxy_listen", "standalone", "workers", "shutdown_timeout", "log_level", "log_format", "admin_listen",
                 "admin_key", "viewer_key", "control_listen", "metrics_listen", "data_dir", "allow_admin", "etcd", "etcd_prefix",
-                "kubernetes_discovery",
+                "kubernetes_discovery", "access_log", "access_log_format",
             ]
             for key in file.keys.sorted() where !known.contains(key) {
                 throw fail("\(path): \(key): unknown setting (known: \(known.sorted().joined(separator: ", ")))")
@@ -359,6 +396,22 @@ struct ServeSettings {
         if let f = flags.logFormat ?? file["log_format"]?.stringValue {
             guard f == "json" || f == "text" else { throw fail("--log-format: must be text or json") }
             s.logFormat = f
+        }
+        // YAML reads a bare `off` as false.
+        if flags.accessLog == nil, let v = file["access_log"], v.stringValue == nil, v != .bool(false) {
+            throw fail("access_log: must be a file path, stdout or off")
+        }
+        if let a = flags.accessLog ?? file["access_log"]?.stringValue {
+            switch a {
+            case "off": s.accessLog = nil
+            case "stdout": s.accessLog = .stdout
+            case "": throw fail("--access-log: must be a file path, stdout or off")
+            default: s.accessLog = .file(a)
+            }
+        }
+        if let f = flags.accessLogFormat ?? file["access_log_format"]?.stringValue {
+            guard let format = AccessLogFormat(rawValue: f) else { throw fail("--access-log-format: must be text or json, got \"\(f)\"") }
+            s.accessLogFormat = format
         }
         return s
     }

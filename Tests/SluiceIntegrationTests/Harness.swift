@@ -13,11 +13,15 @@ struct Gateway {
     let server: GatewayServer
     let port: Int
 
-    static func start(workers: Int = 2, settings: ProxySettings = ProxySettings(), _ json: String? = nil) async throws -> Gateway {
+    static func start(
+        workers: Int = 2, settings: ProxySettings = ProxySettings(), maxConnections: Int? = nil, accessLog: AccessLog? = nil, _ json: String? = nil
+    ) async throws -> Gateway {
         var config = GatewayServer.Configuration()
         config.proxyListen = [ListenAddress(host: "127.0.0.1", port: 0)]
         config.workers = workers
         config.settings = settings
+        config.maxConnections = maxConnections
+        config.accessLog = accessLog
         var logger = Logger(label: "test")
         logger.logLevel = .warning
         let server = try await GatewayServer.make(configuration: config, logger: logger)

@@ -135,7 +135,9 @@ import Testing
         let up = try await startUpstream("slow")
         let gw = try await Gateway.start(routeJSON(nodes: [up.address]))
         let client = try await gw.client()
-        async let slow = client.request(.GET, "/delay/500")
+        // Long enough that the shutdown reaches the connection before the response head,
+        // even on a loaded machine.
+        async let slow = client.request(.GET, "/delay/1500")
         // Shut down only once the request is in flight (the upstream has its head).
         #expect(try await eventually { up.requestsServed == 1 })
         async let stopped: Void = gw.server.shutdown(gracePeriod: .seconds(5))

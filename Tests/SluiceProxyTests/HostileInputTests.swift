@@ -11,10 +11,10 @@ func proxyChannel(_ config: String, client: String = "192.0.2.7", local: String 
     let channel = EmbeddedChannel()
     channel.remoteAddress = try SocketAddress(ipAddress: client, port: 40000)
     channel.localAddress = try SocketAddress(ipAddress: local, port: 9080)
-    let loop = LoopContext(eventLoop: channel.eventLoop, settings: ProxySettings())
+    let loop = LoopContext(eventLoop: channel.eventLoop)
     let state = try DeclarativeConfig.decode(try JSONValue.parse(config)).get()
     loop.install(SnapshotCompiler().compile(state))
-    try ProxyPipeline.configure(channel, loop: loop)
+    try HTTP1ListenerFactory(settings: ProxySettings()).configure(channel, loop: loop)
     try channel.connect(to: channel.remoteAddress!).wait()
     return channel
 }

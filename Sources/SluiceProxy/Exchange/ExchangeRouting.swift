@@ -1,0 +1,108 @@
+import NIOCore
+import NIOHTTP1
+import SluiceCore
+import SluicePlugins
+import SluiceRouting
+
+/// Who is on the client side of a connection, as routing and the forwarding headers see it.
+struct ClientConnectionInfo {
+    var address = "0.0.0.0"
+    var ip: IPAddress?
+    var port = 0
+    var serverAddress = ""
+    var serverPort = 0
+    var serverPortText = "0"
+    /// `X-Forwarded-Proto` and `$scheme`: the listener's.
+    var scheme = "http"
+}
+
+/// The step from a request head to an exchange: normalizes the target, finds the route in
+/// the snapshot read once for this request, and sets up the plugin run. What cannot be
+/// routed becomes an exchange the gateway answers itself.
+enum ExchangeRouting {
+    enum Outcome {
+        case exchange(ExchangeStateMachine)
+        /// Answer with this status and message; `close` when the connection must close.
+        case refuse(ExchangeStateMachine, HTTPResponseStatus, String, close: Bool)
+    }
+
+    static func route(
+        _ head: RequestHead, framing: BodyFraming, keepAlive: Bool, connection: ClientConnectionInfo, snapshot: ConfigSnapshot,
+        variables: HTTPRequestVariables, balancers: BalancerSource, limits: ExchangeStateMachine.Limits, now: NIODeadline
+    ) -> Outcome {
+        let client = ForwardingHeaders.Client(
+            address: connection.address, hostHeader: nil, scheme: connection.scheme, serverPort: connection.serverPortText)
+        var request = ExchangeStateMachine.Request(
+            head: head, framing: framing, target: RequestPath(path: "/", query: nil, authority: nil), hostHeader: nil, upgrade: nil,
+            client: client, variables: variables, keepAlive: keepAlive)
+        if head.method == .CONNECT {
+            request.keepAlive = false
+            return .refuse(.local(request: request, limits: limits, now: now), .methodNotAllowed, "CONNECT is not supported", close: true)
+        }
+        let target: RequestPath
+        switch RequestPath.normalize(head.target) {
+        case .success(let t): target = t
+        case .failure(let f):
+            let message: String
+            switch f {
+            case .aboveRoot: message = "request path climbs above /"
+            case .badPercentEncoding: message = "invalid percent-encoding in request path"
+            case .notOriginForm: message = "invalid request target"
+            }
+            return .refuse(.local(request: request, limits: limits, now: now), .badRequest, message, close: false)
+        }
+        let hostHeader = target.authority ?? head.fields.first(.host)
+        let host = hostHeader.map(routingHost)
+        request.target = target
+        request.hostHeader = hostHeader
+        request.client.hostHeader = hostHeader
+
+        // An Upgrade request carries nothing after it on this connection unless the upgrade
+        // happens: the bytes after it are the tunnel's.
+        if let upgrade = head.fields.first(.upgrade), ForwardingHeaders.connectionHas(head.fields, "upgrade") {
+            request.upgrade = upgrade
+            request.keepAlive = false
+        }
+
+        variables.head = head
+        variables.path = target
+        variables.host = host
+        let routeRequest = RouteRequest(
+            path: target.path, host: host, method: head.method.rawValue, remoteAddress: connection.ip, variables: variables)
+        guard let index = snapshot.router.matchIndex(routeRequest) else {
+            return .exchange(.local(request: request, limits: limits, now: now))
+        }
+        let route = snapshot.targets[index]
+        var run: PluginRun? = nil
+        if !(route.plugins.isEmpty && snapshot.globalRules.isEmpty) {
+            let r = PluginRequest(
+                method: head.method, path: target.path, query: target.query, headers: head.fields.httpHeaders(), requestURI: head.target,
+                host: host, remoteAddress: connection.address, clientIP: connection.ip, remotePort: connection.port,
+                serverAddress: connection.serverAddress, serverPort: connection.serverPort, scheme: connection.scheme,
+                routeID: route.routeID, serviceID: route.serviceID, startNanos: now.uptimeNanoseconds)
+            r.consumers = snapshot.consumers
+            r.routeName = route.routeName
+            r.serviceName = route.serviceName
+            r.matchedURI = route.matchedURI
+            r.matchedHost = route.matchedHost
+            run = PluginRun(request: r, route: route.plugins, globals: snapshot.globalRules)
+        }
+        return .exchange(
+            ExchangeStateMachine(request: request, route: route, plugins: run, snapshot: snapshot, balancers: balancers, limits: limits, now: now))
+    }
+
+    /// `Host` as the router compares it: lower case, without the port, and without the
+    /// trailing dot of a fully qualified name (`api.example.com.` is `api.example.com`, as
+    /// NGINX's `$host` has it), so an absolute name cannot slip past host-scoped routes.
+    static func routingHost(_ raw: String) -> String {
+        var h = Substring(raw)
+        if h.hasPrefix("[") {
+            if let close = h.firstIndex(of: "]") { h = h[...close] }
+        } else if let colon = h.lastIndex(of: ":") {
+            h = h[..<colon]
+        }
+        if h.last == ".", h.count > 1 { h = h.dropLast() }
+        for c in h.utf8 where c >= UInt8(ascii: "A") && c <= UInt8(ascii: "Z") { return h.lowercased() }
+        return String(h)
+    }
+}

@@ -1,0 +1,94 @@
+import NIOCore
+import NIOHTTP1
+
+/// Writes HTTP/1.1 heads and body framing into `ByteBuffer`s. Field bytes are copied as they
+/// are held: a field read from one side goes out to the other without becoming a `String`.
+/// Every field here came through `HeaderBlock`, which holds no CR, LF or NUL.
+enum HTTP1Writer {
+    /// Bodies up to this size are copied next to their chunk framing, so a chunk is one write.
+    static let copyBodyBelow = 4096
+
+    static func writeRequestHead(_ head: RequestHead, framing: BodyFraming, into buffer: inout ByteBuffer) {
+        buffer.reserveCapacity(minimumWritableBytes: head.target.utf8.count + head.fields.bytes.readableBytes + head.fields.count * 4 + 64)
+        buffer.writeString(head.method.rawValue)
+        buffer.writeStaticString(" ")
+        buffer.writeString(head.target)
+        buffer.writeStaticString(" HTTP/1.1\r\n")
+        writeFields(head.fields, into: &buffer)
+        switch framing {
+        case .chunked: buffer.writeStaticString("Transfer-Encoding: chunked\r\n\r\n")
+        case .length, .none, .untilClose: buffer.writeStaticString("\r\n")
+        }
+    }
+
+    /// How a response body is framed towards a client of `version`.
+    static func responseFraming(_ head: ResponseHead, requestMethod: HTTPMethod, version: HTTPVersion) -> BodyFraming {
+        if requestMethod == .HEAD || head.status < 200 || head.status == 204 || head.status == 304 { return .none }
+        if head.fields.contains(.contentLength) { return .length(0) }
+        return version.minor == 0 ? .untilClose : .chunked
+    }
+
+    /// The status line and fields. `connection` is written as the `Connection` field when set.
+    static func writeResponseHead(
+        _ head: ResponseHead, framing: BodyFraming, connection: StaticString?, into buffer: inout ByteBuffer, version: HTTPVersion
+    ) {
+        buffer.reserveCapacity(minimumWritableBytes: head.fields.bytes.readableBytes + head.fields.count * 4 + 96)
+        buffer.writeStaticString(version.minor == 0 ? "HTTP/1.0 " : "HTTP/1.1 ")
+        let status = min(max(head.status, 100), 599)
+        writeStatusCode(status, into: &buffer)
+        buffer.writeStaticString(" ")
+        buffer.writeString(HTTPResponseStatus(statusCode: status).reasonPhrase)
+        buffer.writeStaticString("\r\n")
+        writeFields(head.fields, into: &buffer)
+        if let connection {
+            buffer.writeStaticString("Connection: ")
+            buffer.writeStaticString(connection)
+            buffer.writeStaticString("\r\n")
+        }
+        if framing == .chunked { buffer.writeStaticString("Transfer-Encoding: chunked\r\n") }
+        buffer.writeStaticString("\r\n")
+    }
+
+    @inline(__always)
+    static func writeStatusCode(_ status: Int, into buffer: inout ByteBuffer) {
+        buffer.writeInteger(UInt8(48 + status / 100))
+        buffer.writeInteger(UInt8(48 + (status / 10) % 10))
+        buffer.writeInteger(UInt8(48 + status % 10))
+    }
+
+    static func writeFields(_ fields: HeaderBlock, into buffer: inout ByteBuffer) {
+        fields.bytes.withUnsafeReadableBytes { raw in
+            for f in fields.fields {
+                buffer.writeBytes(UnsafeRawBufferPointer(rebasing: raw[Int(f.nameStart)..<Int(f.nameStart + f.nameLength)]))
+                buffer.writeStaticString(": ")
+                buffer.writeBytes(UnsafeRawBufferPointer(rebasing: raw[Int(f.valueStart)..<Int(f.valueStart + f.valueLength)]))
+                buffer.writeStaticString("\r\n")
+            }
+        }
+    }
+
+    /// The chunk-size line of a chunk of `count` bytes.
+    static func writeChunkPrefix(_ count: Int, into buffer: inout ByteBuffer) {
+        var digits: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) =
+            (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+        var n = UInt(count)
+        var len = 0
+        withUnsafeMutableBytes(of: &digits) { d in
+            repeat {
+                let v = UInt8(n & 0xF)
+                d[15 - len] = v < 10 ? 48 + v : 87 + v
+                n >>= 4
+                len += 1
+            } while n > 0 && len < 16
+            buffer.writeBytes(UnsafeRawBufferPointer(rebasing: d[(16 - len)...]))
+        }
+        buffer.writeStaticString("\r\n")
+    }
+
+    /// The last chunk, the trailers and the blank line.
+    static func writeLastChunk(trailers: HeaderBlock?, into buffer: inout ByteBuffer) {
+        buffer.writeStaticString("0\r\n")
+        if let trailers { writeFields(trailers, into: &buffer) }
+        buffer.writeStaticString("\r\n")
+    }
+}

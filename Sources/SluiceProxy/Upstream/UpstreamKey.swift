@@ -1,0 +1,31 @@
+/// The identity of an upstream connection: what must be equal for a pooled connection to
+/// serve another request. It is the connection pool's key. Plain HTTP/1.1 is what this build
+/// opens; TLS (`scheme` https, `sni`, `tls`) and HTTP/2 (`protocol`) attempts key their pools
+/// the same way, so a TLS connection is never reused for a plain request or for another SNI.
+public struct UpstreamKey: Hashable, Sendable, CustomStringConvertible {
+    public enum Scheme: UInt8, Sendable { case http, https }
+    public enum WireProtocol: UInt8, Sendable { case http1, http2 }
+
+    public var scheme: Scheme
+    public var host: String
+    public var port: Int
+    /// The TLS server name sent, when `scheme` is https.
+    public var sni: String?
+    /// Identifies the client certificate and verification settings, when `scheme` is https.
+    public var tls: String?
+    public var wireProtocol: WireProtocol
+
+    public init(scheme: Scheme = .http, host: String, port: Int, sni: String? = nil, tls: String? = nil, wireProtocol: WireProtocol = .http1) {
+        self.scheme = scheme
+        self.host = host
+        self.port = port
+        self.sni = sni
+        self.tls = tls
+        self.wireProtocol = wireProtocol
+    }
+
+    /// `host:port` as NGINX's `$upstream_addr` shows it.
+    public var address: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+
+    public var description: String { "\(scheme == .http ? "http" : "https")://\(address)" }
+}
