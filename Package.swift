@@ -96,7 +96,7 @@ let package = Package(
         // Admin API v3 and control API over a ConfigService. No NIO.
         .target(name: "SluiceAdmin", dependencies: ["SluiceCore", "SluiceStore"]),
         .executableTarget(name: "sluice", dependencies: [
-            "SluiceServer", "SluiceCore", "SluiceAdmin", "SluiceStore", "SluiceEtcd", "SluiceIngress", "SluiceDiscovery", "KubeClient",
+            "SluiceServer", "SluiceProxy", "SluiceCore", "SluiceAdmin", "SluiceStore", "SluiceEtcd", "SluiceIngress", "SluiceDiscovery", "KubeClient",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),

@@ -55,6 +55,18 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Event-loop threads (default: number of cores).")
     var workers: Int?
 
+    @Option(name: .customLong("client-header-timeout"), help: "Seconds a client has to send a request head (default 60).")
+    var clientHeaderTimeout: Double?
+
+    @Option(name: .customLong("client-body-timeout"), help: "Seconds a request body may send nothing before it is answered 408 (default 60).")
+    var clientBodyTimeout: Double?
+
+    @Option(name: .customLong("keepalive-timeout"), help: "Seconds an idle keep-alive client connection is kept (default 60).")
+    var keepaliveTimeout: Double?
+
+    @Option(name: .customLong("max-connections"), help: "Client connections the process accepts at most; above it accepts wait (default 10620 per worker, within the descriptor limit).")
+    var maxConnections: Int?
+
     @Option(name: .customLong("shutdown-timeout"), help: "Seconds in-flight requests get to finish on SIGTERM/SIGINT (default 30).")
     var shutdownTimeout: Double?
 
@@ -100,6 +112,8 @@ struct Serve: AsyncParsableCommand {
         var config = GatewayServer.Configuration()
         config.accessLog = accessLog
         config.proxyListen = settings.proxyListen
+        config.settings = settings.proxy
+        config.maxConnections = settings.maxConnections
         config.workers = settings.workers
         config.discoveryEnabled = settings.kubernetesDiscovery != nil
         let server = try await GatewayServer.make(configuration: config, logger: logger)
@@ -261,6 +275,8 @@ struct ServeSettings {
     var standalone: String?
     var workers = System.coreCount
     var shutdownTimeout = 30.0
+    var proxy = ProxySettings()
+    var maxConnections: Int?
     var logLevel: Logger.Level = .info
     var logFormat = "text"
     /// Where the access log goes; nil: off (the default).
@@ -311,7 +327,8 @@ struct ServeSettings {
             let known: Set<String> = [
                 "proxy_listen", "standalone", "workers", "shutdown_timeout", "log_level", "log_format", "admin_listen",
                 "admin_key", "viewer_key", "control_listen", "metrics_listen", "data_dir", "allow_admin", "etcd", "etcd_prefix",
-                "kubernetes_discovery", "access_log", "access_log_format",
+                "kubernetes_discovery", "access_log", "access_log_format", "client_header_timeout", "client_body_timeout",
+                "keepalive_timeout", "max_connections",
             ]
             for key in file.keys.sorted() where !known.contains(key) {
                 throw fail("\(path): \(key): unknown setting (known: \(known.sorted().joined(separator: ", ")))")
@@ -382,6 +399,25 @@ struct ServeSettings {
         if let w = flags.workers ?? file["workers"]?.intValue.map(Int.init) {
             guard (1...1024).contains(w) else { throw fail("--workers: must be 1-1024, got \(w)") }
             s.workers = w
+        }
+        // Connection timeouts: whole milliseconds from 1 ms to a day.
+        func timeout(_ flag: String, _ value: Double?) throws -> TimeAmount? {
+            guard let value else { return nil }
+            guard value.isFinite, value >= 0.001, value <= 86_400 else { throw fail("--\(flag): must be 0.001-86400 seconds, got \(value)") }
+            return .milliseconds(Int64(value * 1000))
+        }
+        if let t = try timeout("client-header-timeout", flags.clientHeaderTimeout ?? file["client_header_timeout"]?.doubleValue) {
+            s.proxy.clientHeaderTimeout = t
+        }
+        if let t = try timeout("client-body-timeout", flags.clientBodyTimeout ?? file["client_body_timeout"]?.doubleValue) {
+            s.proxy.clientBodyTimeout = t
+        }
+        if let t = try timeout("keepalive-timeout", flags.keepaliveTimeout ?? file["keepalive_timeout"]?.doubleValue) {
+            s.proxy.keepaliveTimeout = t
+        }
+        if let m = flags.maxConnections ?? file["max_connections"]?.intValue.map({ Int(clamping: $0) }) {
+            guard (1...10_000_000).contains(m) else { throw fail("--max-connections: must be 1-10000000, got \(m)") }
+            s.maxConnections = m
         }
         if let t = flags.shutdownTimeout ?? file["shutdown_timeout"]?.doubleValue {
             guard t >= 0, t <= 86_400 else { throw fail("--shutdown-timeout: must be 0-86400 seconds, got \(t)") }

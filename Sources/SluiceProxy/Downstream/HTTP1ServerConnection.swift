@@ -34,6 +34,7 @@ final class HTTP1ServerConnection: ChannelDuplexHandler, RemovableChannelHandler
     private var holdForUpgrade = false
 
     private var parsing = false
+    private var headBuffer = ByteBuffer()
     private var inReadBurst = false
     private var readPending = false
     private var quiescing = false
@@ -74,9 +75,11 @@ final class HTTP1ServerConnection: ChannelDuplexHandler, RemovableChannelHandler
         if close || quiescing || framing == .untilClose { closeAfterResponse = true }
         responseFraming = framing
         let connection: StaticString? = closeAfterResponse ? "close" : (requestVersion.minor == 0 ? "keep-alive" : nil)
-        var buffer = context.channel.allocator.buffer(capacity: head.fields.bytes.readableBytes + head.fields.count * 4 + 96)
-        HTTP1Writer.writeResponseHead(head, framing: framing, connection: connection, into: &buffer, version: requestVersion)
-        context.write(wrapOutboundOut(buffer), promise: nil)
+        // One buffer per connection, reused: once the previous head is on the wire this
+        // connection holds the only reference, and clearing it keeps its memory.
+        headBuffer.clear()
+        HTTP1Writer.writeResponseHead(head, framing: framing, connection: connection, into: &headBuffer, version: requestVersion)
+        context.write(wrapOutboundOut(headBuffer), promise: nil)
     }
 
     func writeBody(_ body: ByteBuffer) {

@@ -20,7 +20,7 @@ struct ExchangeActions {
         case acquire(UpstreamKey, fresh: Bool, connectTimeout: TimeAmount)
         /// Send the request head on the acquired connection, then the body bytes held so far,
         /// then the end when `end` is set.
-        case send(RequestHead, framing: BodyFraming, body: CircularBuffer<ByteBuffer>, end: Bool)
+        case send(UpstreamRequestHead, framing: BodyFraming, body: [ByteBuffer], end: Bool)
         case body(ByteBuffer)
         case end
         /// The response ended: give the connection back to the pool when `reusable` (and the

@@ -9,14 +9,13 @@ extension LoopContext {
         let elapsed = max(0, (end - machine.startedAt).nanoseconds)
         let fields = machine.request.head.fields
         var upstreams: [UpstreamAttemptLog] = []
-        if !log.attempts.isEmpty {
-            upstreams.reserveCapacity(log.attempts.count)
+        if log.hasAttempts {
             for a in log.attempts {
                 upstreams.append(UpstreamAttemptLog(address: a.address, status: a.status, responseTimeNanos: a.nanos.map { Int64(clamping: $0) }))
             }
         }
         let head = machine.request.head
-        let proxied = !log.attempts.isEmpty
+        let proxied = log.hasAttempts
         buffer.append(AccessLogRecord(
             remoteAddr: machine.request.client.address, remoteUser: nil, startWallNanos: Self.wallNanos(ago: elapsed),
             host: fields.first(.host), method: head.method.rawValue, requestURI: head.target,
@@ -25,7 +24,7 @@ extension LoopContext {
             userAgent: fields.first(.userAgent), upstreams: upstreams,
             // As APISIX logs a request it answered itself: http://<Host> with an empty URI.
             upstreamScheme: proxied ? (log.upstreamScheme ?? "http") : "http",
-            upstreamHost: proxied ? log.upstreamHost : (machine.request.hostHeader ?? ""),
+            upstreamHost: proxied ? machine.sentHead?.gateway.host : (machine.request.hostHeader ?? ""),
             upstreamURI: proxied ? log.upstreamURI : "", routeID: machine.route?.routeID,
             requestID: machine.plugins?.request.headers.first(name: "x-request-id") ?? fields.first(name: "x-request-id")))
     }

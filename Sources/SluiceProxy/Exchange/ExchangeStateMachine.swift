@@ -108,7 +108,9 @@ struct ExchangeStateMachine {
     private var upstream: CompiledUpstream?
     private var balancer: Balancer?
     private var hashKey: UInt64 = 0
-    private var upstreamHead: RequestHead?
+    private var upstreamHead: UpstreamRequestHead?
+    /// The head as sent to the node of the last attempt (`Host` per node), for the log.
+    private(set) var sentHead: UpstreamRequestHead?
     private var hostFromNode = false
     private var forwardUpgrade: String?
     private var retry = RetryState(retries: 0, retryTimeout: 0)
@@ -126,7 +128,7 @@ struct ExchangeStateMachine {
     private var attemptStartedAt: NIODeadline?
 
     // The request body held before an upstream connection is bound.
-    private var pending = CircularBuffer<ByteBuffer>()
+    private var pending: [ByteBuffer] = []
     private var pendingBytes = 0
 
     // What the log phase records.
@@ -302,9 +304,8 @@ struct ExchangeStateMachine {
             target += "?"
             target += q
         }
-        let head = RequestHead(
-            method: method, target: target, version: .http1_1,
-            fields: ForwardingHeaders.upstreamFields(fields, client: client, host: host, upgrade: forwardUpgrade))
+        let head = ForwardingHeaders.upstreamHead(
+            method: method, target: target, fields: fields, client: client, host: host, upgrade: forwardUpgrade)
         if host.isEmpty { hostFromNode = true }
         upstreamHead = head
         self.upstream = upstream
@@ -350,10 +351,9 @@ struct ExchangeStateMachine {
         upstreamBlockedSince = nil
         if hostFromNode {
             let n = upstream.plan.nodes[node]
-            head.fields.remove(.host)
-            head.fields.appendUnchecked(name: "Host", value: n.port == 80 ? n.host : n.address)
+            head.gateway.host = n.port == 80 ? n.host : n.address
         }
-        log.upstreamHost = head.fields.first(.host)
+        sentHead = head
         var a = ExchangeActions()
         let end = requestState == .complete
         if !pending.isEmpty { bodyForwarded = true }
@@ -466,10 +466,13 @@ struct ExchangeStateMachine {
             return a
         }
         upstreamKeepAlive = Self.isKeepAlive(head)
-        var out = ResponseHead(status: head.status, version: .http1_1, fields: ForwardingHeaders.downstreamFields(head.fields, upgrade: false))
+        // Hop-by-hop fields are left out when the head is written (`HTTP1Writer`): nothing is
+        // copied here unless plugins look at the head.
+        var out = ResponseHead(status: head.status, version: .http1_1, fields: head.fields)
         log.upstreamStatus = head.status
         if let run = plugins, run.hasResponseWork {
-            var r = PluginResponse(status: out.status, headers: out.fields.httpHeaders())
+            let fields = ForwardingHeaders.downstreamFields(head.fields, upgrade: false)
+            var r = PluginResponse(status: out.status, headers: fields.httpHeaders())
             run.headerFilters(&r)
             out.status = min(max(r.status, 100), 599)
             out.fields = HeaderBlock(droppingInvalid: r.headers)
@@ -768,7 +771,7 @@ struct ExchangeStateMachine {
             if head.fields.valueEquals(f, caseInsensitive: "close") { close = true }
             if head.fields.valueEquals(f, caseInsensitive: "keep-alive") { close = false }
         }
-        if ForwardingHeaders.connectionHas(head.fields, "close") { close = true }
+        if !close, ForwardingHeaders.connectionHas(head.fields, "close") { close = true }
         return !close
     }
 }
@@ -792,27 +795,54 @@ struct ExchangeLog {
     var upstreamStatus: Int?
     var responseBytes = 0
     var bodyBytesSent = 0
-    var attempts: [Attempt] = []
+    /// The first attempt is kept inline: most requests have exactly one.
+    private var first: Attempt?
+    private var more: [Attempt] = []
     var upstreamScheme: String?
-    var upstreamHost: String?
     var upstreamURI: String?
     var endedAt: NIODeadline?
     var done = false
 
     init(requestHeadBytes: Int) { self.requestHeadBytes = requestHeadBytes }
 
-    mutating func beginAttempt(address: String) { attempts.append(Attempt(address: address)) }
-
-    mutating func setAttemptStatus(_ status: Int) {
-        guard !attempts.isEmpty else { return }
-        attempts[attempts.count - 1].status = status
+    /// Every upstream attempt, in order.
+    var attempts: [Attempt] {
+        guard let first else { return [] }
+        return [first] + more
     }
+
+    var hasAttempts: Bool { first != nil }
+
+    mutating func beginAttempt(address: String) {
+        if first == nil {
+            first = Attempt(address: address)
+        } else {
+            more.append(Attempt(address: address))
+        }
+    }
+
+    private mutating func updateLast(_ body: (inout Attempt) -> Void) {
+        if more.isEmpty {
+            if var f = first {
+                body(&f)
+                first = f
+            }
+        } else {
+            body(&more[more.count - 1])
+        }
+    }
+
+    private var last: Attempt? { more.last ?? first }
+
+    mutating func setAttemptStatus(_ status: Int) { updateLast { $0.status = status } }
 
     mutating func endAttempt(status: Int?, now: NIODeadline, attemptStart: NIODeadline?) {
-        guard !attempts.isEmpty, attempts[attempts.count - 1].nanos == nil else { return }
-        if let status { attempts[attempts.count - 1].status = status }
-        if let s = attemptStart { attempts[attempts.count - 1].nanos = UInt64(max(0, (now - s).nanoseconds)) }
+        guard let l = last, l.nanos == nil else { return }
+        updateLast { a in
+            if let status { a.status = status }
+            if let s = attemptStart { a.nanos = UInt64(max(0, (now - s).nanoseconds)) }
+        }
     }
 
-    var lastAttemptNanos: UInt64? { attempts.last?.nanos }
+    var lastAttemptNanos: UInt64? { last?.nanos }
 }

@@ -1,3 +1,4 @@
+import NIOHTTP1
 import SluiceCore
 
 /// Which header fields cross the gateway, and the ones it adds. Connection-specific fields
@@ -48,43 +49,28 @@ enum ForwardingHeaders {
         return tokens
     }
 
-    /// Whether a `Connection` field lists `token` (lower-case).
-    static func connectionHas(_ fields: HeaderBlock, _ token: String) -> Bool {
-        for f in fields.fields where f.kind == .connection {
-            for t in fields.value(f).split(separator: ",") where String(t).trimmingWhitespace().lowercased() == token { return true }
-        }
+    /// Whether a `Connection` field lists `token` (lower-case), without allocating.
+    static func connectionHas(_ fields: HeaderBlock, _ token: StaticString) -> Bool {
+        for f in fields.fields where f.kind == .connection && fields.valueListContains(f, caseInsensitive: token) { return true }
         return false
     }
 
-    /// The fields sent upstream: the client's (or the plugins') fields without the dropped
-    /// ones, `Host` per `pass_host`, the forwarding headers, and the upgrade pair.
-    static func upstreamFields(_ fields: HeaderBlock, client: Client, host: String, upgrade: String?) -> HeaderBlock {
-        let tokens = connectionTokens(fields)
-        var out = HeaderBlock()
+    /// The head sent upstream: the client's (or the plugins') fields, of which the dropped
+    /// ones are skipped when it is written, plus the gateway's own (`Host` per `pass_host`,
+    /// the forwarding headers, the upgrade pair). Nothing is copied to build it.
+    static func upstreamHead(
+        method: HTTPMethod, target: String, fields: HeaderBlock, client: Client, host: String, upgrade: String?
+    ) -> UpstreamRequestHead {
         var forwardedFor: String? = nil
-        out.reserve(fields: fields.count + 7, bytes: fields.bytes.readableBytes + 160)
-        out.appendUnchecked(name: "Host", value: host)
-        for f in fields.fields {
-            if isDroppedRequestField(f.kind) {
-                if f.kind == .xForwardedFor {
-                    let v = fields.value(f)
-                    forwardedFor = forwardedFor.map { "\($0), \(v)" } ?? v
-                }
-                continue
-            }
-            if !tokens.isEmpty, f.kind == .other, tokens.contains(where: { fields.matches(f, $0) }) { continue }
-            out.append(f, of: fields)
+        for f in fields.fields where f.kind == .xForwardedFor {
+            let v = fields.value(f)
+            forwardedFor = forwardedFor.map { "\($0), \(v)" } ?? v
         }
-        out.appendUnchecked(name: "X-Forwarded-For", value: forwardedFor.map { "\($0), \(client.address)" } ?? client.address)
-        out.appendUnchecked(name: "X-Real-IP", value: client.address)
-        out.appendUnchecked(name: "X-Forwarded-Proto", value: client.scheme)
-        if let h = client.hostHeader { out.appendUnchecked(name: "X-Forwarded-Host", value: h) }
-        out.appendUnchecked(name: "X-Forwarded-Port", value: client.serverPort)
-        if let upgrade {
-            out.appendUnchecked(name: "Connection", value: "upgrade")
-            out.appendUnchecked(name: "Upgrade", value: upgrade)
-        }
-        return out
+        return UpstreamRequestHead(
+            method: method, target: target, fields: fields, skipped: connectionTokens(fields),
+            gateway: GatewayFields(
+                host: host, forwardedFor: forwardedFor.map { "\($0), \(client.address)" } ?? client.address, realIP: client.address,
+                proto: client.scheme, forwardedHost: client.hostHeader, port: client.serverPort, upgrade: upgrade))
     }
 
     /// The fields sent to the client: the upstream's without the hop-by-hop ones. An upgrade

@@ -8,17 +8,36 @@ enum HTTP1Writer {
     /// Bodies up to this size are copied next to their chunk framing, so a chunk is one write.
     static let copyBodyBelow = 4096
 
-    static func writeRequestHead(_ head: RequestHead, framing: BodyFraming, into buffer: inout ByteBuffer) {
-        buffer.reserveCapacity(minimumWritableBytes: head.target.utf8.count + head.fields.bytes.readableBytes + head.fields.count * 4 + 64)
+    static func writeRequestHead(_ head: UpstreamRequestHead, framing: BodyFraming, into buffer: inout ByteBuffer) {
+        let fields = head.fields
+        buffer.reserveCapacity(minimumWritableBytes: head.target.utf8.count + fields.bytes.readableBytes + fields.count * 4 + 256)
         buffer.writeString(head.method.rawValue)
         buffer.writeStaticString(" ")
         buffer.writeString(head.target)
-        buffer.writeStaticString(" HTTP/1.1\r\n")
-        writeFields(head.fields, into: &buffer)
+        buffer.writeStaticString(" HTTP/1.1\r\nHost: ")
+        buffer.writeString(head.gateway.host)
+        buffer.writeStaticString("\r\n")
+        fields.bytes.withUnsafeReadableBytes { raw in
+            for f in fields.fields where head.forwards(f) { writeField(f, raw, into: &buffer) }
+        }
+        head.gateway.forEach { name, value in
+            buffer.writeStaticString(name)
+            buffer.writeStaticString(": ")
+            buffer.writeString(value)
+            buffer.writeStaticString("\r\n")
+        }
         switch framing {
         case .chunked: buffer.writeStaticString("Transfer-Encoding: chunked\r\n\r\n")
         case .length, .none, .untilClose: buffer.writeStaticString("\r\n")
         }
+    }
+
+    @inline(__always)
+    static func writeField(_ f: HeaderBlock.Field, _ raw: UnsafeRawBufferPointer, into buffer: inout ByteBuffer) {
+        buffer.writeBytes(UnsafeRawBufferPointer(rebasing: raw[Int(f.nameStart)..<Int(f.nameStart + f.nameLength)]))
+        buffer.writeStaticString(": ")
+        buffer.writeBytes(UnsafeRawBufferPointer(rebasing: raw[Int(f.valueStart)..<Int(f.valueStart + f.valueLength)]))
+        buffer.writeStaticString("\r\n")
     }
 
     /// How a response body is framed towards a client of `version`.
@@ -39,7 +58,18 @@ enum HTTP1Writer {
         buffer.writeStaticString(" ")
         buffer.writeString(HTTPResponseStatus(statusCode: status).reasonPhrase)
         buffer.writeStaticString("\r\n")
-        writeFields(head.fields, into: &buffer)
+        // Hop-by-hop fields of the upstream's head never reach the client; a 101 keeps the
+        // `Connection: upgrade` and `Upgrade` pair it was given.
+        let fields = head.fields
+        let tokens = ForwardingHeaders.connectionTokens(fields)
+        let upgrade = head.status == 101
+        fields.bytes.withUnsafeReadableBytes { raw in
+            for f in fields.fields {
+                if ForwardingHeaders.isDroppedResponseField(f.kind), !(upgrade && (f.kind == .connection || f.kind == .upgrade)) { continue }
+                if !tokens.isEmpty, f.kind == .other, tokens.contains(where: { fields.matches(f, $0) }) { continue }
+                writeField(f, raw, into: &buffer)
+            }
+        }
         if let connection {
             buffer.writeStaticString("Connection: ")
             buffer.writeStaticString(connection)
@@ -58,12 +88,7 @@ enum HTTP1Writer {
 
     static func writeFields(_ fields: HeaderBlock, into buffer: inout ByteBuffer) {
         fields.bytes.withUnsafeReadableBytes { raw in
-            for f in fields.fields {
-                buffer.writeBytes(UnsafeRawBufferPointer(rebasing: raw[Int(f.nameStart)..<Int(f.nameStart + f.nameLength)]))
-                buffer.writeStaticString(": ")
-                buffer.writeBytes(UnsafeRawBufferPointer(rebasing: raw[Int(f.valueStart)..<Int(f.valueStart + f.valueLength)]))
-                buffer.writeStaticString("\r\n")
-            }
+            for f in fields.fields { writeField(f, raw, into: &buffer) }
         }
     }
 

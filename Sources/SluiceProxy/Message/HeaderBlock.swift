@@ -196,6 +196,34 @@ public struct HeaderBlock: Sendable {
         }
     }
 
+    /// Whether the field's value, a comma-separated list, has `lower` (lower-case ASCII) as one
+    /// of its elements, ignoring case and whitespace around elements.
+    public func valueListContains(_ field: Field, caseInsensitive lower: StaticString) -> Bool {
+        withValue(field) { raw in
+            let n = lower.utf8CodeUnitCount
+            var i = 0
+            while i < raw.count {
+                while i < raw.count && (raw[i] == 0x20 || raw[i] == 0x09 || raw[i] == 0x2C) { i += 1 }
+                let start = i
+                while i < raw.count && raw[i] != 0x2C { i += 1 }
+                var end = i
+                while end > start && (raw[end - 1] == 0x20 || raw[end - 1] == 0x09) { end -= 1 }
+                if end - start == n {
+                    var same = true
+                    for k in 0..<n {
+                        let c = raw[start + k]
+                        if (c >= 0x41 && c <= 0x5A ? c | 0x20 : c) != lower.utf8Start[k] {
+                            same = false
+                            break
+                        }
+                    }
+                    if same { return true }
+                }
+            }
+            return false
+        }
+    }
+
     /// Adds a field. A name that is not a token, or a name or value with CR, LF or NUL, is
     /// refused: nothing the gateway writes may split a head.
     public mutating func append(name: String, value: String) throws(InvalidField) {

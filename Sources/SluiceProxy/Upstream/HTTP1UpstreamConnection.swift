@@ -32,6 +32,7 @@ final class HTTP1UpstreamConnection: ChannelDuplexHandler, RemovableChannelHandl
     private var requestMethod = HTTPMethod.GET
     private var requestFraming = BodyFraming.none
     private var readPending = false
+    private var headBuffer = ByteBuffer()
     private var delivering = false
     /// After a 101 the bytes that follow belong to the tunnel: reading stops there.
     private var stopped = false
@@ -51,14 +52,16 @@ final class HTTP1UpstreamConnection: ChannelDuplexHandler, RemovableChannelHandl
 
     // MARK: Writing a request
 
-    func sendHead(_ head: RequestHead, framing: BodyFraming) {
+    func sendHead(_ head: UpstreamRequestHead, framing: BodyFraming) {
         guard let context else { return }
         requestMethod = head.method
         requestFraming = framing
         requestsServed += 1
-        var buffer = context.channel.allocator.buffer(capacity: 0)
-        HTTP1Writer.writeRequestHead(head, framing: framing, into: &buffer)
-        context.write(wrapOutboundOut(buffer), promise: nil)
+        // Reused: once the previous head is on the wire this connection holds the only
+        // reference, and clearing it keeps its memory.
+        headBuffer.clear()
+        HTTP1Writer.writeRequestHead(head, framing: framing, into: &headBuffer)
+        context.write(wrapOutboundOut(headBuffer), promise: nil)
     }
 
     func sendBody(_ body: ByteBuffer) {
