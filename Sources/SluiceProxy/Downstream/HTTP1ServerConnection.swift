@@ -334,22 +334,21 @@ final class HTTP1ServerConnection: ChannelDuplexHandler, RemovableChannelHandler
         closeAfterResponse = false
         holdForUpgradeAfterEnd = false
         let keepAlive = Self.isKeepAlive(head) && !quiescing
-        let outcome = ExchangeRouting.route(
-            head, framing: framing, keepAlive: keepAlive, connection: info, snapshot: loop.snapshot, variables: variables,
-            balancers: loop, limits: limits, now: .now())
-        switch outcome {
-        case .exchange(let machine):
-            if machine.request.upgrade != nil { holdForUpgradeAfterEnd = true }
-            let ex = ProxyExchange(machine: machine, downstream: self, loop: loop)
-            // Inside a read burst, upstream writes are flushed once at its end.
-            ex.inReadBurst = inReadBurst
-            exchange = ex
-            ex.send(.start)
-        case .refuse(let machine, let status, let message, let close):
-            let ex = ProxyExchange(machine: machine, downstream: self, loop: loop)
-            exchange = ex
-            ex.answer(status, message, close: close)
+        var refusal: ExchangeRouting.Refusal? = nil
+        let ex = ProxyExchange(downstream: self, loop: loop) {
+            ExchangeRouting.route(
+                head, framing: framing, keepAlive: keepAlive, connection: info, snapshot: loop.snapshot, variables: variables,
+                balancers: loop, limits: limits, now: .now(), refusal: &refusal)
         }
+        exchange = ex
+        if let refusal {
+            ex.answer(refusal.status, refusal.message, close: refusal.close)
+            return
+        }
+        if ex.machine.request.upgrade != nil { holdForUpgradeAfterEnd = true }
+        // Inside a read burst, upstream writes are flushed once at its end.
+        ex.inReadBurst = inReadBurst
+        ex.send(.start)
     }
 
     static func isKeepAlive(_ head: RequestHead) -> Bool {

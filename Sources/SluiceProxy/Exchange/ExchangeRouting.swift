@@ -20,16 +20,21 @@ struct ClientConnectionInfo {
 /// the snapshot read once for this request, and sets up the plugin run. What cannot be
 /// routed becomes an exchange the gateway answers itself.
 enum ExchangeRouting {
-    enum Outcome {
-        case exchange(ExchangeStateMachine)
-        /// Answer with this status and message; `close` when the connection must close.
-        case refuse(ExchangeStateMachine, HTTPResponseStatus, String, close: Bool)
+    /// A request answered before routing: this status and message; `close` when the
+    /// connection must close.
+    struct Refusal {
+        var status: HTTPResponseStatus
+        var message: String
+        var close: Bool
     }
 
+    /// The exchange for `head`; `refusal` is set when the gateway answers it at once. The
+    /// machine is returned, not wrapped, so that it moves into its driver without a copy.
     static func route(
         _ head: RequestHead, framing: BodyFraming, keepAlive: Bool, connection: ClientConnectionInfo, snapshot: ConfigSnapshot,
-        variables: HTTPRequestVariables, balancers: BalancerSource, limits: ExchangeStateMachine.Limits, now: NIODeadline
-    ) -> Outcome {
+        variables: HTTPRequestVariables, balancers: BalancerSource, limits: ExchangeStateMachine.Limits, now: NIODeadline,
+        refusal: inout Refusal?
+    ) -> ExchangeStateMachine {
         let client = ForwardingHeaders.Client(
             address: connection.address, hostHeader: nil, scheme: connection.scheme, serverPort: connection.serverPortText)
         var request = ExchangeStateMachine.Request(
@@ -37,7 +42,8 @@ enum ExchangeRouting {
             client: client, variables: variables, keepAlive: keepAlive)
         if head.method == .CONNECT {
             request.keepAlive = false
-            return .refuse(.local(request: request, limits: limits, now: now), .methodNotAllowed, "CONNECT is not supported", close: true)
+            refusal = Refusal(status: .methodNotAllowed, message: "CONNECT is not supported", close: true)
+            return .local(request: request, limits: limits, now: now)
         }
         let target: RequestPath
         switch RequestPath.normalize(head.target) {
@@ -49,7 +55,8 @@ enum ExchangeRouting {
             case .badPercentEncoding: message = "invalid percent-encoding in request path"
             case .notOriginForm: message = "invalid request target"
             }
-            return .refuse(.local(request: request, limits: limits, now: now), .badRequest, message, close: false)
+            refusal = Refusal(status: .badRequest, message: message, close: false)
+            return .local(request: request, limits: limits, now: now)
         }
         let hostHeader = target.authority ?? head.fields.first(.host)
         let host = hostHeader.map(routingHost)
@@ -70,7 +77,7 @@ enum ExchangeRouting {
         let routeRequest = RouteRequest(
             path: target.path, host: host, method: head.method.rawValue, remoteAddress: connection.ip, variables: variables)
         guard let index = snapshot.router.matchIndex(routeRequest) else {
-            return .exchange(.local(request: request, limits: limits, now: now))
+            return .local(request: request, limits: limits, now: now)
         }
         let route = snapshot.targets[index]
         var run: PluginRun? = nil
@@ -87,8 +94,7 @@ enum ExchangeRouting {
             r.matchedHost = route.matchedHost
             run = PluginRun(request: r, route: route.plugins, globals: snapshot.globalRules)
         }
-        return .exchange(
-            ExchangeStateMachine(request: request, route: route, plugins: run, snapshot: snapshot, balancers: balancers, limits: limits, now: now))
+        return ExchangeStateMachine(request: request, route: route, plugins: run, snapshot: snapshot, balancers: balancers, limits: limits, now: now)
     }
 
     /// `Host` as the router compares it: lower case, without the port, and without the

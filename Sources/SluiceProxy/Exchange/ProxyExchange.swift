@@ -40,8 +40,8 @@ final class ProxyExchange: UpstreamConnectionOwner {
     var inReadBurst = false
     private var needsUpstreamFlush = false
 
-    init(machine: ExchangeStateMachine, downstream: DownstreamStream, loop: LoopContext) {
-        self.machine = machine
+    init(downstream: DownstreamStream, loop: LoopContext, machine: () -> ExchangeStateMachine) {
+        self.machine = machine()
         self.downstream = downstream
         self.loop = loop
     }

@@ -188,8 +188,8 @@ public struct HTTP1RequestReader {
                     if !Self.isValidRequestLinePrefix(raw, end: lineLimit) { return .fault(.badRequest("malformed request line")) }
                     return .fault(lineLimit == saturatingAdd(maxRequestLine, 1) ? .uriTooLong : .headersTooLarge)
                 }
-                if !FieldLine.isValidPrefix(raw, start: parse.cursor.lineStart, end: lineLimit) {
-                    return .fault(.badRequest("invalid header field"))
+                if case .failure(let fault) = FieldLine.parse(raw, start: parse.cursor.lineStart, lf: lineLimit, partial: true) {
+                    return .fault(lineFault(fault))
                 }
                 return .fault(.headersTooLarge)
             case .line(let start, let lf):
@@ -200,12 +200,18 @@ public struct HTTP1RequestReader {
                 }
                 if lf == start &+ 1 && raw[start] == HTTP1Bytes.cr { return .complete(lf &+ 1) }
                 switch FieldLine.parse(raw, start: start, lf: lf) {
-                case .failure(let fault): return .fault(.badRequest(fault.reason))
+                case .failure(let fault): return .fault(lineFault(fault))
                 case .success(let line):
                     if let error = field(raw, line) { return .fault(error) }
                 }
             }
         }
+    }
+
+    /// A malformed field line is answered 400, unless the bytes before the offending one
+    /// already broke the size bound.
+    private func lineFault(_ fault: FieldLine.Fault) -> HTTP1ReadError {
+        saturatingAdd(parse.counted, fault.counted) > limits.maxHeaderBytes ? .headersTooLarge : .badRequest(fault.reason)
     }
 
     /// Checks `method SP request-target SP HTTP-version CRLF`, LF at `lf`.
@@ -287,6 +293,8 @@ public struct HTTP1RequestReader {
         }
         if parse.hosts > 1 { throw .badRequest("duplicate Host") }
         if parse.hosts == 0 && !http10 { throw .badRequest("missing Host") }
+        // A CONNECT request has no content (RFC 9110 section 9.3.6), whatever its fields say.
+        if parse.method == .CONNECT { return .none }
         if parse.transferEncodings > 0 { return .chunked }
         if parse.contentLengths > 0 { return .length(parse.contentLength) }
         return .none

@@ -6,7 +6,6 @@ import Musl
 import Darwin
 #endif
 import NIOCore
-import NIOHTTP1
 
 /// Byte classes of RFC 9110 and RFC 9112 as both HTTP/1 readers apply them.
 enum HTTP1Bytes {
@@ -134,14 +133,21 @@ struct FieldLine {
             kind: .other)
     }
 
-    enum Fault: Error {
-        case obsFold
-        case badName
-        case badValue
-        case bareLF
+    struct Fault: Error {
+        enum Kind {
+            case obsFold
+            case badName
+            case badValue
+            case bareLF
+        }
+
+        var kind: Kind
+        /// Name and value bytes before the offending byte, as the former decoder counted them
+        /// against maxHeaderBytes: when they exceed it, the size is what the head broke first.
+        var counted: Int
 
         var reason: String {
-            switch self {
+            switch kind {
             case .obsFold: return "obsolete line folding"
             case .badName: return "invalid header name"
             case .badValue: return "invalid header value"
@@ -150,14 +156,23 @@ struct FieldLine {
         }
     }
 
-    /// Parses the field line `raw[start..<lf]` (LF at `lf`).
-    static func parse(_ raw: UnsafeRawBufferPointer, start: Int, lf: Int) -> Result<FieldLine, Fault> {
-        guard lf > start, raw[lf &- 1] == HTTP1Bytes.cr else { return .failure(.bareLF) }
-        let end = lf &- 1
-        if HTTP1Bytes.isOWS(raw[start]) { return .failure(.obsFold) }
+    /// Parses the field line `raw[start..<lf]` (LF at `lf`). With `partial`, `lf` is only
+    /// where the bytes received so far end, and the line is checked as far as it goes (the
+    /// result's offsets then mean nothing).
+    static func parse(_ raw: UnsafeRawBufferPointer, start: Int, lf: Int, partial: Bool = false) -> Result<FieldLine, Fault> {
+        let hasCR = !partial && lf > start && raw[lf &- 1] == HTTP1Bytes.cr
+        let end = hasCR ? lf &- 1 : lf
+        // Received so far: a lone CR may be the start of the head's final CRLF.
+        if partial && end &- start == 1 && raw[start] == HTTP1Bytes.cr {
+            return .success(FieldLine(nameStart: start, nameEnd: start, valueStart: start, valueEnd: start, rawValueEnd: start))
+        }
+        if start < end && HTTP1Bytes.isOWS(raw[start]) { return .failure(Fault(kind: .obsFold, counted: 0)) }
         var i = start
         while i < end && HTTP1Bytes.isToken(raw[i]) { i &+= 1 }
-        guard i > start, i < end, raw[i] == HTTP1Bytes.colon else { return .failure(.badName) }
+        if partial && i == end { return .success(FieldLine(nameStart: start, nameEnd: i, valueStart: i, valueEnd: i, rawValueEnd: i)) }
+        guard i > start, i < end, raw[i] == HTTP1Bytes.colon else {
+            return .failure(Fault(kind: i == end && !hasCR ? .bareLF : .badName, counted: i &- start))
+        }
         let nameEnd = i
         i &+= 1
         while i < end && HTTP1Bytes.isOWS(raw[i]) { i &+= 1 }
@@ -165,30 +180,16 @@ struct FieldLine {
         var valueEnd = i
         while i < end {
             let c = raw[i]
-            guard HTTP1Bytes.isFieldValue(c) else { return .failure(.badValue) }
+            guard HTTP1Bytes.isFieldValue(c) else {
+                // Received so far: a CR as the last byte may still be followed by its LF.
+                if partial && c == HTTP1Bytes.cr && i == end &- 1 { break }
+                return .failure(Fault(kind: .badValue, counted: (nameEnd &- start) &+ (i &- valueStart)))
+            }
             i &+= 1
             if !HTTP1Bytes.isOWS(c) { valueEnd = i }
         }
+        if !hasCR && !partial { return .failure(Fault(kind: .bareLF, counted: (nameEnd &- start) &+ (end &- valueStart))) }
         return .success(FieldLine(nameStart: start, nameEnd: nameEnd, valueStart: valueStart, valueEnd: valueEnd, rawValueEnd: end))
-    }
-
-    /// Whether `raw[start..<end]`, the start of a field line whose end has not arrived, could
-    /// still become a valid one.
-    static func isValidPrefix(_ raw: UnsafeRawBufferPointer, start: Int, end: Int) -> Bool {
-        guard start < end else { return true }
-        if HTTP1Bytes.isOWS(raw[start]) { return false }
-        var i = start
-        while i < end && HTTP1Bytes.isToken(raw[i]) { i &+= 1 }
-        if i == end { return true }
-        guard i > start, raw[i] == HTTP1Bytes.colon else { return false }
-        i &+= 1
-        while i < end {
-            let c = raw[i]
-            // A CR is allowed only as the last byte so far: its LF may still come.
-            if !HTTP1Bytes.isFieldValue(c) && !(c == HTTP1Bytes.cr && i == end &- 1) { return false }
-            i &+= 1
-        }
-        return true
     }
 }
 
@@ -275,35 +276,42 @@ struct ChunkedBodyReader {
         }
     }
 
+    private enum TrailerScan {
+        case needMore
+        /// The section, its final CRLF included, takes this many bytes.
+        case done(Int)
+        case fault(String)
+    }
+
     private mutating func readTrailers(_ buffer: inout ByteBuffer) -> Step {
         if buffer.readableBytes < cursor.scanned {
             cursor = LineCursor()
             trailerFields.removeAll(keepingCapacity: true)
         }
         let limit = saturatingAdd(maxTrailerBytes, 1)
-        // nil: need more; .success(n): the section ends at n; .failure: a fault.
-        let outcome: Result<Int, FieldLine.Fault>?? = buffer.withUnsafeReadableBytes { raw in
+        let scan: TrailerScan = buffer.withUnsafeReadableBytes { raw in
             while true {
                 switch cursor.next(raw, limit: limit) {
-                case .needMore: return .some(nil)
-                case .overLimit: return nil
+                case .needMore: return .needMore
+                case .overLimit: return .fault("trailer section too large")
                 case .line(let start, let lf):
-                    if lf == start &+ 1 && raw[start] == HTTP1Bytes.cr { return .some(.success(lf &+ 1)) }
+                    if lf == start &+ 1 && raw[start] == HTTP1Bytes.cr { return .done(lf &+ 1) }
                     switch FieldLine.parse(raw, start: start, lf: lf) {
-                    case .failure(let f): return .some(.failure(f))
+                    case .failure(let f): return .fault(f.reason)
                     case .success(let line):
                         var field = line.field
                         field.kind = KnownField.classify(UnsafeRawBufferPointer(rebasing: raw[line.nameStart..<line.nameEnd]))
+                        // The head decided the framing: these are refused here, as before.
+                        if field.kind == .contentLength || field.kind == .transferEncoding { return .fault("framing field in trailers") }
                         trailerFields.append(field)
                     }
                 }
             }
         }
-        guard let outcome else { return .fault("trailer section too large") }
-        guard let outcome else { return .needMore }
-        switch outcome {
-        case .failure(let f): return .fault(f.reason)
-        case .success(let length):
+        switch scan {
+        case .needMore: return .needMore
+        case .fault(let why): return .fault(why)
+        case .done(let length):
             defer {
                 cursor = LineCursor()
                 trailerFields = []
@@ -338,13 +346,39 @@ struct ChunkedBodyReader {
         }
         guard i > 0 else { return .fault("invalid chunk size") }
         if i == end { return .size(size, lf: lf) }
-        // Extensions are skipped: `BWS ";" ...` up to the CRLF, with no control bytes.
-        while i < end && HTTP1Bytes.isOWS(raw[i]) { i &+= 1 }
-        guard i < end, raw[i] == UInt8(ascii: ";") else { return .fault("invalid chunk size") }
-        while i < end {
-            guard HTTP1Bytes.isFieldValue(raw[i]) else { return .fault("invalid chunk extension") }
+        guard raw[i] == UInt8(ascii: ";") else { return .fault("invalid chunk size") }
+        // chunk-ext = *( ";" name [ "=" value ] ), without whitespace, as the former decoder
+        // required (it also allowed an empty name before `;` or `=`, and token characters
+        // before a quoted value). The extensions are skipped.
+        let semicolon = UInt8(ascii: ";"), quote = UInt8(ascii: "\""), backslash = UInt8(ascii: "\\")
+        while true {
             i &+= 1
+            guard i < end else { return .fault("invalid chunk extension") }
+            while i < end && HTTP1Bytes.isToken(raw[i]) { i &+= 1 }
+            if i == end { return .size(size, lf: lf) }
+            if raw[i] == semicolon { continue }
+            guard raw[i] == UInt8(ascii: "=") else { return .fault("invalid chunk extension") }
+            i &+= 1
+            if i == end { return .size(size, lf: lf) }
+            // A value: token characters, then perhaps a quoted string.
+            while i < end && HTTP1Bytes.isToken(raw[i]) { i &+= 1 }
+            if i < end && raw[i] == quote {
+                i &+= 1
+                while true {
+                    guard i < end else { return .fault("invalid chunk extension") }
+                    let q = raw[i]
+                    i &+= 1
+                    if q == quote { break }
+                    if q == backslash {
+                        guard i < end, HTTP1Bytes.isFieldValue(raw[i]) else { return .fault("invalid chunk extension") }
+                        i &+= 1
+                    } else if q < 0x20 && q != HTTP1Bytes.htab {
+                        return .fault("invalid chunk extension")
+                    }
+                }
+            }
+            if i == end { return .size(size, lf: lf) }
+            guard raw[i] == semicolon else { return .fault("invalid chunk extension") }
         }
-        return .size(size, lf: lf)
     }
 }

@@ -6,14 +6,16 @@ public struct UpstreamKey: Hashable, Sendable, CustomStringConvertible {
     public enum Scheme: UInt8, Sendable { case http, https }
     public enum WireProtocol: UInt8, Sendable { case http1, http2 }
 
-    public var scheme: Scheme
-    public var host: String
-    public var port: Int
+    public let scheme: Scheme
+    public let host: String
+    public let port: Int
     /// The TLS server name sent, when `scheme` is https.
-    public var sni: String?
+    public let sni: String?
     /// Identifies the client certificate and verification settings, when `scheme` is https.
-    public var tls: String?
-    public var wireProtocol: WireProtocol
+    public let tls: String?
+    public let wireProtocol: WireProtocol
+    /// Computed once: the pool hashes a key twice per request (take and put).
+    private let hash: Int
 
     public init(scheme: Scheme = .http, host: String, port: Int, sni: String? = nil, tls: String? = nil, wireProtocol: WireProtocol = .http1) {
         self.scheme = scheme
@@ -22,7 +24,22 @@ public struct UpstreamKey: Hashable, Sendable, CustomStringConvertible {
         self.sni = sni
         self.tls = tls
         self.wireProtocol = wireProtocol
+        var h = Hasher()
+        h.combine(scheme)
+        h.combine(host)
+        h.combine(port)
+        h.combine(sni)
+        h.combine(tls)
+        h.combine(wireProtocol)
+        hash = h.finalize()
     }
+
+    public static func == (a: UpstreamKey, b: UpstreamKey) -> Bool {
+        a.hash == b.hash && a.port == b.port && a.host == b.host && a.scheme == b.scheme && a.sni == b.sni && a.tls == b.tls
+            && a.wireProtocol == b.wireProtocol
+    }
+
+    public func hash(into hasher: inout Hasher) { hasher.combine(hash) }
 
     /// `host:port` as NGINX's `$upstream_addr` shows it.
     public var address: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
