@@ -3,15 +3,19 @@ import NIOCore
 
 extension LoopContext {
     /// The access log line of a finished exchange (answered by an upstream or by the gateway).
-    func writeAccessLog(_ machine: ExchangeStateMachine, _ log: ExchangeLog) {
+    func writeAccessLog(_ exchange: ProxyExchange, _ log: ExchangeLog) {
         guard let buffer = accessLog else { return }
+        writeAccessLog(exchange.machine, log, into: buffer)
+    }
+
+    private func writeAccessLog(_ machine: borrowing ExchangeStateMachine, _ log: ExchangeLog, into buffer: AccessLogBuffer) {
         let end = log.endedAt ?? .now()
         let elapsed = max(0, (end - machine.startedAt).nanoseconds)
         let fields = machine.request.head.fields
         var upstreams: [UpstreamAttemptLog] = []
         if log.hasAttempts {
             for a in log.attempts {
-                upstreams.append(UpstreamAttemptLog(address: a.address, status: a.status, responseTimeNanos: a.nanos.map { Int64(clamping: $0) }))
+                upstreams.append(UpstreamAttemptLog(address: machine.nodeAddress(a.node), status: a.status, responseTimeNanos: a.nanos.map { Int64(clamping: $0) }))
             }
         }
         let head = machine.request.head

@@ -101,14 +101,24 @@ enum ExchangeRouting {
     /// trailing dot of a fully qualified name (`api.example.com.` is `api.example.com`, as
     /// NGINX's `$host` has it), so an absolute name cannot slip past host-scoped routes.
     static func routingHost(_ raw: String) -> String {
-        var h = Substring(raw)
-        if h.hasPrefix("[") {
-            if let close = h.firstIndex(of: "]") { h = h[...close] }
-        } else if let colon = h.lastIndex(of: ":") {
-            h = h[..<colon]
+        var bytes = raw
+        return bytes.withUTF8 { b -> String in
+            var end = b.count
+            if b.first == UInt8(ascii: "[") {
+                if let close = b.firstIndex(of: UInt8(ascii: "]")) { end = close + 1 }
+            } else if let colon = b.lastIndex(of: UInt8(ascii: ":")) {
+                end = colon
+            }
+            if end > 1 && b[end - 1] == UInt8(ascii: ".") { end -= 1 }
+            var upper = false
+            for i in 0..<end where b[i] >= UInt8(ascii: "A") && b[i] <= UInt8(ascii: "Z") {
+                upper = true
+                break
+            }
+            if !upper && end == b.count { return raw }
+            let slice = UnsafeBufferPointer(rebasing: b[0..<end])
+            return upper ? String(decoding: slice, as: UTF8.self).lowercased() : String(decoding: slice, as: UTF8.self)
         }
-        if h.last == ".", h.count > 1 { h = h.dropLast() }
-        for c in h.utf8 where c >= UInt8(ascii: "A") && c <= UInt8(ascii: "Z") { return h.lowercased() }
-        return String(h)
     }
+
 }

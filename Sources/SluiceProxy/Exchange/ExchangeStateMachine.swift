@@ -328,7 +328,7 @@ struct ExchangeStateMachine {
         requestEndSent = false
         attemptStartedAt = now
         let n = upstream.plan.nodes[picked]
-        log.beginAttempt(address: n.address)
+        log.beginAttempt(node: picked)
         var a = ExchangeActions()
         a.upstream = .acquire(
             UpstreamKey(host: n.host, port: n.port), fresh: fresh,
@@ -765,6 +765,12 @@ struct ExchangeStateMachine {
         return log
     }
 
+    /// `host:port` of a node of this exchange's upstream.
+    func nodeAddress(_ node: Int) -> String {
+        guard let upstream, node >= 0, node < upstream.plan.nodes.count else { return "-" }
+        return upstream.plan.nodes[node].address
+    }
+
     static func isKeepAlive(_ head: ResponseHead) -> Bool {
         var close = head.version.minor == 0
         for f in head.fields.fields where f.kind == .connection {
@@ -784,7 +790,8 @@ protocol BalancerSource: AnyObject {
 /// What the log phase knows of an exchange.
 struct ExchangeLog {
     struct Attempt {
-        var address: String
+        /// The node's index in the upstream's plan (its address is looked up when logged).
+        var node: Int
         var status: Int?
         var nanos: UInt64?
     }
@@ -813,11 +820,11 @@ struct ExchangeLog {
 
     var hasAttempts: Bool { first != nil }
 
-    mutating func beginAttempt(address: String) {
+    mutating func beginAttempt(node: Int) {
         if first == nil {
-            first = Attempt(address: address)
+            first = Attempt(node: node)
         } else {
-            more.append(Attempt(address: address))
+            more.append(Attempt(node: node))
         }
     }
 

@@ -188,7 +188,7 @@ final class ProxyExchange: UpstreamConnectionOwner {
     private func end() {
         guard !ended else { return }
         ended = true
-        if let log = machine.finishLog() { loop.writeAccessLog(machine, log) }
+        if let log = machine.finishLog() { loop.writeAccessLog(self, log) }
     }
 
     // MARK: Upstream connections

@@ -32,12 +32,21 @@ enum HTTP1Writer {
         }
     }
 
+    /// `name: value\r\n`, copied in one step into the buffer's memory.
     @inline(__always)
     static func writeField(_ f: HeaderBlock.Field, _ raw: UnsafeRawBufferPointer, into buffer: inout ByteBuffer) {
-        buffer.writeBytes(UnsafeRawBufferPointer(rebasing: raw[Int(f.nameStart)..<Int(f.nameStart + f.nameLength)]))
-        buffer.writeStaticString(": ")
-        buffer.writeBytes(UnsafeRawBufferPointer(rebasing: raw[Int(f.valueStart)..<Int(f.valueStart + f.valueLength)]))
-        buffer.writeStaticString("\r\n")
+        let nl = Int(f.nameLength), vl = Int(f.valueLength)
+        let n = nl &+ vl &+ 4
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: n) { out in
+            guard let base = out.baseAddress, let src = raw.baseAddress else { return 0 }
+            (base).copyMemory(from: src + Int(f.nameStart), byteCount: nl)
+            base.storeBytes(of: UInt8(ascii: ":"), toByteOffset: nl, as: UInt8.self)
+            base.storeBytes(of: UInt8(ascii: " "), toByteOffset: nl &+ 1, as: UInt8.self)
+            (base + nl + 2).copyMemory(from: src + Int(f.valueStart), byteCount: vl)
+            base.storeBytes(of: UInt8(ascii: "\r"), toByteOffset: n &- 2, as: UInt8.self)
+            base.storeBytes(of: UInt8(ascii: "\n"), toByteOffset: n &- 1, as: UInt8.self)
+            return n
+        }
     }
 
     /// How a response body is framed towards a client of `version`.
