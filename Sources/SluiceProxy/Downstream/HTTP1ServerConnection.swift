@@ -89,19 +89,7 @@ final class HTTP1ServerConnection: ChannelDuplexHandler, RemovableChannelHandler
         case .length, .untilClose:
             context.write(wrapOutboundOut(body), promise: nil)
         case .chunked:
-            let small = body.readableBytes < HTTP1Writer.copyBodyBelow
-            var framed = context.channel.allocator.buffer(capacity: small ? body.readableBytes + 12 : 12)
-            HTTP1Writer.writeChunkPrefix(body.readableBytes, into: &framed)
-            if small {
-                var b = body
-                framed.writeBuffer(&b)
-                framed.writeStaticString("\r\n")
-                context.write(wrapOutboundOut(framed), promise: nil)
-            } else {
-                context.write(wrapOutboundOut(framed), promise: nil)
-                context.write(wrapOutboundOut(body), promise: nil)
-                context.write(wrapOutboundOut(ByteBuffer(staticString: "\r\n")), promise: nil)
-            }
+            HTTP1Writer.chunk(body, allocator: context.channel.allocator) { context.write(wrapOutboundOut($0), promise: nil) }
         }
     }
 

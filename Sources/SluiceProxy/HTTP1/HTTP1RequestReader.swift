@@ -26,8 +26,8 @@ public struct HTTP1RequestReader {
 
     private enum State {
         case head
-        case body(remaining: Int)
-        case chunked(ChunkedBodyReader)
+        /// Reading the body; `.end` follows it.
+        case body(BodyReader)
         /// The body is complete: `.end` is next.
         case end
         case failed
@@ -69,19 +69,14 @@ public struct HTTP1RequestReader {
                 state = .failed
                 throw error
             }
-        case .body(let remaining):
-            let n = min(remaining, buffer.readableBytes)
-            guard n > 0, let part = buffer.readSlice(length: n) else { return nil }
-            state = n == remaining ? .end : .body(remaining: remaining &- n)
-            return .body(part)
-        case .chunked(var chunks):
-            state = .failed  // the reader's storage stays uniquely referenced while it runs
-            switch chunks.read(&buffer) {
+        case .body(var body):
+            state = .failed  // the body reader stays uniquely referenced while it runs
+            switch body.read(&buffer) {
             case .body(let part):
-                state = .chunked(chunks)
+                state = body.isComplete ? .end : .body(body)
                 return .body(part)
             case .needMore:
-                state = .chunked(chunks)
+                state = .body(body)
                 return nil
             case .end(let trailers):
                 state = .head
@@ -163,11 +158,7 @@ public struct HTTP1RequestReader {
             let head = RequestHead(method: parse.method, target: target, version: parse.version,
                                    fields: HeaderBlock(bytes: bytes, fields: parse.fields))
             parse = HeadState()
-            switch framing {
-            case .length(let n) where n > 0: state = .body(remaining: n)
-            case .chunked: state = .chunked(ChunkedBodyReader(maxTrailerBytes: limits.maxHeaderBytes))
-            default: state = .end
-            }
+            state = BodyReader(framing, maxTrailerBytes: limits.maxHeaderBytes).map { .body($0) } ?? .end
             return .head(head, framing)
         }
     }

@@ -23,9 +23,8 @@ public struct HTTP1ResponseReader {
 
     private enum State {
         case head
-        case body(remaining: Int)
-        case chunked(ChunkedBodyReader)
-        case untilClose
+        /// Reading the body; `.end` follows it.
+        case body(BodyReader)
         /// The body is complete: `.end` is next.
         case end
         case failed
@@ -64,19 +63,14 @@ public struct HTTP1ResponseReader {
                     state = .failed
                     throw error
                 }
-            case .body(let remaining):
-                let n = min(remaining, buffer.readableBytes)
-                guard n > 0, let part = buffer.readSlice(length: n) else { return nil }
-                state = n == remaining ? .end : .body(remaining: remaining &- n)
-                return .body(part)
-            case .chunked(var chunks):
-                state = .failed  // the reader's storage stays uniquely referenced while it runs
-                switch chunks.read(&buffer) {
+            case .body(var body):
+                state = .failed  // the body reader stays uniquely referenced while it runs
+                switch body.read(&buffer) {
                 case .body(let part):
-                    state = .chunked(chunks)
+                    state = body.isComplete ? .end : .body(body)
                     return .body(part)
                 case .needMore:
-                    state = .chunked(chunks)
+                    state = .body(body)
                     return nil
                 case .end(let trailers):
                     state = .head
@@ -85,10 +79,6 @@ public struct HTTP1ResponseReader {
                 case .fault(let why):
                     throw .badResponse(why)
                 }
-            case .untilClose:
-                let n = buffer.readableBytes
-                guard n > 0, let part = buffer.readSlice(length: n) else { return nil }
-                return .body(part)
             case .end:
                 state = .head
                 parse = HeadState()
@@ -107,11 +97,16 @@ public struct HTTP1ResponseReader {
             if isIdle { return nil }
             state = .failed
             throw .badResponse("response head cut short")
-        case .untilClose, .end:
+        case .end:
             state = .head
             parse = HeadState()
             return .end(nil)
-        case .body, .chunked:
+        case .body(let body):
+            if body.endsAtClose {
+                state = .head
+                parse = HeadState()
+                return .end(nil)
+            }
             state = .failed
             throw .badResponse("response body cut short")
         case .failed:
@@ -186,12 +181,7 @@ public struct HTTP1ResponseReader {
             guard let bytes = buffer.readSlice(length: length) else { throw .badResponse("malformed response") }
             let head = ResponseHead(status: status, version: parse.version, fields: HeaderBlock(bytes: bytes, fields: parse.fields))
             parse = HeadState()
-            switch framing {
-            case .length(let n) where n > 0: state = .body(remaining: n)
-            case .chunked: state = .chunked(ChunkedBodyReader(maxTrailerBytes: maxHeaderBytes))
-            case .untilClose: state = .untilClose
-            default: state = .end
-            }
+            state = BodyReader(framing, maxTrailerBytes: maxHeaderBytes).map { .body($0) } ?? .end
             return .some(.head(head, framing))
         }
     }

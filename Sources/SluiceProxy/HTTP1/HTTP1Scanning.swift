@@ -382,3 +382,78 @@ struct ChunkedBodyReader {
         }
     }
 }
+
+/// The body of one message, after its head: a fixed length, chunks, or everything up to the
+/// connection's close. Shared by the request and response readers.
+struct BodyReader {
+    private enum State {
+        case length(remaining: Int)
+        case chunked(ChunkedBodyReader)
+        case untilClose
+        case failed
+    }
+
+    enum Step {
+        case body(ByteBuffer)
+        case needMore
+        case end(HeaderBlock?)
+        case fault(String)
+    }
+
+    private var state: State
+
+    /// nil for framings with no body bytes to read (`.none`, `.length(0)`).
+    init?(_ framing: BodyFraming, maxTrailerBytes: Int) {
+        switch framing {
+        case .length(let n) where n > 0: state = .length(remaining: n)
+        case .chunked: state = .chunked(ChunkedBodyReader(maxTrailerBytes: maxTrailerBytes))
+        case .untilClose: state = .untilClose
+        default: return nil
+        }
+    }
+
+    /// The next part of the body from `buffer` (its bytes are sliced, not copied).
+    mutating func read(_ buffer: inout ByteBuffer) -> Step {
+        switch state {
+        case .length(let remaining):
+            let n = min(remaining, buffer.readableBytes)
+            guard n > 0, let part = buffer.readSlice(length: n) else { return .needMore }
+            if n == remaining {
+                state = .length(remaining: 0)
+                return .body(part)
+            }
+            state = .length(remaining: remaining &- n)
+            return .body(part)
+        case .chunked(var chunks):
+            state = .failed  // the chunk reader's storage stays uniquely referenced while it runs
+            let step = chunks.read(&buffer)
+            switch step {
+            case .body(let part):
+                state = .chunked(chunks)
+                return .body(part)
+            case .needMore:
+                state = .chunked(chunks)
+                return .needMore
+            case .end(let trailers): return .end(trailers)
+            case .fault(let why): return .fault(why)
+            }
+        case .untilClose:
+            let n = buffer.readableBytes
+            guard n > 0, let part = buffer.readSlice(length: n) else { return .needMore }
+            return .body(part)
+        case .failed:
+            return .fault("malformed body")
+        }
+    }
+
+    /// Whether the last `read` delivered the final bytes of a fixed-length body.
+    var isComplete: Bool {
+        if case .length(0) = state { return true }
+        return false
+    }
+
+    var endsAtClose: Bool {
+        if case .untilClose = state { return true }
+        return false
+    }
+}

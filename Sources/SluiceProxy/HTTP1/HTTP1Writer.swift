@@ -119,6 +119,25 @@ enum HTTP1Writer {
         buffer.writeStaticString("\r\n")
     }
 
+    /// `body` as one chunk, handed to `emit` as the buffers to write: one buffer (size line,
+    /// bytes and CRLF copied together) for small bodies, else the size line, the body as it
+    /// is, and the CRLF.
+    static func chunk(_ body: ByteBuffer, allocator: ByteBufferAllocator, _ emit: (ByteBuffer) -> Void) {
+        let small = body.readableBytes < copyBodyBelow
+        var framed = allocator.buffer(capacity: small ? body.readableBytes + 12 : 12)
+        writeChunkPrefix(body.readableBytes, into: &framed)
+        if small {
+            var b = body
+            framed.writeBuffer(&b)
+            framed.writeStaticString("\r\n")
+            emit(framed)
+        } else {
+            emit(framed)
+            emit(body)
+            emit(ByteBuffer(staticString: "\r\n"))
+        }
+    }
+
     /// The last chunk, the trailers and the blank line.
     static func writeLastChunk(trailers: HeaderBlock?, into buffer: inout ByteBuffer) {
         buffer.writeStaticString("0\r\n")

@@ -67,18 +67,7 @@ final class HTTP1UpstreamConnection: ChannelDuplexHandler, RemovableChannelHandl
     func sendBody(_ body: ByteBuffer) {
         guard let context, body.readableBytes > 0 else { return }
         if requestFraming == .chunked {
-            var framed = context.channel.allocator.buffer(capacity: body.readableBytes < HTTP1Writer.copyBodyBelow ? body.readableBytes + 12 : 12)
-            HTTP1Writer.writeChunkPrefix(body.readableBytes, into: &framed)
-            if body.readableBytes < HTTP1Writer.copyBodyBelow {
-                var b = body
-                framed.writeBuffer(&b)
-                framed.writeStaticString("\r\n")
-                context.write(wrapOutboundOut(framed), promise: nil)
-            } else {
-                context.write(wrapOutboundOut(framed), promise: nil)
-                context.write(wrapOutboundOut(body), promise: nil)
-                context.write(wrapOutboundOut(ByteBuffer(staticString: "\r\n")), promise: nil)
-            }
+            HTTP1Writer.chunk(body, allocator: context.channel.allocator) { context.write(wrapOutboundOut($0), promise: nil) }
         } else {
             context.write(wrapOutboundOut(body), promise: nil)
         }
