@@ -37,9 +37,10 @@ enum ExchangeRouting {
     ) -> ExchangeStateMachine {
         let client = ForwardingHeaders.Client(
             address: connection.address, hostHeader: nil, scheme: connection.scheme, serverPort: connection.serverPortText)
+        // The Host header as sent, for the log of a request refused before routing.
         var request = ExchangeStateMachine.Request(
-            head: head, framing: framing, target: RequestPath(path: "/", query: nil, authority: nil), hostHeader: nil, upgrade: nil,
-            client: client, variables: variables, keepAlive: keepAlive)
+            head: head, framing: framing, target: RequestPath(path: "/", query: nil, authority: nil), hostHeader: head.fields.first(.host),
+            upgrade: nil, client: client, variables: variables, keepAlive: keepAlive)
         if head.method == .CONNECT {
             request.keepAlive = false
             refusal = Refusal(status: .methodNotAllowed, message: "CONNECT is not supported", close: true)
@@ -58,7 +59,7 @@ enum ExchangeRouting {
             refusal = Refusal(status: .badRequest, message: message, close: false)
             return .local(request: request, limits: limits, now: now)
         }
-        let hostHeader = target.authority ?? head.fields.first(.host)
+        let hostHeader = target.authority ?? request.hostHeader
         let host = hostHeader.map(routingHost)
         request.target = target
         request.hostHeader = hostHeader
