@@ -1,8 +1,18 @@
 import NIOCore
+import NIOHTTP1
 
 /// The body of the gateway's own answers: `{"error_msg": "..."}`.
 enum LocalResponse {
     static let server = "sluice"
+
+    /// The head of an answer with `body` (from `body(_:)`).
+    static func head(_ status: HTTPResponseStatus, body: ByteBuffer) -> ResponseHead {
+        var fields = HeaderBlock()
+        fields.appendUnchecked(name: "Content-Type", value: "application/json")
+        fields.appendUnchecked(name: "Content-Length", value: String(body.readableBytes))
+        fields.appendUnchecked(name: "Server", value: server)
+        return ResponseHead(status: Int(status.code), fields: fields)
+    }
 
     static func body(_ message: String) -> ByteBuffer {
         var buffer = ByteBuffer()

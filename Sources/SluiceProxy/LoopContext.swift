@@ -83,7 +83,4 @@ public final class LoopContext: BalancerSource {
         pool.closeAll()
         accessLog?.flush()
     }
-
-    /// Hands this loop's buffered access log lines to the writer.
-    public func flushAccessLog() { accessLog?.flush() }
 }

@@ -61,7 +61,6 @@ final class HTTP1ServerConnection: ChannelDuplexHandler, RemovableChannelHandler
     // MARK: DownstreamStream
 
     var eventLoop: EventLoop { context?.eventLoop ?? loop.eventLoop }
-    var allocator: ByteBufferAllocator { context?.channel.allocator ?? ByteBufferAllocator() }
     var isWritable: Bool { context?.channel.isWritable ?? false }
 
     func writeContinue() {
@@ -305,14 +304,13 @@ final class HTTP1ServerConnection: ChannelDuplexHandler, RemovableChannelHandler
             case .body(let b): exchange?.send(.requestBody(b))
             case .end:
                 if let ex = exchange {
-                    if holdForUpgradeAfterEnd { holdForUpgrade = true }
+                    // After an upgrade request the bytes that follow belong to the tunnel.
+                    if ex.machine.request.upgrade != nil { holdForUpgrade = true }
                     ex.send(.requestEnd)
                 }
             }
         }
     }
-
-    private var holdForUpgradeAfterEnd = false
 
     private func requestHead(_ head: RequestHead, _ framing: BodyFraming) {
         servedAny = true
@@ -320,8 +318,7 @@ final class HTTP1ServerConnection: ChannelDuplexHandler, RemovableChannelHandler
         requestVersion = head.version
         requestMethod = head.method
         closeAfterResponse = false
-        holdForUpgradeAfterEnd = false
-        let keepAlive = Self.isKeepAlive(head) && !quiescing
+        let keepAlive = ForwardingHeaders.keepsAlive(head.fields, version: head.version) && !quiescing
         var refusal: ExchangeRouting.Refusal? = nil
         let ex = ProxyExchange(downstream: self, loop: loop) {
             ExchangeRouting.route(
@@ -333,20 +330,9 @@ final class HTTP1ServerConnection: ChannelDuplexHandler, RemovableChannelHandler
             ex.answer(refusal.status, refusal.message, close: refusal.close)
             return
         }
-        if ex.machine.request.upgrade != nil { holdForUpgradeAfterEnd = true }
         // Inside a read burst, upstream writes are flushed once at its end.
         ex.inReadBurst = inReadBurst
         ex.send(.start)
-    }
-
-    static func isKeepAlive(_ head: RequestHead) -> Bool {
-        var keepAlive = head.version.minor >= 1
-        for f in head.fields.fields where f.kind == .connection {
-            if head.fields.valueEquals(f, caseInsensitive: "close") { keepAlive = false }
-            if head.fields.valueEquals(f, caseInsensitive: "keep-alive") { keepAlive = true }
-        }
-        if keepAlive, ForwardingHeaders.connectionHas(head.fields, "close") { keepAlive = false }
-        return keepAlive
     }
 
     /// A request that cannot be read: answered, then the connection closes (its framing is
@@ -372,13 +358,9 @@ final class HTTP1ServerConnection: ChannelDuplexHandler, RemovableChannelHandler
         }
         closing = true
         let body = LocalResponse.body(message)
-        var fields = HeaderBlock()
-        fields.appendUnchecked(name: "Content-Type", value: "application/json")
-        fields.appendUnchecked(name: "Content-Length", value: String(body.readableBytes))
-        fields.appendUnchecked(name: "Server", value: LocalResponse.server)
         requestMethod = .GET
         closeAfterResponse = true
-        writeHead(ResponseHead(status: Int(status.code), fields: fields), close: true)
+        writeHead(LocalResponse.head(status, body: body), close: true)
         writeBody(body)
         loop.writeAccessLogForUnreadRequest(info, status: Int(status.code), bodyBytes: body.readableBytes, startedAt: idleSince)
         closeAfterFlush(context)

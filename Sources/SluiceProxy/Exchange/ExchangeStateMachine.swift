@@ -111,7 +111,6 @@ struct ExchangeStateMachine {
     private var upstreamHead: UpstreamRequestHead?
     /// The head as sent to the node of the last attempt (`Host` per node), for the log.
     private(set) var sentHead: UpstreamRequestHead?
-    private var hostFromNode = false
     private var forwardUpgrade: String?
     private var retry = RetryState(retries: 0, retryTimeout: 0)
     /// The node whose in-flight count this exchange holds; released exactly once.
@@ -283,7 +282,6 @@ struct ExchangeStateMachine {
             case .node: host = ""  // set per node when the connection is bound
             }
         }
-        hostFromNode = upstream.config.passHost == .node && r?.upstreamHost == nil
         var method = request.head.method
         var path = request.target
         var fields = request.head.fields
@@ -306,7 +304,6 @@ struct ExchangeStateMachine {
         }
         let head = ForwardingHeaders.upstreamHead(
             method: method, target: target, fields: fields, client: client, host: host, upgrade: forwardUpgrade)
-        if host.isEmpty { hostFromNode = true }
         upstreamHead = head
         self.upstream = upstream
         self.balancer = balancers.balancer(for: upstream)
@@ -349,7 +346,8 @@ struct ExchangeStateMachine {
         response = .awaitingHead
         upstreamKeepAlive = true
         upstreamBlockedSince = nil
-        if hostFromNode {
+        if head.gateway.host.isEmpty {
+            // pass_host node, or no Host to pass: the node's address, per attempt.
             let n = upstream.plan.nodes[node]
             head.gateway.host = n.port == 80 ? n.host : n.address
         }
@@ -406,18 +404,7 @@ struct ExchangeStateMachine {
     /// client-control's limit, found while the body streams: the upstream exchange is
     /// abandoned and the client gets 413 (or, when its response started, a close).
     private mutating func bodyTooLarge(_ now: NIODeadline) -> ExchangeActions {
-        var a = ExchangeActions()
-        if stage == .proxying { a.upstream = .close }
-        releaseNode(now, latency: false)
-        if responseStarted {
-            a.downstream = .abort
-            stage = .finished
-            return a
-        }
-        let b = localAnswer(.payloadTooLarge, "request body too large", close: true, now)
-        a.downstream = b.downstream
-        a.completion = b.completion
-        return a
+        abandon(now) { $0.localAnswer(.payloadTooLarge, "request body too large", close: true, $1) }
     }
 
     private mutating func requestEnd(_ now: NIODeadline) -> ExchangeActions {
@@ -457,15 +444,9 @@ struct ExchangeStateMachine {
                 response = .switching(head)
                 return .none
             }
-            var a = ExchangeActions()
-            a.upstream = .close
-            releaseNode(now, latency: false)
-            let f = failBeforeResponse(timedOut: false, now)
-            a.downstream = f.downstream
-            a.completion = f.completion
-            return a
+            return abandon(now) { $0.failBeforeResponse(timedOut: false, $1) }
         }
-        upstreamKeepAlive = Self.isKeepAlive(head)
+        upstreamKeepAlive = ForwardingHeaders.keepsAlive(head.fields, version: head.version)
         // Hop-by-hop fields are left out when the head is written (`HTTP1Writer`): nothing is
         // copied here unless plugins look at the head.
         var out = ResponseHead(status: head.status, version: .http1_1, fields: head.fields)
@@ -506,14 +487,10 @@ struct ExchangeStateMachine {
             response = .awaitingHead  // no copy of `collected` while it grows
             collected += buffer.readableBytesView
             if collected.count > limits.maxRewrittenBody {
-                var a = ExchangeActions()
-                a.upstream = .close
-                releaseNode(now, latency: false)
-                let b = localAnswer(
-                    .badGateway, "the upstream response is too large for the plugins that rewrite it", close: requestState != .complete, now)
-                a.downstream = b.downstream
-                a.completion = b.completion
-                return a
+                return abandon(now) {
+                    $0.localAnswer(
+                        .badGateway, "the upstream response is too large for the plugins that rewrite it", close: $0.requestState != .complete, $1)
+                }
             }
             response = .held(head, collected: collected, discard: discard)
             return .none
@@ -585,13 +562,9 @@ struct ExchangeStateMachine {
     }
 
     private mutating func clientClosed(_ now: NIODeadline) -> ExchangeActions {
+        if stage == .proxying { log.endAttempt(status: nil, now: now, attemptStart: attemptStartedAt) }
         var a = ExchangeActions()
-        switch stage {
-        case .proxying: a.upstream = .close  // mid-exchange for a client that left: not reusable
-        case .connecting, .plugins, .answered, .finished: break
-        }
-        if case .proxying = stage { log.endAttempt(status: nil, now: now, attemptStart: attemptStartedAt) }
-        releaseNode(now, latency: false)
+        a.upstream = dropAttempt(now)  // mid-exchange for a client that left: not reusable
         stage = .finished
         return a
     }
@@ -600,17 +573,27 @@ struct ExchangeStateMachine {
 
     /// The earliest time something is due: the upstream send and read timeouts, and the
     /// client body idle timeout.
-    var nextDeadline: NIODeadline? {
-        var next: NIODeadline? = nil
-        func consider(_ d: NIODeadline) { if next == nil || d < next! { next = d } }
-        if requestState == .receiving && wantsClientReads && stage != .finished {
-            consider(lastClientActivity + limits.clientBodyTimeout)
-        }
-        if stage == .proxying, let t = route?.timeouts {
-            if let blocked = upstreamBlockedSince { consider(blocked + TimeAmount(seconds: t.send)) }
-            if requestEndSent && !isComplete(response) { consider(lastUpstreamActivity + TimeAmount(seconds: t.read)) }
-        }
-        return next
+    var nextDeadline: NIODeadline? { Self.earliest(upstreamDeadline, clientBodyDeadline) }
+
+    /// When the upstream has been unwritable for the send timeout, or silent for the read
+    /// timeout after the whole request went out, whichever comes first.
+    private var upstreamDeadline: NIODeadline? {
+        guard stage == .proxying, let t = route?.timeouts else { return nil }
+        let send = upstreamBlockedSince.map { $0 + TimeAmount(seconds: t.send) }
+        let read = requestEndSent && !isComplete(response) ? lastUpstreamActivity + TimeAmount(seconds: t.read) : nil
+        return Self.earliest(send, read)
+    }
+
+    /// When a request body that is being read, and sends nothing, is answered 408.
+    private var clientBodyDeadline: NIODeadline? {
+        guard requestState == .receiving && wantsClientReads && stage != .finished else { return nil }
+        return lastClientActivity + limits.clientBodyTimeout
+    }
+
+    private static func earliest(_ a: NIODeadline?, _ b: NIODeadline?) -> NIODeadline? {
+        guard let a else { return b }
+        guard let b else { return a }
+        return min(a, b)
     }
 
     private func isComplete(_ r: ResponseState) -> Bool {
@@ -619,48 +602,16 @@ struct ExchangeStateMachine {
     }
 
     private mutating func timerFired(_ now: NIODeadline) -> ExchangeActions {
-        if stage == .proxying, let t = route?.timeouts {
-            let sendExpired = upstreamBlockedSince.map { now - $0 >= TimeAmount(seconds: t.send) } ?? false
-            let readExpired = requestEndSent && !isComplete(response) && now - lastUpstreamActivity >= TimeAmount(seconds: t.read)
-            if sendExpired || readExpired { return upstreamTimedOut(now) }
+        if let d = upstreamDeadline, now >= d {
+            log.endAttempt(status: nil, now: now, attemptStart: attemptStartedAt)
+            return abandon(now) { $0.failBeforeResponse(timedOut: true, $1) }
         }
-        if requestState == .receiving && wantsClientReads && stage != .finished && now - lastClientActivity >= limits.clientBodyTimeout {
-            return clientBodyTimedOut(now)
+        if let d = clientBodyDeadline, now >= d {
+            // The client stopped sending its body: 408, as nginx's `client_body_timeout`.
+            if stage == .proxying { log.endAttempt(status: nil, now: now, attemptStart: attemptStartedAt) }
+            return abandon(now) { $0.localAnswer(.requestTimeout, "client body timed out", close: true, $1) }
         }
         return .none
-    }
-
-    private mutating func upstreamTimedOut(_ now: NIODeadline) -> ExchangeActions {
-        var a = ExchangeActions()
-        a.upstream = .close
-        releaseNode(now, latency: false)
-        log.endAttempt(status: nil, now: now, attemptStart: attemptStartedAt)
-        if responseStarted {
-            stage = .finished
-            a.downstream = .abort
-            return a
-        }
-        let f = failBeforeResponse(timedOut: true, now)
-        a.downstream = f.downstream
-        a.completion = f.completion
-        return a
-    }
-
-    /// The client stopped sending its body: 408, as nginx's `client_body_timeout`.
-    private mutating func clientBodyTimedOut(_ now: NIODeadline) -> ExchangeActions {
-        var a = ExchangeActions()
-        if stage == .proxying { a.upstream = .close }
-        if stage == .proxying { log.endAttempt(status: nil, now: now, attemptStart: attemptStartedAt) }
-        releaseNode(now, latency: false)
-        if responseStarted {
-            stage = .finished
-            a.downstream = .abort
-            return a
-        }
-        let b = localAnswer(.requestTimeout, "client body timed out", close: true, now)
-        a.downstream = b.downstream
-        a.completion = b.completion
-        return a
     }
 
     /// Whether the client side should be read now: not while the body has nowhere to go.
@@ -686,11 +637,7 @@ struct ExchangeStateMachine {
     /// is read and dropped unless `close` is set.
     private mutating func localAnswer(_ status: HTTPResponseStatus, _ message: String, close: Bool, _ now: NIODeadline) -> ExchangeActions {
         let body = LocalResponse.body(message)
-        var fields = HeaderBlock()
-        fields.appendUnchecked(name: "Content-Type", value: "application/json")
-        fields.appendUnchecked(name: "Content-Length", value: String(body.readableBytes))
-        fields.appendUnchecked(name: "Server", value: LocalResponse.server)
-        return complete(ResponseHead(status: Int(status.code), fields: fields), body: body, close: close, now)
+        return complete(LocalResponse.head(status, body: body), body: body, close: close, now)
     }
 
     /// A plugin's own response (an authentication refusal, a redirect, a mock): the header
@@ -739,6 +686,32 @@ struct ExchangeStateMachine {
 
     // MARK: Releases
 
+    /// Gives up the attempt under way, if any: the node is released, and a bound connection
+    /// is closed (it is mid-message) by the returned action.
+    private mutating func dropAttempt(_ now: NIODeadline) -> ExchangeActions.Upstream {
+        let bound = stage == .proxying
+        releaseNode(now, latency: false)
+        return bound ? .close : .none
+    }
+
+    /// Gives up the attempt under way and answers the client with `answer`, or cuts the client
+    /// connection when its response has already started.
+    private mutating func abandon(
+        _ now: NIODeadline, answer: (inout ExchangeStateMachine, NIODeadline) -> ExchangeActions
+    ) -> ExchangeActions {
+        var a = ExchangeActions()
+        a.upstream = dropAttempt(now)
+        if responseStarted {
+            stage = .finished
+            a.downstream = .abort
+            return a
+        }
+        let answered = answer(&self, now)
+        a.downstream = answered.downstream
+        a.completion = answered.completion
+        return a
+    }
+
     /// Releases the balancer's in-flight count for the node in use, once.
     private mutating func releaseNode(_ now: NIODeadline, latency: Bool) {
         guard let n = heldNode else { return }
@@ -771,15 +744,6 @@ struct ExchangeStateMachine {
         return upstream.plan.nodes[node].address
     }
 
-    static func isKeepAlive(_ head: ResponseHead) -> Bool {
-        var close = head.version.minor == 0
-        for f in head.fields.fields where f.kind == .connection {
-            if head.fields.valueEquals(f, caseInsensitive: "close") { close = true }
-            if head.fields.valueEquals(f, caseInsensitive: "keep-alive") { close = false }
-        }
-        if !close, ForwardingHeaders.connectionHas(head.fields, "close") { close = true }
-        return !close
-    }
 }
 
 /// Where an exchange finds the balancer state of an upstream on its event loop.

@@ -49,6 +49,27 @@ enum ForwardingHeaders {
         return tokens
     }
 
+    /// Whether a response field reaches the client: not a hop-by-hop one, and not one that
+    /// `Connection` names (`tokens`, from `connectionTokens`).
+    @inline(__always)
+    static func forwardsResponseField(_ f: HeaderBlock.Field, of fields: HeaderBlock, tokens: [String]) -> Bool {
+        if isDroppedResponseField(f.kind) { return false }
+        if !tokens.isEmpty, f.kind == .other, tokens.contains(where: { fields.matches(f, $0) }) { return false }
+        return true
+    }
+
+    /// Whether the connection that carried a message with these fields stays open after it:
+    /// HTTP/1.1 unless `Connection` says close, HTTP/1.0 only when it says keep-alive.
+    static func keepsAlive(_ fields: HeaderBlock, version: HTTPVersion) -> Bool {
+        var keepAlive = version.minor >= 1
+        for f in fields.fields where f.kind == .connection {
+            if fields.valueEquals(f, caseInsensitive: "close") { keepAlive = false }
+            if fields.valueEquals(f, caseInsensitive: "keep-alive") { keepAlive = true }
+        }
+        if keepAlive, connectionHas(fields, "close") { keepAlive = false }
+        return keepAlive
+    }
+
     /// Whether a `Connection` field lists `token` (lower-case), without allocating.
     static func connectionHas(_ fields: HeaderBlock, _ token: StaticString) -> Bool {
         for f in fields.fields where f.kind == .connection && fields.valueListContains(f, caseInsensitive: token) { return true }
@@ -77,20 +98,11 @@ enum ForwardingHeaders {
     /// response keeps its `Upgrade` and says `Connection: upgrade`.
     static func downstreamFields(_ fields: HeaderBlock, upgrade: Bool) -> HeaderBlock {
         let tokens = connectionTokens(fields)
-        var drop = false
-        for f in fields.fields where isDroppedResponseField(f.kind) || (!tokens.isEmpty && f.kind == .other && tokens.contains(where: { fields.matches(f, $0) })) {
-            drop = true
-            break
-        }
         var out = fields
-        if drop {
+        if fields.fields.contains(where: { !forwardsResponseField($0, of: fields, tokens: tokens) }) {
             out = HeaderBlock()
             out.reserve(fields: fields.count + 2, bytes: fields.bytes.readableBytes + 32)
-            for f in fields.fields {
-                if isDroppedResponseField(f.kind) { continue }
-                if !tokens.isEmpty, f.kind == .other, tokens.contains(where: { fields.matches(f, $0) }) { continue }
-                out.append(f, of: fields)
-            }
+            for f in fields.fields where forwardsResponseField(f, of: fields, tokens: tokens) { out.append(f, of: fields) }
         }
         if upgrade {
             out.appendUnchecked(name: "Connection", value: "upgrade")

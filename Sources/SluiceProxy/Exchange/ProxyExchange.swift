@@ -7,7 +7,6 @@ import SluicePlugins
 /// HTTP/2 stream later. The adapter frames what it is given for its protocol.
 protocol DownstreamStream: AnyObject {
     var eventLoop: EventLoop { get }
-    var allocator: ByteBufferAllocator { get }
     var isWritable: Bool { get }
     func writeContinue()
     func writeHead(_ head: ResponseHead, close: Bool)

@@ -73,9 +73,8 @@ enum HTTP1Writer {
         let tokens = ForwardingHeaders.connectionTokens(fields)
         let upgrade = head.status == 101
         fields.bytes.withUnsafeReadableBytes { raw in
-            for f in fields.fields {
-                if ForwardingHeaders.isDroppedResponseField(f.kind), !(upgrade && (f.kind == .connection || f.kind == .upgrade)) { continue }
-                if !tokens.isEmpty, f.kind == .other, tokens.contains(where: { fields.matches(f, $0) }) { continue }
+            for f in fields.fields
+            where ForwardingHeaders.forwardsResponseField(f, of: fields, tokens: tokens) || (upgrade && (f.kind == .connection || f.kind == .upgrade)) {
                 writeField(f, raw, into: &buffer)
             }
         }
