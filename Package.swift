@@ -27,6 +27,7 @@ let package = Package(
         .library(name: "KubeSimServer", targets: ["KubeSimServer"]),
         .library(name: "SluiceIngress", targets: ["SluiceIngress"]),
         .library(name: "SluiceDiscovery", targets: ["SluiceDiscovery"]),
+        .library(name: "SluiceTLS", targets: ["SluiceTLS"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -53,10 +54,18 @@ let package = Package(
             .product(name: "Crypto", package: "swift-crypto"), .product(name: "_CryptoExtras", package: "swift-crypto"),
         ]),
         .testTarget(name: "SluicePluginsTests", dependencies: ["SluicePlugins", "SluiceCore", .product(name: "NIOHTTP1", package: "swift-nio")]),
+        // TLS material: ssls objects compiled into server and client contexts, the SNI
+        // index, the ClientHello reader, the keyring for keys at rest.
+        .target(name: "SluiceTLS", dependencies: [
+            "SluiceCore", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            .product(name: "Crypto", package: "swift-crypto"), .product(name: "_CryptoExtras", package: "swift-crypto"),
+        ]),
+        .testTarget(name: "SluiceTLSTests", dependencies: ["SluiceTLS", "SluiceCore", .product(name: "NIOSSL", package: "swift-nio-ssl")]),
         // Data plane: ChannelHandlers, pools, tunnels.
         .target(name: "SluiceProxy", dependencies: [
-            "SluiceCore", "SluiceRouting", "SluiceBalancing", "SluicePlugins",
-            .product(name: "Logging", package: "swift-log"),
+            "SluiceCore", "SluiceRouting", "SluiceBalancing", "SluicePlugins", "SluiceTLS",
+            .product(name: "Logging", package: "swift-log"), .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            .product(name: "NIOTLS", package: "swift-nio"),
         ] + nio),
         // YAML documents as JSONValue (the declarative file, kubeconfig).
         .target(name: "SluiceYAML", dependencies: ["SluiceCore", .product(name: "Yams", package: "Yams")]),
@@ -86,7 +95,7 @@ let package = Package(
         .testTarget(name: "SluiceIngressTests", dependencies: ["SluiceIngress", "KubeClient", "SluiceCore"]),
         // Listeners, snapshot publisher, config sources, lifecycle.
         .target(name: "SluiceServer", dependencies: [
-            "SluiceCore", "SluiceProxy", "SluicePlugins", "SluiceAdmin", "SluiceStore", "SluiceEtcd", "SluiceYAML",
+            "SluiceCore", "SluiceProxy", "SluicePlugins", "SluiceAdmin", "SluiceStore", "SluiceEtcd", "SluiceYAML", "SluiceTLS",
             .product(name: "Logging", package: "swift-log"),
         ] + nio),
         // Config stores: the store protocol and the embedded durable store. No NIO.
@@ -97,7 +106,7 @@ let package = Package(
         .target(name: "SluiceAdmin", dependencies: ["SluiceCore", "SluiceStore"]),
         .executableTarget(name: "sluice", dependencies: [
             "SluiceServer", "SluiceProxy", "SluiceCore", "SluiceAdmin", "SluiceStore", "SluiceEtcd", "SluiceIngress", "SluiceDiscovery", "KubeClient",
-            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "SluiceTLS", .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         // Test support: fake upstreams and a small HTTP client, on real sockets.
@@ -115,7 +124,7 @@ let package = Package(
         .testTarget(name: "SluiceIntegrationTests", dependencies: [
             .product(name: "Crypto", package: "swift-crypto"), .product(name: "_CryptoExtras", package: "swift-crypto"),
             "SluiceServer", "SluiceYAML", "SluiceAdmin", "SluiceStore", "SluiceEtcd", "SluiceTesting", "SluiceCore", "SluiceProxy",
-            "KubeClient", "KubeSimServer", "KubeSim", "SluiceIngress",
+            "KubeClient", "KubeSimServer", "KubeSim", "SluiceIngress", "SluiceTLS", .product(name: "NIOSSL", package: "swift-nio-ssl"),
             .product(name: "Logging", package: "swift-log"),
         ] + nio),
     ]

@@ -25,7 +25,7 @@ trap cleanup EXIT
 cat > "$dir/routes.json" <<'EOF'
 {"routes":[{"id":"bench","uri":"/*","upstream":{"nodes":{"127.0.0.1:18080":1},"keepalive_pool":{"size":512}}}]}
 EOF
-"$bin" serve --standalone "$dir/routes.json" --workers 2 --proxy-listen 127.0.0.1:19080 --admin-listen 127.0.0.1:0 \
+"$bin" serve --standalone "$dir/routes.json" --workers 2 --proxy-listen 127.0.0.1:19080 --tls-listen off --admin-listen 127.0.0.1:0 \
     --control-listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 "$@" > "$dir/gw.log" 2>&1 &
 gw=$!
 for _ in $(seq 100); do curl -fs -o /dev/null http://127.0.0.1:19080/get && break; sleep 0.1; done

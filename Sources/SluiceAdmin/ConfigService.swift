@@ -22,10 +22,14 @@ public actor ConfigService {
     /// Compiles one validated object on its own (the data plane's compiler), before it is
     /// stored; `scratch` holds that object alone. Throws what compilation cannot take.
     public typealias TrialCompiler = @Sendable (ResourceKind, String, ConfigState) throws(ConfigError) -> Void
+    /// The form an object is stored in (private keys encrypted with the keyring); reading
+    /// it back must decode to the same object.
+    public typealias StoredForm = @Sendable (ResourceKind, JSONValue) -> JSONValue
 
     private let store: (any ConfigStore)?
     private let publisher: Publisher
     private let trialCompile: TrialCompiler?
+    private let storedForm: StoredForm?
     private var entries: [ResourceKind: [String: StoreEntry]] = [:]
     private(set) var state = ConfigState()
     public let readOnly: Bool
@@ -60,11 +64,12 @@ public actor ConfigService {
     /// A service backed by a writable store.
     public init(
         store: any ConfigStore, publisher: @escaping Publisher, trialCompile: TrialCompiler? = nil,
-        clock: @escaping @Sendable () -> Int64 = ConfigService.unixTime
+        storedForm: StoredForm? = nil, clock: @escaping @Sendable () -> Int64 = ConfigService.unixTime
     ) {
         self.store = store
         self.publisher = publisher
         self.trialCompile = trialCompile
+        self.storedForm = storedForm
         self.readOnly = false
         self.clock = clock
     }
@@ -74,6 +79,7 @@ public actor ConfigService {
         self.store = nil
         self.publisher = publisher
         self.trialCompile = nil
+        self.storedForm = nil
         self.readOnly = true
         self.clock = ConfigService.unixTime
     }
@@ -261,7 +267,7 @@ public actor ConfigService {
         let entry: StoreEntry
         do {
             entry = try await store.put(
-                kind: kind, id: resolvedID, value: value, expectedModifiedIndex: existing?.modifiedIndex ?? 0,
+                kind: kind, id: resolvedID, value: storedForm?(kind, value) ?? value, expectedModifiedIndex: existing?.modifiedIndex ?? 0,
                 requiring: scratch.references(of: kind, id: resolvedID).map { ($0.kind, $0.id) }, ttl: ttl)
         } catch {
             throw storeFailure(error)

@@ -6,10 +6,16 @@ public struct ControlAPI: APIHandler {
     public let service: ConfigService
     /// The node sets of `discovery_type: kubernetes`, when the gateway follows a cluster.
     public let kubernetesDiscoveryDump: (@Sendable () async -> JSONValue)?
+    /// What the TLS listeners serve (names, certificate types, validity, never keys).
+    public let certificates: (@Sendable () async -> JSONValue)?
 
-    public init(service: ConfigService, kubernetesDiscoveryDump: (@Sendable () async -> JSONValue)? = nil) {
+    public init(
+        service: ConfigService, kubernetesDiscoveryDump: (@Sendable () async -> JSONValue)? = nil,
+        certificates: (@Sendable () async -> JSONValue)? = nil
+    ) {
         self.service = service
         self.kubernetesDiscoveryDump = kubernetesDiscoveryDump
+        self.certificates = certificates
     }
 
     public func handle(_ request: APIRequest) async -> APIResponse {
@@ -23,6 +29,9 @@ public struct ControlAPI: APIHandler {
         case ("upstream", 3): return await value(.upstreams, parts[2])
         case ("services", 2): return await values(.services)
         case ("service", 3): return await value(.services, parts[2])
+        case ("ssls", 2), ("certificates", 2):
+            guard let certificates else { return APIResponse(status: 200, body: ["ssls": .array([]), "failed": .array([])]) }
+            return APIResponse(status: 200, body: await certificates())
         case ("healthcheck", 2):
             // Active and passive health checks are not in this build: nothing is checked.
             return APIResponse(status: 200, body: .array([]))

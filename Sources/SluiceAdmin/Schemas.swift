@@ -23,7 +23,8 @@ public enum Schemas {
           "timeout":\(timeout),
           "pass_host":{"type":"string","enum":["pass","node","rewrite"],"default":"pass"},
           "upstream_host":{"type":"string","description":"required when pass_host is rewrite"},
-          "scheme":{"type":"string","enum":["http"],"default":"http"},
+          "scheme":{"type":"string","enum":["http","https"],"default":"http"},
+          "tls":{"type":"object","properties":{"verify":{"type":"boolean","default":false},"client_cert":{"type":"string","minLength":128,"maxLength":65536},"client_key":{"type":"string","minLength":128,"maxLength":65536},"client_cert_id":\(id)},"dependencies":{"client_cert":["client_key"],"client_key":["client_cert"]},"additionalProperties":false},
           "keepalive_pool":{"type":"object","properties":{"size":{"type":"integer","minimum":1,"default":320},"idle_timeout":{"type":"number","minimum":0,"default":60},"requests":{"type":"integer","minimum":1,"default":1000}},"additionalProperties":false},
           "name":{"type":"string","minLength":1,"maxLength":100},
           "desc":{"type":"string","maxLength":256},
@@ -85,6 +86,29 @@ public enum Schemas {
          "required":["plugins"],"additionalProperties":false}
         """
 
+    static let pem = #"{"type":"string","minLength":128,"maxLength":65536}"#
+    static let sni = #"{"type":"string","pattern":"^\\*?[0-9a-zA-Z-._]+$"}"#
+
+    static let ssl = """
+        {"type":"object","properties":{
+          "id":\(id),
+          "type":{"type":"string","enum":["server","client"],"default":"server"},
+          "cert":\(pem),"key":\(pem),
+          "certs":{"type":"array","maxItems":8,"items":\(pem)},"keys":{"type":"array","maxItems":8,"items":\(pem)},
+          "sni":\(sni),"snis":{"type":"array","minItems":1,"maxItems":1024,"items":\(sni)},
+          "client":{"type":"object","properties":{"ca":\(pem),"depth":{"type":"integer","minimum":0,"maximum":16,"default":1},
+            "skip_mtls_uri_regex":{"type":"array","minItems":1,"uniqueItems":true,"items":{"type":"string"}}},"required":["ca"],"additionalProperties":false},
+          "ssl_protocols":{"type":"array","minItems":1,"uniqueItems":true,"items":{"type":"string","enum":["TLSv1.1","TLSv1.2","TLSv1.3"]}},
+          "status":{"type":"integer","enum":[0,1],"default":1},
+          "labels":\(labels),"desc":{"type":"string","maxLength":256},
+          "validity_start":{"type":"integer"},"validity_end":{"type":"integer"},
+          "create_time":{"type":"integer"},"update_time":{"type":"integer"}},
+         "required":["cert","key"],
+         "if":{"properties":{"type":{"const":"client"}},"required":["type"]},
+         "else":{"oneOf":[{"required":["sni"]},{"required":["snis"]}]},
+         "additionalProperties":false}
+        """
+
     public static func schema(for kind: ResourceKind) -> JSONValue? {
         let text: String
         switch kind {
@@ -93,7 +117,8 @@ public enum Schemas {
         case .services: text = service
         case .consumers: text = consumer
         case .pluginConfigs, .globalRules: text = pluginSet
-        case .ssls, .streamRoutes: return nil
+        case .ssls: text = ssl
+        case .streamRoutes: return nil
         }
         return try? JSONValue.parse(text)
     }

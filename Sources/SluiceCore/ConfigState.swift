@@ -28,8 +28,8 @@ public enum ResourceKind: String, Sendable, CaseIterable, Hashable {
     /// instead of being stored and silently not acted upon.
     public var isSupported: Bool {
         switch self {
-        case .routes, .services, .upstreams, .consumers, .pluginConfigs, .globalRules: return true
-        case .ssls, .streamRoutes: return false
+        case .routes, .services, .upstreams, .consumers, .pluginConfigs, .globalRules, .ssls: return true
+        case .streamRoutes: return false
         }
     }
 }
@@ -53,6 +53,7 @@ public struct ConfigState: Sendable {
     public var consumers: [String: Consumer] = [:]
     public var pluginConfigs: [String: PluginSet] = [:]
     public var globalRules: [String: PluginSet] = [:]
+    public var ssls: [String: SSLObject] = [:]
 
     public init(routes: [String: Route] = [:], services: [String: Service] = [:], upstreams: [String: Upstream] = [:]) {
         self.routes = routes
@@ -69,7 +70,8 @@ public struct ConfigState: Sendable {
         case .consumers: consumers[id] = try value.map { v throws(ConfigError) in try Consumer.decode(v, id: id, path: path) }
         case .pluginConfigs: pluginConfigs[id] = try value.map { v throws(ConfigError) in try PluginSet.decode(v, id: id, path: path) }
         case .globalRules: globalRules[id] = try value.map { v throws(ConfigError) in try PluginSet.decode(v, id: id, path: path) }
-        case .ssls, .streamRoutes:
+        case .ssls: ssls[id] = try value.map { v throws(ConfigError) in try SSLObject.decode(v, id: id, path: path) }
+        case .streamRoutes:
             if value != nil { throw ConfigError(path: path, "\(kind.rawValue) are not supported by this build yet") }
         }
     }
@@ -84,7 +86,8 @@ public struct ConfigState: Sendable {
         case .consumers: consumers[id] = other.consumers[id]
         case .pluginConfigs: pluginConfigs[id] = other.pluginConfigs[id]
         case .globalRules: globalRules[id] = other.globalRules[id]
-        case .ssls, .streamRoutes: break
+        case .ssls: ssls[id] = other.ssls[id]
+        case .streamRoutes: break
         }
     }
 
@@ -99,6 +102,10 @@ public struct ConfigState: Sendable {
             for (rid, r) in routes where r.serviceID == id { result.append("route [\(rid)]") }
         case .pluginConfigs:
             for (rid, r) in routes where r.pluginConfigID == id { result.append("route [\(rid)]") }
+        case .ssls:
+            for (uid, u) in upstreams where u.tls?.clientCertID == id { result.append("upstream [\(uid)]") }
+            for (rid, r) in routes where r.upstream?.tls?.clientCertID == id { result.append("route [\(rid)]") }
+            for (sid, s) in services where s.upstream?.tls?.clientCertID == id { result.append("service [\(sid)]") }
         default:
             break
         }
@@ -114,8 +121,12 @@ public struct ConfigState: Sendable {
             if let u = r.upstreamID { refs.append(("upstream_id", .upstreams, u)) }
             if let s = r.serviceID { refs.append(("service_id", .services, s)) }
             if let p = r.pluginConfigID { refs.append(("plugin_config_id", .pluginConfigs, p)) }
+            if let c = r.upstream?.tls?.clientCertID { refs.append(("upstream.tls.client_cert_id", .ssls, c)) }
         case .services:
             if let u = services[id]?.upstreamID { refs.append(("upstream_id", .upstreams, u)) }
+            if let c = services[id]?.upstream?.tls?.clientCertID { refs.append(("upstream.tls.client_cert_id", .ssls, c)) }
+        case .upstreams:
+            if let c = upstreams[id]?.tls?.clientCertID { refs.append(("tls.client_cert_id", .ssls, c)) }
         default:
             break
         }
@@ -130,14 +141,15 @@ public struct ConfigState: Sendable {
         case .consumers: return consumers[id] != nil
         case .pluginConfigs: return pluginConfigs[id] != nil
         case .globalRules: return globalRules[id] != nil
-        case .ssls, .streamRoutes: return false
+        case .ssls: return ssls[id] != nil
+        case .streamRoutes: return false
         }
     }
 
     /// References that point at nothing: `upstream_id`, `service_id`, `plugin_config_id`.
     public func referenceErrors() -> [ConfigError] {
         var errors: [ConfigError] = []
-        for (kind, ids) in [(ResourceKind.routes, routes.keys.sorted()), (.services, services.keys.sorted())] {
+        for (kind, ids) in [(ResourceKind.routes, routes.keys.sorted()), (.services, services.keys.sorted()), (.upstreams, upstreams.keys.sorted())] {
             for id in ids {
                 for ref in references(of: kind, id: id) where !contains(ref.kind, ref.id) {
                     errors.append(ConfigError(path: "\(kind.rawValue)[\(id)].\(ref.field)", "\(ref.kind.singular) \"\(ref.id)\" not found"))

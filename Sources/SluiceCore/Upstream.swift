@@ -120,6 +120,38 @@ public struct KeepalivePool: Sendable, Hashable {
     }
 }
 
+/// An upstream's `tls`: certificate verification and the client certificate, given inline
+/// (`client_cert`/`client_key`) or as an `ssls` object of type client (`client_cert_id`).
+public struct UpstreamTLS: Sendable, Hashable {
+    /// Verify the node's certificate chain and name (APISIX default: false).
+    public var verify = false
+    public var clientCert: String?
+    public var clientKey: String?
+    public var clientCertID: String?
+
+    public init(verify: Bool = false) { self.verify = verify }
+
+    public static func decode(_ value: JSONValue, path: String) throws(ConfigError) -> UpstreamTLS {
+        var r = try FieldReader(value, path: path)
+        var t = UpstreamTLS()
+        t.verify = try r.bool("verify") ?? false
+        t.clientCert = try r.string("client_cert", minLength: 128, maxLength: SSLObject.maxPEMLength)
+        t.clientKey = try r.string("client_key", minLength: 128, maxLength: SSLObject.maxPEMLength)
+        t.clientCertID = try ObjectID.read(r.raw("client_cert_id"), path: r.path("client_cert_id"))
+        if let c = t.clientCert, !c.hasPrefix("-----BEGIN ") {
+            throw ConfigError(path: r.path("client_cert"), "must be PEM text starting with \"-----BEGIN \"")
+        }
+        if (t.clientCert == nil) != (t.clientKey == nil) {
+            throw ConfigError(path: r.path(t.clientCert == nil ? "client_cert" : "client_key"), "client_cert and client_key go together")
+        }
+        if t.clientCertID != nil && t.clientCert != nil {
+            throw ConfigError(path: r.path("client_cert_id"), "use either client_cert_id or client_cert and client_key, not both")
+        }
+        try r.rejectUnknown()
+        return t
+    }
+}
+
 /// An APISIX upstream: a set of nodes and how to balance, retry and time out across them.
 public struct Upstream: Sendable, Hashable {
     public var id: String?
@@ -133,6 +165,8 @@ public struct Upstream: Sendable, Hashable {
     public var passHost: PassHost = .pass
     public var upstreamHost: String?
     public var scheme: String = "http"
+    /// `tls`: how TLS to the nodes is checked and which client certificate is shown.
+    public var tls: UpstreamTLS?
     public var keepalivePool = KeepalivePool()
     public var name: String?
     public var desc: String?
@@ -162,11 +196,12 @@ public struct Upstream: Sendable, Hashable {
             u.type = BalancerType(rawValue: t) ?? .roundrobin
         }
         if let scheme = try r.string("scheme", allowed: ["http", "https", "grpc", "grpcs"]) {
-            guard scheme == "http" else {
-                throw ConfigError(path: r.path("scheme"), "\"\(scheme)\" upstreams are not supported by this build yet; use http")
+            guard scheme == "http" || scheme == "https" else {
+                throw ConfigError(path: r.path("scheme"), "\"\(scheme)\" upstreams are not supported by this build yet; use http or https")
             }
             u.scheme = scheme
         }
+        if let t = r.raw("tls") { u.tls = try UpstreamTLS.decode(t, path: r.path("tls")) }
         if r.has("checks") {
             throw ConfigError(path: r.path("checks"), "health checks are not supported by this build yet")
         }

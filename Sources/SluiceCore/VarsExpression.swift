@@ -7,6 +7,8 @@ public enum RequestVariable: Sendable, Hashable {
     /// Known once plugins ran: the authenticated consumer, the matched route and service,
     /// and (in response phases) the response status.
     case consumerName, routeID, serviceID, status
+    /// `https`, `ssl_server_name`, `ssl_client_*`: what the connection's TLS handshake settled.
+    case tls(TLSVariable)
 
     /// Parses an APISIX/NGINX variable name. Returns nil for names Sluice does not know.
     public init?(name: String) {
@@ -32,7 +34,9 @@ public enum RequestVariable: Sendable, Hashable {
             case "route_id": self = .routeID
             case "service_id": self = .serviceID
             case "status": self = .status
-            default: return nil
+            default:
+                guard let t = TLSVariable(rawValue: name) else { return nil }
+                self = .tls(t)
             }
         }
     }
@@ -330,5 +334,58 @@ extension StringProtocol {
         while let f = s.first, f.isWhitespace { s = s.dropFirst() }
         while let l = s.last, l.isWhitespace { s = s.dropLast() }
         return String(s)
+    }
+}
+
+/// The NGINX TLS variables Sluice has, by their NGINX names.
+public enum TLSVariable: String, Sendable, Hashable, CaseIterable {
+    /// `on` on a TLS connection, empty otherwise.
+    case https
+    case sslServerName = "ssl_server_name"
+    case sslProtocol = "ssl_protocol"
+    /// `SUCCESS` when the client showed a certificate that verified, `NONE` when it showed none.
+    case sslClientVerify = "ssl_client_verify"
+    case sslClientSubjectDN = "ssl_client_s_dn"
+    case sslClientIssuerDN = "ssl_client_i_dn"
+    case sslClientSerial = "ssl_client_serial"
+}
+
+/// What a TLS connection's handshake settled, for variables, plugins and mTLS checks.
+/// Made once per connection, after its handshake.
+public final class TLSConnectionInfo: Sendable {
+    public let serverName: String?
+    /// `TLSv1.3`, `TLSv1.2`.
+    public let protocolVersion: String
+    public let clientSubjectDN: String?
+    public let clientIssuerDN: String?
+    public let clientSerial: String?
+    /// The `ssls` object that served the handshake.
+    public let sslID: String
+
+    public init(
+        serverName: String?, protocolVersion: String, sslID: String, clientSubjectDN: String? = nil, clientIssuerDN: String? = nil,
+        clientSerial: String? = nil
+    ) {
+        self.serverName = serverName
+        self.protocolVersion = protocolVersion
+        self.sslID = sslID
+        self.clientSubjectDN = clientSubjectDN
+        self.clientIssuerDN = clientIssuerDN
+        self.clientSerial = clientSerial
+    }
+
+    /// A certificate was shown and verified (the handshake fails on one that does not).
+    public var hasClientCertificate: Bool { clientSubjectDN != nil }
+
+    public func value(_ v: TLSVariable) -> String? {
+        switch v {
+        case .https: return "on"
+        case .sslServerName: return serverName
+        case .sslProtocol: return protocolVersion
+        case .sslClientVerify: return hasClientCertificate ? "SUCCESS" : "NONE"
+        case .sslClientSubjectDN: return clientSubjectDN
+        case .sslClientIssuerDN: return clientIssuerDN
+        case .sslClientSerial: return clientSerial
+        }
     }
 }

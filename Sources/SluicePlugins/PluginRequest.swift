@@ -75,6 +75,8 @@ public final class PluginRequest: RequestVariableSource {
     public let serverAddress: String
     public let serverPort: Int
     public let scheme: String
+    /// The connection's TLS, when it has one.
+    public var tls: TLSConnectionInfo?
     public let routeID: String
     public let serviceID: String?
     public let startNanos: UInt64
@@ -146,6 +148,7 @@ public final class PluginRequest: RequestVariableSource {
         case .routeID: return routeID
         case .serviceID: return serviceID
         case .status: return status.map(String.init)
+        case .tls(let v): return tls?.value(v) ?? (v == .https ? "" : nil)
         }
     }
 

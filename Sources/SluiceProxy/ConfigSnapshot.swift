@@ -2,6 +2,7 @@ import SluiceBalancing
 import SluiceCore
 import SluicePlugins
 import SluiceRouting
+import SluiceTLS
 
 /// An upstream ready for traffic: its validated config and its balancer plan. For a
 /// discovery upstream, `config.nodes` are the nodes discovery had when it was compiled. The compiler
@@ -15,10 +16,19 @@ public final class CompiledUpstream: Sendable {
     /// Retries after a failed attempt: `retries`, or one less than the node count.
     public let retries: Int
     public let hashKeyVariable: RequestVariable?
+    /// For `scheme: https`: the client TLS context, or why there is none (the upstream's
+    /// client certificate did not compile; its requests are answered 502).
+    public let tls: UpstreamTLSContext?
+    public let tlsError: ConfigError?
 
-    public init(key: String, config: Upstream) {
+    public init(key: String, config: Upstream, tls: Result<UpstreamTLSContext, ConfigError>? = nil) {
         self.key = key
         self.config = config
+        switch tls {
+        case .success(let c): self.tls = c; self.tlsError = nil
+        case .failure(let e): self.tls = nil; self.tlsError = e
+        case nil: self.tls = nil; self.tlsError = nil
+        }
         self.plan = BalancerPlan(type: config.type, nodes: config.nodes)
         self.retries = config.retries ?? max(0, config.nodes.filter { $0.weight > 0 }.count - 1)
         switch config.hashOn {
@@ -87,11 +97,14 @@ public final class ConfigSnapshot: Sendable {
     /// Global rules, by id, each its own chain.
     public let globalRules: [PluginChain]
     public let consumers: ConsumerIndex
+    /// Server certificates by SNI, for the TLS listeners.
+    public let tls: SNIIndex
 
     public init(
         version: UInt64, router: Router, targets: [RouteTarget], upstreams: [String: CompiledUpstream], globalRules: [PluginChain] = [],
-        consumers: ConsumerIndex = .empty
+        consumers: ConsumerIndex = .empty, tls: SNIIndex = .empty
     ) {
+        self.tls = tls
         self.version = version
         self.router = router
         self.targets = targets
@@ -122,13 +135,25 @@ public final class SnapshotCompiler {
     private var consumers = ConsumerIndex.empty
     private var compiles = 0
     private var discovery: DiscoveryResolver
+    /// Server certificates (incrementally: an unchanged object keeps its contexts).
+    public let serverTLS: TLSCompiler
+    /// Client contexts of https upstreams, shared by equal settings.
+    public let upstreamTLS: UpstreamTLSContexts
+    private var sniIndex = SNIIndex.empty
+    /// The `ssls` objects of the state being compiled (for `client_cert_id`).
+    private var ssls: [String: SSLObject] = [:]
 
     /// `discovery`: the node sets discovery upstreams start with; nil when the gateway runs
     /// without a discovery source (such upstreams then have no nodes, and are reported by
     /// `takeDiscoveryWarnings`).
-    public init(metrics: HTTPMetrics? = nil, discovery: DiscoveryRegistry? = nil) {
+    public init(
+        metrics: HTTPMetrics? = nil, discovery: DiscoveryRegistry? = nil, serverTLS: TLSCompiler = TLSCompiler(),
+        upstreamTLS: UpstreamTLSContexts = UpstreamTLSContexts()
+    ) {
         self.metrics = metrics
         self.discovery = DiscoveryResolver(registry: discovery)
+        self.serverTLS = serverTLS
+        self.upstreamTLS = upstreamTLS
     }
 
     /// Discovery upstreams compiled since the last call while no discovery source runs,
@@ -139,25 +164,55 @@ public final class SnapshotCompiler {
     /// only the affected routes are recompiled; without, everything is.
     public func compile(_ state: ConfigState, changes: [ConfigChange]? = nil) -> ConfigSnapshot {
         version += 1
+        ssls = state.ssls
+        let changedSSLs = changes.map { Set($0.filter { $0.kind == .ssls }.map(\.id)) }
+        if changedSSLs?.isEmpty != true {
+            sniIndex = serverTLS.compile(state.ssls, changed: changedSSLs)
+        }
         if let changes, let router, let snapshot = incremental(state, Self.distinct(changes), router) {
             return snapshot
         }
         return full(state)
     }
 
+    /// Server certificates that did not compile, by `ssls` id.
+    public var tlsErrors: [String: ConfigError] { serverTLS.errors }
+
     private func compiledUpstream(
         _ key: String, _ written: Upstream, into upstreams: inout [String: CompiledUpstream]
     ) -> CompiledUpstream {
         let config = discovery.resolve(key, written)
-        if let u = upstreams[key], u.config == config { return u }
+        var tls: Result<UpstreamTLSContext, ConfigError>? = nil
+        if config.scheme == "https" {
+            do throws(ConfigError) {
+                tls = .success(try upstreamTLS.context(for: config.tls, ssls: ssls, path: Self.fieldPath(ofKey: key)))
+            } catch {
+                tls = .failure(error)
+            }
+        }
+        if let u = upstreams[key], u.config == config, Self.sameTLS(u, tls) { return u }
         let u: CompiledUpstream
-        if let old = previous[key], old.config == config {
+        if let old = previous[key], old.config == config, Self.sameTLS(old, tls) {
             u = old
         } else {
-            u = CompiledUpstream(key: key, config: config)
+            u = CompiledUpstream(key: key, config: config, tls: tls)
         }
         upstreams[key] = u
         return u
+    }
+
+    /// `upstreams/1` → `upstreams[1]`, as errors name objects.
+    static func fieldPath(ofKey key: String) -> String {
+        guard let slash = key.firstIndex(of: "/") else { return key }
+        return "\(key[..<slash])[\(key[key.index(after: slash)...])]"
+    }
+
+    private static func sameTLS(_ u: CompiledUpstream, _ tls: Result<UpstreamTLSContext, ConfigError>?) -> Bool {
+        switch tls {
+        case nil: return u.tls == nil && u.tlsError == nil
+        case .success(let c): return u.tls === c
+        case .failure(let e): return u.tlsError == e
+        }
     }
 
     /// The router entry and target of one route, or nil when it is disabled.
@@ -216,6 +271,7 @@ public final class SnapshotCompiler {
         compileGlobals(state, &upstreams)
         // Every live config asked for its state just now: the rest belongs to deleted ones.
         pluginState.sweep()
+        upstreamTLS.sweep()
         return remember(router, targets, routeIndex, upstreams)
     }
 
@@ -249,6 +305,12 @@ public final class SnapshotCompiler {
         // is full, whatever changed.
         compiles += 1
         if changes.contains(where: { $0.kind == .services }) || router.removedCount > max(1024, routeIndex.count) || compiles % 1000 == 0 {
+            return nil
+        }
+        // A client certificate object changed: the https upstreams naming it get new
+        // contexts. Rare enough to compile everything.
+        let changedSSLs = Set(changes.filter { $0.kind == .ssls }.map(\.id))
+        if !changedSSLs.isEmpty, previous.values.contains(where: { $0.config.tls?.clientCertID.map(changedSSLs.contains) ?? false }) {
             return nil
         }
         var upstreams = previous
@@ -297,7 +359,7 @@ public final class SnapshotCompiler {
     /// upstream it holds (inline, or in traffic-split rules). A value that validation let
     /// through but compilation cannot take fails here, as a 400 naming the object, instead of
     /// being persisted and failing (or worse) on every start. `scratch` holds the object alone.
-    public static func trialCompile(_ kind: ResourceKind, id: String, scratch: ConfigState) throws(ConfigError) {
+    public static func trialCompile(_ kind: ResourceKind, id: String, scratch: ConfigState, keyring: Keyring? = nil) throws(ConfigError) {
         let owner = "\(kind.rawValue)/\(id)"
         var plugins: [String: JSONValue] = [:]
         var inline: [Upstream] = []
@@ -320,14 +382,43 @@ public final class SnapshotCompiler {
             plugins = scratch.pluginConfigs[id]?.plugins ?? [:]
         case .globalRules:
             plugins = scratch.globalRules[id]?.plugins ?? [:]
-        case .ssls, .streamRoutes:
+        case .ssls:
+            guard let o = scratch.ssls[id] else { return }
+            try trialCompileSSL(o, id: id, keyring: keyring)
+            return
+        case .streamRoutes:
             return
         }
         for (_, u) in PluginFactory.splitUpstreams(owner: owner, plugins) { inline.append(u) }
-        for u in inline { _ = CompiledUpstream(key: owner, config: u) }
+        for u in inline {
+            _ = CompiledUpstream(key: owner, config: u)
+            // An inline client certificate must parse and match; a client_cert_id names an
+            // object that was checked when it was written.
+            if u.tls?.clientCert != nil {
+                _ = try UpstreamTLSContexts(keyring: keyring).context(for: u.tls, ssls: [:], path: "")
+            }
+        }
         if !plugins.isEmpty {
             var ctx = PluginCompileContext(owner: owner, state: PluginStateStore())
             _ = PluginFactory.chain(plugins, &ctx)
+        }
+    }
+
+    /// An `ssls` object's certificates parse, each key matches its certificate, and the CA
+    /// (for mTLS) parses. Errors name the field (`cert`, `keys[0]`, `client.ca`).
+    static func trialCompileSSL(_ o: SSLObject, id: String, keyring: Keyring?) throws(ConfigError) {
+        switch o.kind {
+        case .server:
+            _ = try ServerIdentity.compile(o, id: id, keyring: keyring, alpn: ["http/1.1"])
+        case .client:
+            for (i, pair) in o.pairs.enumerated() {
+                let certPath = i == 0 ? "cert" : "certs[\(i - 1)]"
+                let keyPath = i == 0 ? "key" : "keys[\(i - 1)]"
+                guard let keyPEM = KeyText.decrypt(pair.key, keyring: keyring) else {
+                    throw ConfigError(path: keyPath, "is neither PEM nor a value the configured keyring decrypts")
+                }
+                _ = try CertificatePair.parse(certPEM: pair.cert, keyPEM: keyPEM, certPath: certPath, keyPath: keyPath)
+            }
         }
     }
 
@@ -367,6 +458,7 @@ public final class SnapshotCompiler {
         self.routeIndex = routeIndex
         previous = upstreams
         return ConfigSnapshot(
-            version: version, router: router, targets: targets, upstreams: upstreams, globalRules: globalRules, consumers: consumers)
+            version: version, router: router, targets: targets, upstreams: upstreams, globalRules: globalRules, consumers: consumers,
+            tls: sniIndex)
     }
 }

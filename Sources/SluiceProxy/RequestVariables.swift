@@ -13,6 +13,7 @@ final class HTTPRequestVariables: RequestVariableSource {
     var serverAddress = ""
     var serverPort = 0
     var scheme = "http"
+    var tls: TLSConnectionInfo?
 
     func value(of variable: RequestVariable) -> String? {
         switch variable {
@@ -43,6 +44,7 @@ final class HTTPRequestVariables: RequestVariableSource {
         case .scheme: return scheme
         case .queryString: return path.query
         case .consumerName, .routeID, .serviceID, .status: return nil  // not known while routing
+        case .tls(let v): return tls?.value(v) ?? (v == .https ? "" : nil)
         }
     }
 

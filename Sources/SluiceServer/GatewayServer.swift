@@ -6,6 +6,7 @@ import SluiceCore
 import SluicePlugins
 import SluiceProxy
 import SluiceStore
+import SluiceTLS
 import Synchronization
 
 /// The data plane as one object: an event-loop group, one `LoopContext` per loop, the proxy
@@ -25,6 +26,15 @@ public final class GatewayServer: Sendable {
         public var discoveryEnabled = false
         /// The access log (`--access-log`); nil when it is off.
         public var accessLog: AccessLog? = nil
+        /// TLS listeners (`--tls-listen`); certificates come from `ssls` objects by SNI.
+        public var tlsListen: [ListenAddress] = []
+        /// `--tls-default-sni`: the certificate for clients with no or an unknown SNI.
+        public var tlsDefaultSNI: String? = nil
+        /// `--keyring`: decrypts (and, through the Admin API, encrypts) private keys at rest.
+        public var keyring: Keyring? = nil
+        /// `--upstream-trusted-ca`: PEM CA certificates https upstreams are verified against
+        /// (when `tls.verify` is on) instead of the system trust store.
+        public var upstreamTrustedCA: String? = nil
         public init() {}
     }
 
@@ -69,7 +79,14 @@ public final class GatewayServer: Sendable {
         for loop in group.makeIterator() { list.append(loop) }
         loopList = list
         channels = NIOLockedValueBox([])
-        compiler = Mutex(SnapshotCompiler(metrics: metrics, discovery: configuration.discoveryEnabled ? .empty : nil))
+        // The CA file was checked by the caller (`sluice serve` refuses to start on a bad one).
+        let upstreamTLS =
+            (try? UpstreamTLSContexts(keyring: configuration.keyring, trustedCAPEM: configuration.upstreamTrustedCA))
+            ?? UpstreamTLSContexts(keyring: configuration.keyring)
+        compiler = Mutex(
+            SnapshotCompiler(
+                metrics: metrics, discovery: configuration.discoveryEnabled ? .empty : nil,
+                serverTLS: TLSCompiler(keyring: configuration.keyring), upstreamTLS: upstreamTLS))
         connectionLimiter = ConnectionLimiter(maxConnections: configuration.maxConnections ?? Self.defaultMaxConnections(workers: configuration.workers))
     }
 
@@ -84,9 +101,13 @@ public final class GatewayServer: Sendable {
         return max(64, min(perWorker, (descriptors - 256) / 2))
     }
 
-    /// The proxy listeners as configured: one HTTP/1.1 listener per address.
+    /// The proxy listeners as configured: one HTTP/1.1 listener per `proxyListen` address,
+    /// then one TLS listener per `tlsListen` address.
     public var listeners: [Listener] {
         configuration.proxyListen.map { Listener(host: $0.host, port: $0.port, wireProtocol: .http, settings: configuration.settings) }
+            + configuration.tlsListen.map {
+                Listener(host: $0.host, port: $0.port, wireProtocol: .https, settings: configuration.settings, defaultSNI: configuration.tlsDefaultSNI)
+            }
     }
 
     /// Binds every proxy listener. Returns the bound addresses (port 0 resolves to a real port).
@@ -117,7 +138,7 @@ public final class GatewayServer: Sendable {
                 .bind(host: listener.host, port: listener.port).get()
             channels.withLockedValue { $0.append(channel) }
             if let addr = channel.localAddress { bound.append(addr) }
-            logger.info("proxy listening", metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? "?")"])
+            logger.info(listener.wireProtocol == .https ? "TLS proxy listening" : "proxy listening", metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? "?")"])
         }
         return bound
     }
@@ -128,15 +149,46 @@ public final class GatewayServer: Sendable {
         try SnapshotCompiler.trialCompile(kind, id: id, scratch: scratch)
     }
 
+    /// The trial compiler for a gateway whose keys are encrypted with `keyring`.
+    public static func trialCompiler(keyring: Keyring?) -> @Sendable (ResourceKind, String, ConfigState) throws(ConfigError) -> Void {
+        { kind, id, scratch throws(ConfigError) in try SnapshotCompiler.trialCompile(kind, id: id, scratch: scratch, keyring: keyring) }
+    }
+
+    /// `ssls` objects whose certificates did not compile in the last compile (stored by
+    /// another writer, or under another keyring), with why. They serve no handshake.
+    public func tlsErrors() -> [String: ConfigError] { compiler.withLock { $0.tlsErrors } }
+
+    /// What the TLS listeners serve, for the control API: per `ssls` object its names and
+    /// certificates (type, validity, subject, serial), never a key.
+    public func certificates() async -> JSONValue {
+        let index = (try? await inspectLoops { $0.snapshot.tls })?.first ?? .empty
+        let now = Int64(time(nil))
+        var list: [JSONValue] = []
+        for id in index.identities.keys.sorted(by: SNIIndex.idOrder) {
+            guard let identity = index.identities[id] else { continue }
+            let certs: [JSONValue] = identity.certificates.map { c in
+                [
+                    "key_type": .string(c.keyType.rawValue), "not_before": .int(c.notBefore), "not_after": .int(c.notAfter),
+                    "expired": .bool(c.notAfter < now), "subject": .string(c.subject), "serial": .string(c.serialNumber),
+                ]
+            }
+            list.append(["id": .string(id), "snis": .array(identity.snis.map { .string($0) }), "mtls": .bool(identity.verifiesClients), "certificates": .array(certs)])
+        }
+        let errors = tlsErrors()
+        let failed: [JSONValue] = errors.keys.sorted().map { ["id": .string($0), "error": .string(errors[$0]?.description ?? "")] }
+        return ["ssls": .array(list), "failed": .array(failed)]
+    }
+
     /// Compiles `state` and makes it live on every event loop. Returns once every loop has
     /// installed it: the next request read on any loop after this returns sees it.
     @discardableResult
     public func apply(_ state: ConfigState, changes: [ConfigChange]? = nil) async throws -> UInt64 {
         // A full compile of a large config takes milliseconds: it runs on the compile thread,
         // so neither an event loop nor a cooperative thread waits for it.
-        let (snapshot, warnings) = await compileThread.run {
-            self.compiler.withLock { ($0.compile(state, changes: changes), $0.takeDiscoveryWarnings()) }
+        let (snapshot, warnings, tlsErrors) = await compileThread.run {
+            self.compiler.withLock { ($0.compile(state, changes: changes), $0.takeDiscoveryWarnings(), $0.tlsErrors) }
         }
+        logTLS(snapshot, errors: tlsErrors, changes: changes)
         for w in warnings {
             logger.warning(
                 "upstream uses discovery_type kubernetes but this gateway runs without --kubernetes-discovery: it has no nodes",
@@ -144,6 +196,24 @@ public final class GatewayServer: Sendable {
         }
         try await publish(snapshot)
         return snapshot.version
+    }
+
+    /// An `ssls` object that did not compile (written to etcd by another tool, or under
+    /// another keyring) serves no handshake; an expired certificate is served (as APISIX
+    /// does) but said. Both are logged when the object is loaded or changed.
+    private func logTLS(_ snapshot: ConfigSnapshot, errors: [String: ConfigError], changes: [ConfigChange]?) {
+        let concerned: (String) -> Bool = { id in changes?.contains(where: { $0.kind == .ssls && $0.id == id }) ?? true }
+        for (id, error) in errors.sorted(by: { $0.key < $1.key }) where concerned(id) {
+            logger.error("ssl object not served: its certificate or key does not load", metadata: ["ssl": "\(id)", "error": "\(error)"])
+        }
+        let now = Int64(time(nil))
+        for (id, identity) in snapshot.tls.identities where concerned(id) {
+            for c in identity.certificates where c.notAfter < now {
+                logger.warning(
+                    "ssl object serves an expired certificate",
+                    metadata: ["ssl": "\(id)", "certificate": "\(c.index)", "not_after": "\(c.notAfter)", "subject": "\(c.subject)"])
+            }
+        }
     }
 
     /// New node sets from discovery: recompiles the upstreams that name a changed

@@ -11,6 +11,7 @@ import SluiceDiscovery
 import SluiceEtcd
 import SluiceProxy
 import SluiceServer
+import SluiceTLS
 import SluiceStore
 
 struct Serve: AsyncParsableCommand {
@@ -22,6 +23,18 @@ struct Serve: AsyncParsableCommand {
 
     @Option(name: .customLong("proxy-listen"), help: "HTTP proxy listener HOST:PORT (repeatable; default 0.0.0.0:9080).")
     var proxyListen: [String] = []
+
+    @Option(name: .customLong("tls-listen"), help: "TLS proxy listener HOST:PORT (repeatable; default 0.0.0.0:9443; off for none). Certificates come from ssls objects by SNI.")
+    var tlsListen: [String] = []
+
+    @Option(name: .customLong("tls-default-sni"), help: "Server name whose certificate serves TLS clients that send no SNI or an unknown one (default: such handshakes fail with unrecognized_name).")
+    var tlsDefaultSNI: String?
+
+    @Option(name: .customLong("keyring"), help: "Keyring key (16 characters; repeatable): private keys are stored AES-128-CBC encrypted with the first and decrypted with any, as APISIX's data_encryption.keyring.")
+    var keyring: [String] = []
+
+    @Option(name: .customLong("upstream-trusted-ca"), help: "PEM file of CA certificates that https upstreams with tls.verify are checked against (default: the system trust store).")
+    var upstreamTrustedCA: String?
 
     @Option(help: "Read-only mode: routes, services and upstreams come from this YAML file, re-read when it changes.")
     var standalone: String?
@@ -112,6 +125,10 @@ struct Serve: AsyncParsableCommand {
         var config = GatewayServer.Configuration()
         config.accessLog = accessLog
         config.proxyListen = settings.proxyListen
+        config.tlsListen = settings.tlsListen
+        config.tlsDefaultSNI = settings.tlsDefaultSNI
+        config.keyring = settings.keyring
+        config.upstreamTrustedCA = settings.upstreamTrustedCA
         config.settings = settings.proxy
         config.maxConnections = settings.maxConnections
         config.workers = settings.workers
@@ -119,6 +136,10 @@ struct Serve: AsyncParsableCommand {
         let server = try await GatewayServer.make(configuration: config, logger: logger)
 
         let publisher: ConfigService.Publisher = { state, changes in try await server.apply(state, changes: changes) }
+        var storedForm: ConfigService.StoredForm? = nil
+        if let keyring = settings.keyring {
+            storedForm = { (kind: ResourceKind, value: JSONValue) -> JSONValue in keyring.storedForm(kind, value) }
+        }
         let service: ConfigService
         var watcher: Task<Void, Never>? = nil
         var storeHealth: (any StoreHealth)? = nil
@@ -135,7 +156,7 @@ struct Serve: AsyncParsableCommand {
             }
         } else if let endpoints = settings.etcd {
             let store = EtcdStore(client: EtcdClient(endpoints: endpoints, group: server.group), prefix: settings.etcdPrefix)
-            service = ConfigService(store: store, publisher: publisher, trialCompile: GatewayServer.trialCompile)
+            service = ConfigService(store: store, publisher: publisher, trialCompile: GatewayServer.trialCompiler(keyring: settings.keyring), storedForm: storedForm)
             do {
                 let (_, skipped, _) = try await store.loadAll()
                 for s in skipped { logger.error("etcd value is not JSON; skipped", metadata: ["key": "\(s.key)", "error": "\(s.reason)"]) }
@@ -155,7 +176,7 @@ struct Serve: AsyncParsableCommand {
             do {
                 let store = try EmbeddedStore(directory: settings.dataDir)
                 for note in await store.recoveryNotes { logger.warning("embedded store recovered", metadata: ["note": "\(note)"]) }
-                service = ConfigService(store: store, publisher: publisher, trialCompile: GatewayServer.trialCompile)
+                service = ConfigService(store: store, publisher: publisher, trialCompile: GatewayServer.trialCompiler(keyring: settings.keyring), storedForm: storedForm)
                 for e in try await service.start() {
                     logger.error("stored object skipped: it does not validate", metadata: ["error": "\(e)"])
                 }
@@ -223,7 +244,7 @@ struct Serve: AsyncParsableCommand {
                     handler: AdminAPI(service: service, keys: keys, allowed: settings.allowAdmin), group: controlGroup, logger: logger))
             apis.append(
                 try await APIServer.start(
-                    name: "control API", listen: settings.controlListen, handler: ControlAPI(service: service, kubernetesDiscoveryDump: dump), group: controlGroup,
+                    name: "control API", listen: settings.controlListen, handler: ControlAPI(service: service, kubernetesDiscoveryDump: dump, certificates: { await server.certificates() }), group: controlGroup,
                     logger: logger))
             apis.append(
                 try await APIServer.start(
@@ -272,6 +293,11 @@ func etcdEndpoints(_ urls: String) -> [EtcdEndpoint]? {
 /// Flag values merged over the settings file.
 struct ServeSettings {
     var proxyListen: [ListenAddress] = [ListenAddress(host: "0.0.0.0", port: 9080)]
+    var tlsListen: [ListenAddress] = [ListenAddress(host: "0.0.0.0", port: 9443)]
+    var tlsDefaultSNI: String?
+    var keyring: Keyring?
+    /// The PEM text of `--upstream-trusted-ca`, checked to parse.
+    var upstreamTrustedCA: String?
     var standalone: String?
     var workers = System.coreCount
     var shutdownTimeout = 30.0
@@ -328,7 +354,7 @@ struct ServeSettings {
                 "proxy_listen", "standalone", "workers", "shutdown_timeout", "log_level", "log_format", "admin_listen",
                 "admin_key", "viewer_key", "control_listen", "metrics_listen", "data_dir", "allow_admin", "etcd", "etcd_prefix",
                 "kubernetes_discovery", "access_log", "access_log_format", "client_header_timeout", "client_body_timeout",
-                "keepalive_timeout", "max_connections",
+                "keepalive_timeout", "max_connections", "tls_listen", "tls_default_sni", "keyring", "upstream_trusted_ca",
             ]
             for key in file.keys.sorted() where !known.contains(key) {
                 throw fail("\(path): \(key): unknown setting (known: \(known.sorted().joined(separator: ", ")))")
@@ -347,6 +373,50 @@ struct ServeSettings {
                 guard let a = ListenAddress(text) else { throw fail("--proxy-listen: \"\(text)\" is not HOST:PORT") }
                 return a
             }
+        }
+        var tlsListens = flags.tlsListen
+        if tlsListens.isEmpty, let v = file["tls_listen"] {
+            switch v {
+            case .string(let one): tlsListens = [one]
+            case .array(let many): tlsListens = many.compactMap(\.stringValue)
+            case .bool(false): tlsListens = ["off"]
+            default: throw fail("tls_listen: must be HOST:PORT, a list of them, or off")
+            }
+        }
+        if tlsListens == ["off"] {
+            s.tlsListen = []
+        } else if !tlsListens.isEmpty {
+            s.tlsListen = try tlsListens.map { text in
+                guard let a = ListenAddress(text) else { throw fail("--tls-listen: \"\(text)\" is not HOST:PORT (or off)") }
+                return a
+            }
+        }
+        if let name = flags.tlsDefaultSNI ?? file["tls_default_sni"]?.stringValue {
+            do throws(ConfigError) {
+                s.tlsDefaultSNI = try SSLObject.normalizedSNI(name, path: "--tls-default-sni")
+            } catch {
+                throw fail("\(error)")
+            }
+            if s.tlsDefaultSNI?.hasPrefix("*.") == true { throw fail("--tls-default-sni: must be a server name, not a wildcard") }
+        }
+        var keys = flags.keyring
+        if keys.isEmpty, case .array(let items)? = file["keyring"] { keys = items.compactMap(\.stringValue) }
+        if !keys.isEmpty {
+            do throws(KeyringError) {
+                s.keyring = try Keyring(keys: keys)
+            } catch {
+                throw fail("--keyring: \(error)")
+            }
+        }
+        if let path = flags.upstreamTrustedCA ?? file["upstream_trusted_ca"]?.stringValue {
+            guard let data = FileManager.default.contents(atPath: path) else { throw fail("--upstream-trusted-ca: cannot read \(path)") }
+            let pem = String(decoding: data, as: UTF8.self)
+            do throws(ConfigError) {
+                _ = try CertificatePair.parseCertificates(pem, path: "--upstream-trusted-ca")
+            } catch {
+                throw fail("\(error) (\(path))")
+            }
+            s.upstreamTrustedCA = pem
         }
         s.standalone = flags.standalone ?? file["standalone"]?.stringValue
         if let a = flags.adminListen ?? file["admin_listen"]?.stringValue {

@@ -52,7 +52,7 @@ final class IngressEnvironment: @unchecked Sendable {
         _ = await gateway.waitForExit()
         let p = ports
         gateway = try GatewayProcess(
-            ["serve", "--proxy-listen", "127.0.0.1:\(p.proxy)", "--admin-listen", "127.0.0.1:\(p.admin)", "--control-listen", "127.0.0.1:\(p.control)",
+            ["serve", "--proxy-listen", "127.0.0.1:\(p.proxy)", "--tls-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:\(p.admin)", "--control-listen", "127.0.0.1:\(p.control)",
              "--metrics-listen", "127.0.0.1:\(p.metrics)", "--data-dir", "data2", "--admin-key", adminKey, "--workers", "2"], directory: dir)
         ports = try await gateway.ports()
     }

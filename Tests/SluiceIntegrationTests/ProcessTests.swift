@@ -44,12 +44,12 @@ final class GatewayProcess: @unchecked Sendable {
     /// so parallel tests never race for one), plus `extra` flags.
     static func serve(_ extra: [String], directory: String) throws -> GatewayProcess {
         try GatewayProcess(
-            ["serve", "--proxy-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--control-listen", "127.0.0.1:0",
+            ["serve", "--proxy-listen", "127.0.0.1:0", "--tls-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--control-listen", "127.0.0.1:0",
              "--metrics-listen", "127.0.0.1:0"] + extra, directory: directory)
     }
 
     struct Ports {
-        var proxy = 0, admin = 0, control = 0, metrics = 0
+        var proxy = 0, admin = 0, control = 0, metrics = 0, tls = 0
     }
 
     /// The ports the gateway bound, from its "... listening" log lines, once all four are up.
@@ -64,6 +64,7 @@ final class GatewayProcess: @unchecked Sendable {
                 if line.hasSuffix("admin API listening") { ports.admin = port }
                 else if line.hasSuffix("control API listening") { ports.control = port }
                 else if line.hasSuffix("metrics listening") { ports.metrics = port }
+                else if line.hasSuffix("TLS proxy listening") { ports.tls = port }
                 else if line.hasSuffix("proxy listening") { ports.proxy = port }
             }
             if ports.proxy > 0 && ports.admin > 0 && ports.control > 0 && ports.metrics > 0 { return ports }

@@ -1,6 +1,9 @@
 import NIOCore
 import NIOHTTP1
+import NIOSSL
+import NIOTLS
 import SluiceCore
+import SluiceTLS
 
 /// The HTTP/1.1 downstream adapter: the only handler of a client connection's pipeline. It
 /// reads requests with `HTTP1RequestReader` straight from the socket's buffers, runs one
@@ -50,9 +53,19 @@ final class HTTP1ServerConnection: ChannelDuplexHandler, RemovableChannelHandler
     /// Pipelined bytes held beyond this pause reading from the client.
     static let maxBufferedBytes = 64 * 1024
 
-    init(loop: LoopContext, settings: ListenerSettings) {
+    /// On a TLS listener: the certificate object the handshake uses and the name the client
+    /// asked for. The rest of the connection's TLS is read when the handshake completes.
+    struct TLSSetup {
+        var identity: ServerIdentity
+        var serverName: String?
+    }
+
+    private let tls: TLSSetup?
+
+    init(loop: LoopContext, settings: ListenerSettings, tls: TLSSetup? = nil) {
         self.loop = loop
         self.settings = settings
+        self.tls = tls
         reader = HTTP1RequestReader(limits: HTTP1Limits(maxURIBytes: settings.maxURIBytes, maxHeaderBytes: settings.maxHeaderBytes))
         limits = ExchangeStateMachine.Limits(
             connectBufferBytes: settings.connectBufferBytes, clientBodyTimeout: settings.clientBodyTimeout, maxRewrittenBody: 16 << 20)
@@ -237,6 +250,11 @@ final class HTTP1ServerConnection: ChannelDuplexHandler, RemovableChannelHandler
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let tlsEvent = event as? TLSUserEvent, case .handshakeCompleted = tlsEvent {
+            handshakeCompleted(context)
+            context.fireUserInboundEventTriggered(event)
+            return
+        }
         guard event is ChannelShouldQuiesceEvent else {
             context.fireUserInboundEventTriggered(event)
             return
@@ -247,6 +265,29 @@ final class HTTP1ServerConnection: ChannelDuplexHandler, RemovableChannelHandler
         } else if reader.isIdle {
             context.close(promise: nil)
         }
+    }
+
+    /// What the handshake settled becomes the connection's `$ssl_*` variables and decides
+    /// which requests need a client certificate.
+    private func handshakeCompleted(_ context: ChannelHandlerContext) {
+        guard let tls else { return }
+        let handler = try? context.pipeline.syncOperations.handler(type: NIOSSLServerHandler.self)
+        let peer = handler?.peerCertificate
+        let version: String
+        switch handler?.tlsVersion {
+        case .tlsv13?: version = "TLSv1.3"
+        case .tlsv12?: version = "TLSv1.2"
+        case .tlsv11?: version = "TLSv1.1"
+        case .tlsv1?: version = "TLSv1"
+        case nil: version = ""
+        }
+        let connectionTLS = TLSConnectionInfo(
+            serverName: tls.serverName, protocolVersion: version, sslID: tls.identity.id,
+            clientSubjectDN: peer.map(CertificateText.distinguishedName), clientIssuerDN: peer.map(CertificateText.issuer),
+            clientSerial: peer.map { CertificateText.hex($0.serialNumber) })
+        info.tls = connectionTLS
+        info.identity = tls.identity
+        variables.tls = connectionTLS
     }
 
     /// Back-pressure: read from the client only while the exchange can take more.

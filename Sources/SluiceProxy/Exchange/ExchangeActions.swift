@@ -1,6 +1,7 @@
 import NIOCore
 import SluiceCore
 import SluicePlugins
+import SluiceTLS
 
 /// What the driver of an exchange does after an event: at most one thing on each side, run
 /// in this order: plugins, upstream, downstream, completion. A value with no allocation.
@@ -17,7 +18,8 @@ struct ExchangeActions {
         case none
         /// Take a pooled connection to `key` (unless `fresh`) or open one, then report
         /// `.upstreamAcquired` or `.upstreamConnectFailed`.
-        case acquire(UpstreamKey, fresh: Bool, connectTimeout: TimeAmount)
+        /// `tls`: the client context, for an https upstream.
+        case acquire(UpstreamKey, tls: UpstreamTLSContext?, fresh: Bool, connectTimeout: TimeAmount)
         /// Send the request head on the acquired connection, then the body bytes held so far,
         /// then the end when `end` is set.
         case send(UpstreamRequestHead, framing: BodyFraming, body: [ByteBuffer], end: Bool)

@@ -1,6 +1,7 @@
 import NIOCore
 import NIOHTTP1
 import SluiceCore
+import SluiceTLS
 import SluicePlugins
 import SluiceRouting
 
@@ -14,6 +15,11 @@ struct ClientConnectionInfo {
     var serverPortText = "0"
     /// `X-Forwarded-Proto` and `$scheme`: the listener's.
     var scheme = "http"
+    /// The TLS handshake's outcome, on a TLS listener.
+    var tls: TLSConnectionInfo?
+    /// The certificate object that served it: its `skip_mtls_uri_regex` decides which
+    /// requests may come without a client certificate.
+    var identity: ServerIdentity?
 }
 
 /// The step from a request head to an exchange: normalizes the target, finds the route in
@@ -72,6 +78,14 @@ enum ExchangeRouting {
             request.keepAlive = false
         }
 
+        // `client.ca` with `skip_mtls_uri_regex`: the handshake let a client without a
+        // certificate in; only the listed paths serve it.
+        if let identity = connection.identity, identity.verifiesClients, connection.tls?.hasClientCertificate != true,
+            !identity.skipsClientCertificate(path: target.path)
+        {
+            refusal = Refusal(status: .badRequest, message: "No required SSL certificate was sent", close: false)
+            return .local(request: request, limits: limits, now: now)
+        }
         variables.head = head
         variables.path = target
         variables.host = host
@@ -89,6 +103,7 @@ enum ExchangeRouting {
                 serverAddress: connection.serverAddress, serverPort: connection.serverPort, scheme: connection.scheme,
                 routeID: route.routeID, serviceID: route.serviceID, startNanos: now.uptimeNanoseconds)
             r.consumers = snapshot.consumers
+            r.tls = connection.tls
             r.routeName = route.routeName
             r.serviceName = route.serviceName
             r.matchedURI = route.matchedURI

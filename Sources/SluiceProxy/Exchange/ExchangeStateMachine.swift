@@ -3,6 +3,7 @@ import NIOHTTP1
 import SluiceBalancing
 import SluiceCore
 import SluicePlugins
+import SluiceTLS
 
 /// The life of one request, from its routed head to the end of its response, as a value:
 /// plugin phases, upstream attempts and retries, both bodies, back-pressure, every timeout
@@ -326,10 +327,22 @@ struct ExchangeStateMachine {
         attemptStartedAt = now
         let n = upstream.plan.nodes[picked]
         log.beginAttempt(node: picked)
+        var key = UpstreamKey(host: n.host, port: n.port)
+        var tls: UpstreamTLSContext? = nil
+        if upstream.config.scheme == "https" {
+            guard let context = upstream.tls else {
+                // Its client certificate did not compile (logged when it was loaded).
+                return localAnswer(.badGateway, "the upstream's TLS settings are not usable", close: false, now)
+            }
+            // SNI is the Host the upstream is sent (per pass_host), or the node's name.
+            let host = upstreamHead?.gateway.host ?? ""
+            let sni = ForwardingHeaders.serverName(host.isEmpty ? n.host : host)
+            key = UpstreamKey(scheme: .https, host: n.host, port: n.port, sni: sni, tls: context.identity)
+            tls = context
+        }
         var a = ExchangeActions()
         a.upstream = .acquire(
-            UpstreamKey(host: n.host, port: n.port), fresh: fresh,
-            connectTimeout: TimeAmount(seconds: route?.timeouts.connect ?? Timeouts.default.connect))
+            key, tls: tls, fresh: fresh, connectTimeout: TimeAmount(seconds: route?.timeouts.connect ?? Timeouts.default.connect))
         return a
     }
 

@@ -110,4 +110,15 @@ enum ForwardingHeaders {
         }
         return out
     }
+
+    /// The TLS server name for an upstream host: without the port and trailing dot, lower
+    /// case; nil for an IP address, which SNI cannot carry.
+    static func serverName(_ host: String) -> String? {
+        var name = ExchangeRouting.routingHost(host)
+        if name.hasPrefix("[") || name.isEmpty { return nil }
+        if name.utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2E }) { return nil }
+        if name.utf8.contains(UInt8(ascii: ":")) { return nil }
+        if name.hasSuffix(".") { name.removeLast() }
+        return name
+    }
 }

@@ -1,4 +1,6 @@
 import NIOCore
+import NIOSSL
+import SluiceTLS
 import NIOHTTP1
 import NIOPosix
 import SluicePlugins
@@ -80,7 +82,7 @@ final class ProxyExchange: UpstreamConnectionOwner {
         }
         switch a.upstream {
         case .none: break
-        case .acquire(let key, let fresh, let timeout): acquire(key, fresh: fresh, connectTimeout: timeout)
+        case .acquire(let key, let tls, let fresh, let timeout): acquire(key, tls: tls, fresh: fresh, connectTimeout: timeout)
         case .send(let head, let framing, let body, let end):
             guard let conn = connection else { break }
             conn.sendHead(head, framing: framing)
@@ -192,7 +194,7 @@ final class ProxyExchange: UpstreamConnectionOwner {
 
     // MARK: Upstream connections
 
-    private func acquire(_ key: UpstreamKey, fresh: Bool, connectTimeout: TimeAmount) {
+    private func acquire(_ key: UpstreamKey, tls: UpstreamTLSContext?, fresh: Bool, connectTimeout: TimeAmount) {
         if !fresh, let conn = loop.pool.take(key) {
             bind(conn)
             send(.upstreamAcquired(reused: true))
@@ -209,6 +211,10 @@ final class ProxyExchange: UpstreamConnectionOwner {
             .channelOption(.socketOption(.so_keepalive), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let tls {
+                        // Requests written before the handshake ends wait in the TLS handler.
+                        try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: tls.context, serverHostname: key.sni))
+                    }
                     try channel.pipeline.syncOperations.addHandler(HTTP1UpstreamConnection(key: key))
                 }
             }

@@ -4,6 +4,8 @@ import NIOCore
 public enum ListenerProtocol: String, Sendable, CaseIterable {
     /// HTTP/1.1 (and 1.0) in clear text.
     case http
+    /// TLS, certificates chosen by SNI from the snapshot's `ssls`, then HTTP/1.1.
+    case https
 }
 
 /// One proxy listener: where it listens, what it speaks, and the settings of its
@@ -13,18 +15,24 @@ public struct Listener: Sendable {
     public var port: Int
     public var wireProtocol: ListenerProtocol
     public var settings: ProxySettings
+    /// For https: the server name whose certificate serves clients without a known SNI.
+    public var defaultSNI: String?
 
-    public init(host: String, port: Int, wireProtocol: ListenerProtocol = .http, settings: ProxySettings = ProxySettings()) {
+    public init(
+        host: String, port: Int, wireProtocol: ListenerProtocol = .http, settings: ProxySettings = ProxySettings(), defaultSNI: String? = nil
+    ) {
         self.host = host
         self.port = port
         self.wireProtocol = wireProtocol
         self.settings = settings
+        self.defaultSNI = defaultSNI
     }
 
     /// The factory that sets up this listener's connections.
     public var factory: ListenerFactory {
         switch wireProtocol {
         case .http: return HTTP1ListenerFactory(settings: settings)
+        case .https: return TLSListenerFactory(settings: settings, defaultSNI: defaultSNI)
         }
     }
 }
