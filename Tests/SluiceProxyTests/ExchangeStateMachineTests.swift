@@ -104,9 +104,9 @@ final class TestBalancers: BalancerSource {
 
     @Test func aConnectFailureIsRetriedOnTheOtherNode() throws {
         var m = try machine()
-        guard case .acquire(let first, _, let timeout) = m.event(.start, now: Self.t0).upstream else { throw Expectation.failed("no acquire") }
+        guard case .acquire(let first, _, _, let timeout) = m.event(.start, now: Self.t0).upstream else { throw Expectation.failed("no acquire") }
         #expect(timeout == .seconds(1))
-        guard case .acquire(let second, _, _) = m.event(.upstreamConnectFailed(timedOut: false), now: Self.t0).upstream else {
+        guard case .acquire(let second, _, _, _) = m.event(.upstreamConnectFailed(timedOut: false), now: Self.t0).upstream else {
             throw Expectation.failed("no retry")
         }
         #expect(first != second)
@@ -133,7 +133,7 @@ final class TestBalancers: BalancerSource {
         _ = m.event(.upstreamAcquired(reused: false), now: Self.t0)
         let first = try #require(m.heldNode)
         let a = m.event(.upstreamClosed, now: Self.t0)
-        guard case .acquire(let key, let fresh, _) = a.upstream else { throw Expectation.failed("no retry") }
+        guard case .acquire(let key, _, let fresh, _) = a.upstream else { throw Expectation.failed("no retry") }
         #expect(!fresh && key.host == (first == 0 ? "10.0.0.2" : "10.0.0.1"))
         #expect(active(first) == 0)
     }
@@ -142,7 +142,7 @@ final class TestBalancers: BalancerSource {
         var m = try machine(#"{"routes":[{"id":"r","uri":"/*","upstream":{"nodes":{"10.0.0.1:80":1}}}]}"#)
         _ = m.event(.start, now: Self.t0)
         _ = m.event(.upstreamAcquired(reused: true), now: Self.t0)
-        guard case .acquire(_, let fresh, _) = m.event(.upstreamClosed, now: Self.t0).upstream else { throw Expectation.failed("no retry") }
+        guard case .acquire(_, _, let fresh, _) = m.event(.upstreamClosed, now: Self.t0).upstream else { throw Expectation.failed("no retry") }
         #expect(fresh)
         _ = m.event(.upstreamAcquired(reused: false), now: Self.t0)
         let a = m.event(.upstreamClosed, now: Self.t0)
