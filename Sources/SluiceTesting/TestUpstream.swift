@@ -30,8 +30,11 @@ public final class TestUpstream: Sendable {
     /// `closeAfterHead`: every connection is closed as soon as a request head arrives
     /// (an upstream that accepts and then fails). `host` may be any loopback address
     /// (`127.0.0.0/8` is all local on Linux), so many "pods" can share one port.
+    /// `prepare` runs first on every accepted connection: a test adds its TLS handler there,
+    /// which makes this an https origin.
     public static func start(
-        name: String, group: EventLoopGroup, closeAfterHead: Bool = false, host: String = "127.0.0.1", port: Int = 0
+        name: String, group: EventLoopGroup, closeAfterHead: Bool = false, host: String = "127.0.0.1", port: Int = 0,
+        prepare: (@Sendable (Channel) throws -> Void)? = nil
     ) async throws -> TestUpstream {
         let counters = NIOLockedValueBox((connections: 0, requests: 0))
         let channel = try await ServerBootstrap(group: group)
@@ -39,6 +42,7 @@ public final class TestUpstream: Sendable {
             .childChannelInitializer { channel in
                 counters.withLockedValue { $0.connections += 1 }
                 return channel.eventLoop.makeCompletedFuture {
+                    try prepare?(channel)
                     let upgrader = NIOWebSocketServerUpgrader(
                         shouldUpgrade: { channel, head in
                             channel.eventLoop.makeSucceededFuture(head.uri == "/ws" ? HTTPHeaders() : nil)
