@@ -60,7 +60,9 @@ let package = Package(
             "SluiceCore", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOSSL", package: "swift-nio-ssl"),
             .product(name: "Crypto", package: "swift-crypto"), .product(name: "_CryptoExtras", package: "swift-crypto"),
         ]),
-        .testTarget(name: "SluiceTLSTests", dependencies: ["SluiceTLS", "SluiceCore", .product(name: "NIOSSL", package: "swift-nio-ssl")]),
+        .testTarget(name: "SluiceTLSTests", dependencies: [
+            "SluiceTLS", "SluiceCore", .product(name: "NIOSSL", package: "swift-nio-ssl"), .product(name: "NIOEmbedded", package: "swift-nio"),
+        ]),
         // Data plane: ChannelHandlers, pools, tunnels.
         .target(name: "SluiceProxy", dependencies: [
             "SluiceCore", "SluiceRouting", "SluiceBalancing", "SluicePlugins", "SluiceTLS",
