@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The test command: checks for the services the tests start (etcd, Redis) and the clients
-# they use (etcdctl, openssl, curl), installs the missing ones when it can (root with
+# they use (etcdctl, openssl, curl, python3 with cryptography), installs the missing ones when it can (root with
 # apt-get) or stops at once with the exact command to run, then builds everything (the
 # tests also run the `sluice` binary) and runs unit and integration tests. Integration tests
 # use real sockets on 127.0.0.1 only, and start their own etcd and Redis servers.
@@ -35,6 +35,14 @@ fi
 for pair in "${needs[@]}"; do
     command -v "${pair%%:*}" >/dev/null 2>&1 || { echo "test.sh: ${pair%%:*} is still missing (package ${pair#*:})" >&2; exit 1; }
 done
+
+# The TLS tests drive Python's ssl module as a client and make an expired test
+# certificate with the cryptography package (OpenSSL 3.0's CLI cannot back-date one).
+command -v python3 >/dev/null 2>&1 || { echo "test.sh: python3 is missing (Debian package python3)" >&2; exit 1; }
+if ! python3 -c "import cryptography" 2>/dev/null; then
+    echo "test.sh: installing the Python cryptography package for the TLS tests" >&2
+    python3 -m pip install -q cryptography || { echo "test.sh: could not install it; run: python3 -m pip install cryptography" >&2; exit 1; }
+fi
 
 etcd --version | head -1
 redis-server --version
