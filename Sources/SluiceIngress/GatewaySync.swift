@@ -221,8 +221,12 @@ public actor GatewaySync {
             for (id, v) in objects { listed[ObjectKey(kind, id)] = v }
         }
         relists += 1
-        written = listed
         needsRelist = false
+        for (k, v) in listed {
+            // An object listed with its private keys encrypted holds the desired value.
+            if let d = desired[k], d != v, Self.holds(listed: v, desired: d, kind: k.kind) { listed[k] = d }
+        }
+        written = listed
         for k in Set(listed.keys).union(desired.keys) {
             // A value the gateway refused is not sent again until it changes.
             if refused[k] != nil && desired[k] != nil { continue }
@@ -236,6 +240,47 @@ public actor GatewaySync {
                 dirty.remove(k)
             }
         }
+    }
+
+    /// Whether an object as the gateway lists it holds the `desired` value. A gateway with a
+    /// keyring (`--keyring`, as APISIX's `data_encryption`) stores private keys encrypted and
+    /// lists them so: an `ssls` object's `key` and `keys` and an upstream's
+    /// `tls.client_key` that are not PEM (PEM starts with `---`, as APISIX tells them apart)
+    /// stand for the PEM key desired when everything else is equal. Everything else includes
+    /// the certificate, and the gateway takes only the key that matches its certificate, so
+    /// the key cannot differ. Without this, every certificate would be written again at
+    /// every relist.
+    static func holds(listed: JSONValue, desired: JSONValue, kind: ResourceKind) -> Bool {
+        func isPEM(_ v: JSONValue?) -> Bool { v?.stringValue?.hasPrefix("---") == true }
+        func isStored(_ v: JSONValue?) -> Bool { v?.stringValue.map { !$0.hasPrefix("---") } ?? false }
+        /// `listed[field]` and `desired[field]` with an encrypted key standing for a PEM one.
+        func masked(_ l: inout [String: JSONValue], _ d: inout [String: JSONValue], _ field: String) {
+            if isStored(l[field]) && isPEM(d[field]) {
+                l[field] = .null
+                d[field] = .null
+            } else if case .array(var la)? = l[field], case .array(var da)? = d[field], la.count == da.count {
+                for i in la.indices where isStored(la[i]) && isPEM(da[i]) {
+                    la[i] = .null
+                    da[i] = .null
+                }
+                l[field] = .array(la)
+                d[field] = .array(da)
+            }
+        }
+        guard case .object(var l) = listed, case .object(var d) = desired else { return false }
+        switch kind {
+        case .ssls:
+            masked(&l, &d, "key")
+            masked(&l, &d, "keys")
+        case .upstreams:
+            guard case .object(var lt)? = l["tls"], case .object(var dt)? = d["tls"] else { return false }
+            masked(&lt, &dt, "client_key")
+            l["tls"] = .object(lt)
+            d["tls"] = .object(dt)
+        default:
+            return false
+        }
+        return l == d
     }
 
     /// When two upstreams differ only in their nodes (both as `{"host:port": weight}`),

@@ -45,13 +45,11 @@ extension Translator {
         for (i, t) in ing.tls.enumerated() {
             guard let secretName = t.secretName, !secretName.isEmpty else { continue }
             let path = "spec.tls[\(i)]"
-            guard !t.hosts.isEmpty else { throw TranslationError("\(path).hosts: at least one host is required for an SSL certificate") }
-            for (j, h) in t.hosts.enumerated() {
-                do { try HostPattern.validate(h, path: "\(path).hosts[\(j)]") } catch { throw TranslationError(error.description) }
-            }
+            let snis = try Self.snis(t.hosts, path: "\(path).hosts")
+            // `secretName` has no namespace: always the Ingress's own.
             let (cert, key) = try Self.certificate(ns, secretName, field: "\(path).secretName", c)
             out.put(.ssls, IngressNaming.id("\(base)_tls_\(i)"), [
-                "snis": .array(t.hosts.map { .string($0) }), "cert": .string(cert), "key": .string(key), "labels": IngressNaming.managedBy,
+                "type": "server", "snis": snis, "cert": .string(cert), "key": .string(key), "labels": IngressNaming.managedBy,
             ])
         }
         guard !out.objects.isEmpty else { throw TranslationError("spec: no rules, paths or default backend") }

@@ -6,8 +6,13 @@ extension Translator {
     /// `secretRef` overlays every key on its config).
     public typealias SecretKeys = Set<String>?
 
-    static let certificateKeys: Set<String> = [Secret.tlsCertificateKey, Secret.tlsPrivateKeyKey]
-    static let caKeys: Set<String> = [Secret.caCertificateKey]
+    /// The APISIX controller's own Secret format for a certificate: `cert` and `key`.
+    static let apisixCertificateKey = "cert"
+    static let apisixPrivateKeyKey = "key"
+    /// What `certificate` reads: either format's pair.
+    static let certificateKeys: Set<String> = [Secret.tlsCertificateKey, Secret.tlsPrivateKeyKey, apisixCertificateKey, apisixPrivateKeyKey]
+    /// What `caCertificate` reads: never a private key.
+    static let caKeys: Set<String> = Set(caKeyOrder)
     static let keyAuthKeys: Set<String> = ["key"]
     static let basicAuthKeys: Set<String> = ["username", "password"]
     static let jwtAuthKeys: Set<String> = ["key", "secret", "public_key", "private_key", "algorithm", "exp", "lifetime_grace_period", "base64_secret"]

@@ -638,13 +638,56 @@ public struct Translator: Sendable {
         return .object(out)
     }
 
-    /// A certificate and its key from a `kubernetes.io/tls` Secret (`tls.crt`, `tls.key`).
+    /// A certificate and its key from a Secret, read as the APISIX controller reads one:
+    /// `cert` and `key` (its own format) when the Secret has `cert`, else `tls.crt` and
+    /// `tls.key` (a `kubernetes.io/tls` Secret, as cert-manager writes it). A Secret that is
+    /// missing, or lacks either half (or has it empty), is an error naming `field`, the
+    /// Secret and the key.
     static func certificate(_ namespace: String, _ name: String, field: String, _ c: ClusterState) throws(TranslationError) -> (cert: String, key: String) {
-        guard let secret = c.secrets[ClusterState.key(namespace, name)] else { throw TranslationError("\(field): Secret \(namespace)/\(name) not found") }
-        guard let cert = secret.string(Secret.tlsCertificateKey), let key = secret.string(Secret.tlsPrivateKeyKey) else {
-            throw TranslationError("\(field): Secret \(namespace)/\(name) needs tls.crt and tls.key")
+        let shown = "Secret \(namespace)/\(name)"
+        guard let secret = c.secrets[ClusterState.key(namespace, name)] else { throw TranslationError("\(field): \(shown) not found") }
+        let (certKey, keyKey) = secret.value(Self.apisixCertificateKey) != nil
+            ? (Self.apisixCertificateKey, Self.apisixPrivateKeyKey) : (Secret.tlsCertificateKey, Secret.tlsPrivateKeyKey)
+        let cert = secret.string(certKey).flatMap { $0.isEmpty ? nil : $0 }
+        let key = secret.string(keyKey).flatMap { $0.isEmpty ? nil : $0 }
+        switch (cert, key) {
+        case (let cert?, let key?): return (cert, key)
+        case (.some, nil): throw TranslationError("\(field): \(shown) has \(certKey) but no \(keyKey)")
+        case (nil, .some): throw TranslationError("\(field): \(shown) has \(keyKey) but no \(certKey)")
+        case (nil, nil): throw TranslationError("\(field): \(shown) needs \(Secret.tlsCertificateKey) and \(Secret.tlsPrivateKeyKey)")
         }
-        return (cert, key)
+    }
+
+    /// The CA certificate(s) of a Secret named by `client.caSecret`: `ca.crt`, else `cert`
+    /// (the APISIX controller's format), else `tls.crt` (a CA's own `kubernetes.io/tls`
+    /// Secret). `ca.crt` comes first: in a Secret cert-manager issued it is the CA, while
+    /// `tls.crt` may be a certificate the CA signed. A CA's private key is never read.
+    static func caCertificate(_ namespace: String, _ name: String, field: String, _ c: ClusterState) throws(TranslationError) -> String {
+        let shown = "Secret \(namespace)/\(name)"
+        guard let secret = c.secrets[ClusterState.key(namespace, name)] else { throw TranslationError("\(field): \(shown) not found") }
+        for k in caKeyOrder { if let v = secret.string(k), !v.isEmpty { return v } }
+        throw TranslationError("\(field): \(shown) has no \(Secret.caCertificateKey) (nor \(Self.apisixCertificateKey) or \(Secret.tlsCertificateKey))")
+    }
+
+    static let caKeyOrder = [Secret.caCertificateKey, Self.apisixCertificateKey, Secret.tlsCertificateKey]
+
+    /// Host names as an `ssls` object's `snis`: lower case without a trailing dot, each a
+    /// host name or `*.suffix` as the gateway takes them, duplicates dropped; at least one.
+    static func snis(_ hosts: [String], path: String) throws(TranslationError) -> JSONValue {
+        guard !hosts.isEmpty else { throw TranslationError("\(path): at least one host is required for an SSL certificate") }
+        guard hosts.count <= SSLObject.maxSNIs else { throw TranslationError("\(path): must have at most \(SSLObject.maxSNIs) hosts, got \(hosts.count)") }
+        var seen = Set<String>()
+        var out: [JSONValue] = []
+        for (i, h) in hosts.enumerated() {
+            let name: String
+            do {
+                name = try SSLObject.normalizedSNI(h, path: "\(path)[\(i)]")
+            } catch {
+                throw TranslationError("\(path)[\(i)]: must be a host name or *.suffix (letters, digits, - _ .), got \"\(FieldBounds.shown(h))\"")
+            }
+            if seen.insert(name).inserted { out.append(.string(name)) }
+        }
+        return .array(out)
     }
 
     /// The namespace a Secret reference that may name one (`ApisixSecret`: ApisixTls
@@ -663,22 +706,29 @@ public struct Translator: Sendable {
         return given
     }
 
+    /// An ApisixTls → one `ssls` object of type server: its hosts as `snis`, the certificate
+    /// and key of `secret`, and with `client` the CA client certificates must chain to.
     func tls(_ t: ApisixTls, namespace ns: String, _ c: ClusterState, _ out: inout Output) throws(TranslationError) {
-        guard !t.hosts.isEmpty else { throw TranslationError("spec.hosts: at least one host is required") }
-        for (i, h) in t.hosts.enumerated() {
-            do { try HostPattern.validate(h, path: "spec.hosts[\(i)]") } catch { throw TranslationError(error.description) }
-        }
+        let snis = try Self.snis(t.hosts, path: "spec.hosts")
         let (cert, key) = try Self.certificate(try secretNamespace(t.secret, of: ns, field: "spec.secret"), t.secret.name, field: "spec.secret", c)
         var o: [String: JSONValue] = [
-            "snis": .array(t.hosts.map { .string($0) }), "cert": .string(cert), "key": .string(key), "labels": IngressNaming.managedBy,
+            "type": "server", "snis": snis, "cert": .string(cert), "key": .string(key), "labels": IngressNaming.managedBy,
         ]
-        if let client = t.client, let ref = client.caSecret {
+        if let client = t.client {
+            // Asking for client certificates without saying whose is no verification at all:
+            // refused rather than served without mTLS.
+            guard let ref = client.caSecret else { throw TranslationError("spec.client.caSecret: is required to verify client certificates") }
             let caNS = try secretNamespace(ref, of: ns, field: "spec.client.caSecret")
-            guard let caSecret = c.secrets[ClusterState.key(caNS, ref.name)], let ca = caSecret.string(Secret.caCertificateKey) else {
-                throw TranslationError("spec.client.caSecret: Secret \(caNS)/\(ref.name) with ca.crt not found")
+            var co: [String: JSONValue] = ["ca": .string(try Self.caCertificate(caNS, ref.name, field: "spec.client.caSecret", c))]
+            // The gateway's bound on intermediate certificates (APISIX's default is 1).
+            if let d = client.depth { co["depth"] = .int(try FieldBounds.int(d, 0...16, "spec.client.depth")) }
+            for (i, re) in client.skipMTLSURIRegex.enumerated() {
+                do throws(RegexSyntaxError) {
+                    _ = try LinearRegex(re)
+                } catch {
+                    throw TranslationError("spec.client.skip_mtls_uri_regex[\(i)]: is not a valid regex: \(error.description)")
+                }
             }
-            var co: [String: JSONValue] = ["ca": .string(ca)]
-            if let d = client.depth { co["depth"] = .int(try FieldBounds.int(d, 0...Int(Int32.max), "spec.client.depth")) }
             if !client.skipMTLSURIRegex.isEmpty { co["skip_mtls_uri_regex"] = .array(client.skipMTLSURIRegex.map { .string($0) }) }
             o["client"] = .object(co)
         }

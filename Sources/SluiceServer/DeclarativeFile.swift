@@ -1,4 +1,6 @@
 import SluiceCore
+import SluiceProxy
+import SluiceTLS
 import SluiceYAML
 
 /// Reads the declarative config file (YAML, of which JSON is a subset) into a `JSONValue`.
@@ -18,17 +20,39 @@ public enum DeclarativeFile {
     }
 
     /// Parses and validates; every problem is reported with its path.
-    public static func load(_ text: String) -> Result<ConfigState, ConfigErrors> {
-        loadWithObjects(text).map(\.state)
+    public static func load(_ text: String, keyring: Keyring? = nil) -> Result<ConfigState, ConfigErrors> {
+        loadWithObjects(text, keyring: keyring).map(\.state)
     }
 
     /// Like `load`, also returning the objects as written, for the read-only Admin API.
-    public static func loadWithObjects(_ text: String) -> Result<(state: ConfigState, objects: [(kind: ResourceKind, id: String, value: JSONValue)]), ConfigErrors> {
+    public static func loadWithObjects(
+        _ text: String, keyring: Keyring? = nil
+    ) -> Result<(state: ConfigState, objects: [(kind: ResourceKind, id: String, value: JSONValue)]), ConfigErrors> {
         do throws(ConfigErrors) {
             let document = try parse(text)
-            return DeclarativeConfig.decode(document).map { ($0, DeclarativeConfig.objects(document)) }
+            let state = try DeclarativeConfig.decode(document).get()
+            try checkCertificates(state, document, keyring: keyring)
+            return .success((state, DeclarativeConfig.objects(document)))
         } catch {
             return .failure(error)
         }
+    }
+
+    /// Certificates parse and keys match them, as an Admin API write checks: errors name
+    /// the object by its position in the file (`ssls[1].key`).
+    static func checkCertificates(_ state: ConfigState, _ document: JSONValue, keyring: Keyring?) throws(ConfigErrors) {
+        guard !state.ssls.isEmpty, case .array(let items)? = document["ssls"] else { return }
+        var errors: [ConfigError] = []
+        for (i, item) in items.enumerated() {
+            guard let id = (try? ObjectID.read(item["id"], path: "")) ?? nil, let object = state.ssls[id] else { continue }
+            var scratch = ConfigState()
+            scratch.ssls[id] = object
+            do throws(ConfigError) {
+                try SnapshotCompiler.trialCompile(.ssls, id: id, scratch: scratch, keyring: keyring)
+            } catch {
+                errors.append(ConfigError(path: FieldPath.join("ssls[\(i)]", error.path), error.message))
+            }
+        }
+        if !errors.isEmpty { throw ConfigErrors(errors) }
     }
 }

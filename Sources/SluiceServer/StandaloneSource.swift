@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import SluiceAdmin
 import SluiceCore
+import SluiceTLS
 import Synchronization
 
 /// `--standalone FILE`: the config comes from a file, re-read when it changes. An edit that
@@ -17,7 +18,11 @@ public final class StandaloneSource: Sendable {
     public var appliedEdits: Int { counters.withLock { $0.applied } }
     public var rejectedEdits: Int { counters.withLock { $0.rejected } }
 
-    public init(path: String, service: ConfigService, logger: Logger, pollInterval: Duration = .seconds(1)) {
+    /// Decrypts private keys written in the file encrypted (APISIX's keyring form).
+    private let keyring: Keyring?
+
+    public init(path: String, service: ConfigService, logger: Logger, pollInterval: Duration = .seconds(1), keyring: Keyring? = nil) {
+        self.keyring = keyring
         self.path = path
         self.service = service
         self.logger = logger
@@ -49,7 +54,7 @@ public final class StandaloneSource: Sendable {
     @discardableResult
     public func loadInitial() async throws -> Fingerprint {
         let (text, fingerprint) = try Self.read(path)
-        switch DeclarativeFile.loadWithObjects(text) {
+        switch DeclarativeFile.loadWithObjects(text, keyring: keyring) {
         case .success(let loaded):
             try await service.replaceAll(loaded.objects, state: loaded.state)
             logger.info("standalone config loaded", metadata: ["file": "\(path)", "routes": "\(loaded.state.routes.count)"])
@@ -66,7 +71,7 @@ public final class StandaloneSource: Sendable {
             try? await Task.sleep(for: pollInterval)
             guard let (text, fingerprint) = try? Self.read(path), fingerprint != last else { continue }
             last = fingerprint
-            switch DeclarativeFile.loadWithObjects(text) {
+            switch DeclarativeFile.loadWithObjects(text, keyring: keyring) {
             case .success(let loaded):
                 do {
                     try await service.replaceAll(loaded.objects, state: loaded.state)

@@ -28,8 +28,7 @@ public struct KeyringError: Error, Sendable, CustomStringConvertible {
 /// not being UTF-8), so a wrong key can, rarely, "succeed" with garbage. The caller's PEM
 /// parse is the final check, as in APISIX.
 public struct Keyring: Sendable {
-    /// One keyring entry, ready to use.
-    /// Keeps the raw bytes, as `SymmetricKey` is not `Sendable`; making one is a copy.
+    /// One keyring entry. Keeps the raw bytes, as `SymmetricKey` is not `Sendable`.
     struct Cipher: Sendable {
         var keyBytes: [UInt8]
         var iv: AES._CBC.IV
@@ -47,9 +46,6 @@ public struct Keyring: Sendable {
 
     /// `keys`: the keyring in priority order, each 16 bytes (AES-128) or 32 bytes (AES-256).
     public init(keys: [String]) throws(KeyringError) {
-        guard !keys.isEmpty else {
-            throw KeyringError(description: "data_encryption.keyring: at least one key is required")
-        }
         var ciphers: [Cipher] = []
         ciphers.reserveCapacity(keys.count)
         for (index, key) in keys.enumerated() {

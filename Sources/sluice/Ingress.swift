@@ -36,7 +36,7 @@ struct IngressCommand: AsyncParsableCommand {
     @Option(name: .customLong("ingress-class"), help: "Ingress and APISIX objects of this class are this controller's.")
     var ingressClass = "sluice"
 
-    @Option(name: .customLong("namespace"), help: "Namespace to watch (repeatable; default all).")
+    @Option(name: .customLong("namespace"), help: "Namespace to watch (repeatable; default all). A Secret named with its namespace (ApisixTls secret and client.caSecret, ApisixUpstream tlsSecret) is read from another namespace only when both are given here; otherwise only from the referring object's own.")
     var namespaces: [String] = []
 
     @Option(name: .customLong("leader-elect"), help: "One active controller among replicas, via a coordination.k8s.io/v1 Lease.")

@@ -145,7 +145,7 @@ struct Serve: AsyncParsableCommand {
         var storeHealth: (any StoreHealth)? = nil
         if let file = settings.standalone {
             service = ConfigService(readOnlyPublisher: publisher)
-            let source = StandaloneSource(path: file, service: service, logger: logger)
+            let source = StandaloneSource(path: file, service: service, logger: logger, keyring: settings.keyring)
             do {
                 let fingerprint = try await source.loadInitial()
                 watcher = Task { await source.watch(from: fingerprint) }

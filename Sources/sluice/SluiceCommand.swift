@@ -4,6 +4,7 @@ import Logging
 import NIOCore
 import SluiceCore
 import SluiceServer
+import SluiceTLS
 
 @main
 struct Sluice: AsyncParsableCommand {
@@ -62,12 +63,24 @@ struct Validate: ParsableCommand {
     @Argument(help: "The YAML or JSON file (the --standalone format).")
     var file: String
 
+    @Option(name: .customLong("keyring"), help: "Keyring key (repeatable), to check private keys stored encrypted.")
+    var keyring: [String] = []
+
     func run() throws {
+        var ring: Keyring? = nil
+        if !keyring.isEmpty {
+            do throws(KeyringError) {
+                ring = try Keyring(keys: keyring)
+            } catch {
+                FileHandle.standardError.write(Data("--keyring: \(error)\n".utf8))
+                throw ExitCode(2)
+            }
+        }
         guard let data = FileManager.default.contents(atPath: file) else {
             FileHandle.standardError.write(Data("\(file): cannot read the file\n".utf8))
             throw ExitCode(2)
         }
-        switch DeclarativeFile.load(String(decoding: data, as: UTF8.self)) {
+        switch DeclarativeFile.load(String(decoding: data, as: UTF8.self), keyring: ring) {
         case .success(let state):
             print("\(file): ok (\(state.routes.count) routes, \(state.services.count) services, \(state.upstreams.count) upstreams)")
         case .failure(let errors):

@@ -2,6 +2,7 @@ import Foundation
 import NIOCore
 import NIOHTTP1
 import SluiceCore
+import SluiceServer
 import SluiceTLS
 import Testing
 
@@ -35,6 +36,9 @@ import Testing
         // No SNI at all and no default: refused the same way.
         let none = try await gw.sClient(nil)
         #expect(none.output.contains("alert number 112"), "\(none.output)")
+        // Plain HTTP to the TLS port is told so.
+        let plain = try await Command.run("/usr/bin/curl", ["-s", "-w", "\n%{http_code}", "http://127.0.0.1:\(gw.tlsPort)/"])
+        #expect(plain.output.hasSuffix("\n400") && plain.output.contains("plain HTTP request was sent to HTTPS port"), "\(plain.output)")
     }
 
     /// `--tls-default-sni` serves its certificate to clients with no or an unknown SNI.
@@ -242,5 +246,27 @@ import Testing
         let patched = try #require(await gw.service.get(.ssls, "1")?.value["key"]?.stringValue)
         #expect(keyring.decrypt(patched) == a.key)
         #expect(sameSerial(try await gw.servedSerial("b.example.test"), a.serial))
+    }
+}
+
+/// The declarative file's certificates are checked like an Admin API write.
+@Suite struct TLSFileTests {
+    @Test func aFileWithAMismatchedKeyIsRefusedNamingIt() async throws {
+        let pki = try await TestPKI.make()
+        let a = try await pki.issue("a.example.test")
+        let b = try await pki.issue("b.example.test")
+        let good = JSONValue.object(["ssls": [["id": "ok", "cert": .string(a.cert), "key": .string(a.key), "snis": ["a.example.test"]]]])
+        if case .failure(let e) = DeclarativeFile.load(good.serialized()) { Issue.record("\(e)") }
+        let bad = JSONValue.object([
+            "ssls": [
+                ["id": "ok", "cert": .string(a.cert), "key": .string(a.key), "snis": ["a.example.test"]],
+                ["id": "bad", "cert": .string(a.cert), "key": .string(b.key), "snis": ["b.example.test"]],
+            ]
+        ])
+        guard case .failure(let errors) = DeclarativeFile.load(bad.serialized()) else {
+            Issue.record("a key that does not match its certificate was accepted")
+            return
+        }
+        #expect(errors.errors.map(\.description).contains { $0.hasPrefix("ssls[1].key: does not match") }, "\(errors)")
     }
 }

@@ -66,7 +66,13 @@ final class TLSHandshakeSelector: ChannelInboundHandler, RemovableChannelHandler
         switch ClientHelloReader.read(bytes) {
         case .needMoreBytes:
             return
-        case .notTLS, .malformed:
+        case .notTLS:
+            if bytes.readableBytes >= 4, let first = bytes.getInteger(at: bytes.readerIndex, as: UInt8.self), first >= 0x41, first <= 0x5A {
+                plainHTTP(context)  // a method name: someone typed http:// for this port
+            } else {
+                refuse(context, alert: TLSAlert.handshakeFailure)
+            }
+        case .malformed:
             refuse(context, alert: TLSAlert.handshakeFailure)
         case .complete(let hello):
             select(context, hello: hello)
@@ -110,6 +116,16 @@ final class TLSHandshakeSelector: ChannelInboundHandler, RemovableChannelHandler
         let bytes = TLSAlert.fatal(alert)
         var out = context.channel.allocator.buffer(capacity: bytes.count)
         out.writeBytes(bytes)
+        context.writeAndFlush(wrapOutboundOut(out)).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+    }
+
+    /// HTTP sent to the TLS port gets an HTTP answer saying so (as NGINX does), then closes.
+    private func plainHTTP(_ context: ChannelHandlerContext) {
+        done = true
+        buffered = nil
+        let body = "The plain HTTP request was sent to HTTPS port\n"
+        let text = "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)"
+        let out = context.channel.allocator.buffer(string: text)
         context.writeAndFlush(wrapOutboundOut(out)).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
     }
 
