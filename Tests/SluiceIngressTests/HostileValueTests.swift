@@ -234,7 +234,7 @@ import Testing
         let t = translate(c)
         #expect(t.errors[SourceRef(.apisixTls, "default", "site")]?.hasPrefix("spec.client.caSecret.namespace:") == true)
         #expect(!t.objects.values.contains { $0.serialized().contains("OTHER") })
-        #expect(Translator().secretReferences(c) == ["default/site-cert": [Secret.tlsCertificateKey, Secret.tlsPrivateKeyKey]])
+        #expect(Translator().secretReferences(c) == ["default/site-cert": Translator.certificateKeys])
     }
 
     @Test func anUpstreamClientCertificateInAnotherNamespaceIsNotCopied() throws {
@@ -253,7 +253,7 @@ import Testing
         let t = both.translate(c)
         #expect(t.errors.isEmpty, "\(t.errors)")
         #expect(t.ssl("default_site")?["key"] == "OTHER-KEY")
-        #expect(both.secretReferences(c) == ["certs/site-cert": [Secret.tlsCertificateKey, Secret.tlsPrivateKeyKey]])
+        #expect(both.secretReferences(c) == ["certs/site-cert": Translator.certificateKeys])
         // The Secret's namespace is not watched: refused.
         let onlyOwn = Translator(secretNamespaces: ["default", "apps"])
         #expect(onlyOwn.translate(c).errors[SourceRef(.apisixTls, "default", "site")]?.contains("--namespace") == true)
@@ -285,8 +285,8 @@ import Testing
         try c.addTls("foreign", #"{"ingressClassName": "nginx", "hosts": ["a.com"], "secret": {"name": "not-ours"}}"#)
         let refs = Translator().secretReferences(c)
         #expect(refs == [
-            "default/p": nil, "default/cred": ["key", "username", "password"], "default/cert": [Secret.tlsCertificateKey, Secret.tlsPrivateKeyKey],
-            "default/ca": [Secret.caCertificateKey], "default/ing-cert": [Secret.tlsCertificateKey, Secret.tlsPrivateKeyKey],
+            "default/p": nil, "default/cred": ["key", "username", "password"], "default/cert": Translator.certificateKeys,
+            "default/ca": Translator.caKeys, "default/ing-cert": Translator.certificateKeys,
         ])
     }
 

@@ -221,7 +221,7 @@ import Testing
         #expect(t.errors.isEmpty)
         // An entry without a secret (TLS terminated elsewhere) makes no SSL.
         #expect(t.ids(.ssls) == ["ing_default_ing_tls_0", "ing_default_ing_tls_2"])
-        #expect(t.ssl("ing_default_ing_tls_0") == ["snis": ["a.com", "www.a.com"], "cert": "CERT-A", "key": "KEY-A", "labels": managedBy])
+        #expect(t.ssl("ing_default_ing_tls_0") == ["type": "server", "snis": ["a.com", "www.a.com"], "cert": "CERT-A", "key": "KEY-A", "labels": managedBy])
         #expect(t.ssl("ing_default_ing_tls_2")?["snis"] == ["c.com"])
         #expect(t.ssl("ing_default_ing_tls_2")?["cert"] == "CERT-B")
     }

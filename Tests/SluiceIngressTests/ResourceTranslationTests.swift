@@ -17,7 +17,7 @@ import Testing
         let t = Translator(secretNamespaces: ["default", "certs"]).translate(c)
         #expect(t.errors.isEmpty)
         #expect(t.ssl("default_site") == json(#"""
-            {"snis": ["example.com", "*.example.com"], "cert": "-----CERT-----", "key": "-----KEY-----", "labels": {"managed-by": "sluice-ingress"}}
+            {"type": "server", "snis": ["example.com", "*.example.com"], "cert": "-----CERT-----", "key": "-----KEY-----", "labels": {"managed-by": "sluice-ingress"}}
             """#))
         #expect(t.produced[SourceRef(.apisixTls, "default", "site")] == [ObjectKey(.ssls, "default_site")])
     }
@@ -38,10 +38,11 @@ import Testing
         var c = ClusterState()
         try c.addSecret("nokey", ["tls.crt": "C"])
         try c.addSecret("good", ["tls.crt": "C", "tls.key": "K"])
+        try c.addSecret("opaque", ["password": "P"])
         try c.addTls("missing", #"{"hosts": ["a.com"], "secret": {"name": "gone", "namespace": "default"}}"#)
         try c.addTls("incomplete", #"{"hosts": ["a.com"], "secret": {"name": "nokey", "namespace": "default"}}"#)
         try c.addTls("nohosts", #"{"hosts": [], "secret": {"name": "good", "namespace": "default"}}"#)
-        try c.addTls("noca", #"{"hosts": ["a.com"], "secret": {"name": "good", "namespace": "default"}, "client": {"caSecret": {"name": "good", "namespace": "default"}}}"#)
+        try c.addTls("noca", #"{"hosts": ["a.com"], "secret": {"name": "good", "namespace": "default"}, "client": {"caSecret": {"name": "opaque", "namespace": "default"}}}"#)
         let t = translate(c)
         func error(_ name: String) -> String { t.errors[SourceRef(.apisixTls, "default", name)] ?? "" }
         #expect(error("missing").contains("spec.secret"))

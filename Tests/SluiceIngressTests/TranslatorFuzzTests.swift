@@ -40,7 +40,8 @@ import Testing
     ]
 
     static let secrets: [String: [String: String]] = [
-        "cert": ["tls.crt": "-----CERT-----", "tls.key": "-----KEY-----", "ca.crt": "-----CA-----"],
+        // PEM-shaped (the gateway's ssls decoder checks the shape, not the contents).
+        "cert": ["tls.crt": TLSTranslationTests.cert, "tls.key": TLSTranslationTests.key, "ca.crt": TLSTranslationTests.ca],
         "cred": ["key": "k2", "username": "jack", "password": "pw", "secret": "s3cret", "exp": "3600"],
         "conf": ["uri": "/from-secret", "headers.set.X-Api-Key": "abc"],
     ]

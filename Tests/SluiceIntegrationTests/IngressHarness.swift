@@ -23,7 +23,10 @@ final class IngressEnvironment: @unchecked Sendable {
     private(set) var ports: GatewayProcess.Ports
     var controllers: [GatewayProcess] = []
 
-    init(podAddresses: [String] = [], maxPerSlice: Int = 100, resources: [ResourceType] = SimState.defaultResources) async throws {
+    /// `gatewayFlags`: more `sluice serve` flags (e.g. `--keyring`), for the first gateway only.
+    init(
+        podAddresses: [String] = [], maxPerSlice: Int = 100, resources: [ResourceType] = SimState.defaultResources, gatewayFlags: [String] = []
+    ) async throws {
         dir = makeTemporaryDirectory()
         state = SimState(resources: resources)
         control = SimControlPlane(state: state, maxPerSlice: maxPerSlice, podAddresses: podAddresses)
@@ -32,7 +35,7 @@ final class IngressEnvironment: @unchecked Sendable {
         kubeconfig = "\(dir)/kubeconfig"
         try SimHTTPServer.kubeconfig(url: "http://127.0.0.1:\(simPort)").write(toFile: kubeconfig, atomically: true, encoding: .utf8)
         api = KubeAPI(try KubeConfigLoader.fromFiles([kubeconfig], context: nil), group: Self.group)
-        gateway = try GatewayProcess.serve(["--data-dir", "data", "--admin-key", adminKey, "--workers", "2"], directory: dir)
+        gateway = try GatewayProcess.serve(["--data-dir", "data", "--admin-key", adminKey, "--workers", "2"] + gatewayFlags, directory: dir)
         ports = try await gateway.ports()
     }
 
