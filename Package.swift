@@ -61,7 +61,7 @@ let package = Package(
             .product(name: "Crypto", package: "swift-crypto"), .product(name: "_CryptoExtras", package: "swift-crypto"),
         ]),
         .testTarget(name: "SluiceTLSTests", dependencies: [
-            "SluiceTLS", "SluiceCore", .product(name: "NIOSSL", package: "swift-nio-ssl"), .product(name: "NIOEmbedded", package: "swift-nio"),
+            "SluiceTLS", "SluiceCore", "SluiceTesting", .product(name: "NIOSSL", package: "swift-nio-ssl"), .product(name: "NIOEmbedded", package: "swift-nio"),
         ]),
         // Data plane: ChannelHandlers, pools, tunnels.
         .target(name: "SluiceProxy", dependencies: [
@@ -94,7 +94,7 @@ let package = Package(
             "SluiceCore", "KubeClient", "SluiceHTTPClient", "SluiceStore",
             .product(name: "Logging", package: "swift-log"), .product(name: "Prometheus", package: "swift-prometheus"),
         ] + nio),
-        .testTarget(name: "SluiceIngressTests", dependencies: ["SluiceIngress", "KubeClient", "SluiceCore"]),
+        .testTarget(name: "SluiceIngressTests", dependencies: ["SluiceIngress", "KubeClient", "SluiceCore", "SluiceTesting"]),
         // Listeners, snapshot publisher, config sources, lifecycle.
         .target(name: "SluiceServer", dependencies: [
             "SluiceCore", "SluiceProxy", "SluicePlugins", "SluiceAdmin", "SluiceStore", "SluiceEtcd", "SluiceYAML", "SluiceTLS",
@@ -121,7 +121,7 @@ let package = Package(
         .testTarget(name: "SluiceRoutingTests", dependencies: ["SluiceRouting", "SluiceCore"]),
         .testTarget(name: "SluiceBalancingTests", dependencies: ["SluiceBalancing", "SluiceCore"]),
         .testTarget(name: "SluiceProxyTests", dependencies: [
-            "SluiceProxy", "SluiceCore", "SluiceRouting", .product(name: "NIOEmbedded", package: "swift-nio"),
+            "SluiceProxy", "SluiceCore", "SluiceRouting", "SluiceTesting", .product(name: "NIOEmbedded", package: "swift-nio"),
         ] + nio, exclude: ["FuzzCorpus"]),
         .testTarget(name: "SluiceIntegrationTests", dependencies: [
             .product(name: "Crypto", package: "swift-crypto"), .product(name: "_CryptoExtras", package: "swift-crypto"),

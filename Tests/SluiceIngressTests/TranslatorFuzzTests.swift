@@ -1,6 +1,7 @@
 import KubeClient
 import SluiceCore
 @testable import SluiceIngress
+import SluiceTesting
 import Testing
 
 /// Seeded random mutation of valid Kubernetes objects (the fixtures of the translator
@@ -16,18 +17,6 @@ import Testing
     static let seed: UInt64 = 0x5EED_0012_1A9E_55
     static let iterations = 2_000
     static let timeLimit: Duration = .seconds(10)
-
-    /// SplitMix64: small, fast and the same on every platform.
-    struct SeededGenerator: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
 
     // MARK: - Fixtures: a valid cluster using every field the translator reads
 
@@ -324,7 +313,7 @@ import Testing
 
     @Test func mutatedObjectsNeverTrapAndEveryRefusalNamesAField() throws {
         let (base, baseSlices) = try Self.baseCluster()
-        var rng = SeededGenerator(state: Self.seed)
+        var rng = SeededGenerator(seed: Self.seed)
         let deadline = ContinuousClock.now + Self.timeLimit
         var stats = (mutants: 0, undecodable: 0, refusedByTranslator: 0, objects: 0, refusedByGateway: 0)
         var failures = 0

@@ -112,15 +112,15 @@ import Testing
         let index = try #require(listed.json["modifiedIndex"]?.intValue)
         // The first sync's writes (the upstream, two routes, two certificates) are counted.
         let puts = "sluice_ingress_gateway_writes_total{op=\"put\"}"
-        #expect(try await eventually { try await Self.metric(controller, puts) == 5 }, "\(controller.text)")
+        #expect(try await eventually { try await IngressEndToEndTests.metric(controller, puts) == 5 }, "\(controller.text)")
         // One certificate lost: the next comparison (every 2 s here) writes it, and only it.
         #expect(try await env.admin(.DELETE, "/ssls/ing_default_web_tls_0").status == 200)
         #expect(try await eventually(timeout: .seconds(15)) {
             let back = try await env.admin(.GET, "/ssls/ing_default_web_tls_0").status == 200
-            let counted = try await Self.metric(controller, puts) ?? 0
+            let counted = try await IngressEndToEndTests.metric(controller, puts) ?? 0
             return back && counted >= 6
         })
-        #expect(try await Self.metric(controller, puts) == 6)
+        #expect(try await IngressEndToEndTests.metric(controller, puts) == 6)
         #expect(try await env.modifiedIndex("ssls", "ing_default_web_tls_1") == index)
         #expect(sameSerial(try await Self.served("web.example.test", port: tlsPort)?.serial, web.serial))
         await env.stop()
@@ -214,20 +214,6 @@ import Testing
             if line.hasPrefix("subject=") { subject = String(line.dropFirst("subject=".count)) }
         }
         return serial.isEmpty ? nil : (serial, subject)
-    }
-
-    /// A metric's value from a controller's /metrics (its port from its log); nil while the
-    /// port is not in its log yet, or the series is not shown.
-    static func metric(_ controller: GatewayProcess, _ series: String) async throws -> Double? {
-        guard let line = controller.text.split(separator: "\n").first(where: { $0.hasSuffix("metrics listening") }),
-            let address = line.split(separator: " ").first(where: { $0.hasPrefix("address=") }),
-            let port = address.split(separator: ":").last.flatMap({ Int($0) })
-        else { return nil }
-        let http = try await TestHTTPClient.connect(port: port, group: IngressEnvironment.group)
-        defer { Task { await http.close() } }
-        let text = try await http.request(.GET, "/metrics").bodyString
-        for l in text.split(separator: "\n") where l.hasPrefix(series + " ") { return Double(l.split(separator: " ").last ?? "") }
-        return nil
     }
 }
 

@@ -213,7 +213,7 @@ import Testing
         let puts = "sluice_ingress_gateway_writes_total{op=\"put\"}"
         // The leader's first sync (upstream, then route) is counted when its flush is over,
         // after the gateway already shows the nodes.
-        #expect(try await eventually { try await metric(leader, puts) ?? 0 >= 2 }, "\(leader.text)")
+        #expect(try await eventually { try await Self.metric(leader, puts) ?? 0 >= 2 }, "\(leader.text)")
         #expect(try await eventually { leader.text.contains("became the leader") })
         // The follower's count once it has reported its metrics port; its log is read after
         // the count, so a leadership it had taken (and written with) would show there.
@@ -259,13 +259,13 @@ import Testing
         let c = try env.startController()
         #expect(try await eventually(timeout: .seconds(30)) { try await env.nodes("default_httpbin_80").count == 1000 })
         // The first sync (upstream and route) is over and counted.
-        #expect(try await eventually { try await metric(c, "sluice_ingress_gateway_writes_total{op=\"put\"}") == 2 })
-        let before = try await metric(c, "sluice_ingress_gateway_write_bytes_total") ?? 0
+        #expect(try await eventually { try await Self.metric(c, "sluice_ingress_gateway_writes_total{op=\"put\"}") == 2 })
+        let before = try await Self.metric(c, "sluice_ingress_gateway_write_bytes_total") ?? 0
         try env.control.scale(namespace: "default", service: "httpbin", replicas: 1001, ports: [SimServicePort(name: "http", port: 8080)])
         #expect(try await eventually(timeout: .seconds(10)) { try await env.nodes("default_httpbin_80").count == 1001 })
         // The counters move once the write's round is over, a moment after the gateway has it.
-        #expect(try await eventually { try await metric(c, "sluice_ingress_gateway_writes_total{op=\"patch\"}") ?? 0 >= 1 })
-        let after = try await metric(c, "sluice_ingress_gateway_write_bytes_total") ?? 0
+        #expect(try await eventually { try await Self.metric(c, "sluice_ingress_gateway_writes_total{op=\"patch\"}") ?? 0 >= 1 })
+        let after = try await Self.metric(c, "sluice_ingress_gateway_write_bytes_total") ?? 0
         #expect(after > before)
         #expect(after - before < 200)  // one node's patch, not 1,001 nodes (~25 KB)
         await env.stop()
@@ -350,7 +350,7 @@ import Testing
     func awaitMetric(_ controller: GatewayProcess, _ series: String, timeout: Duration = .seconds(10)) async throws -> Double? {
         let deadline = ContinuousClock.now + timeout
         while true {
-            if let value = try await metric(controller, series) { return value }
+            if let value = try await Self.metric(controller, series) { return value }
             if ContinuousClock.now >= deadline { return nil }
             try await Task.sleep(for: .milliseconds(20))
         }
@@ -358,7 +358,7 @@ import Testing
 
     /// A metric's value from a controller's /metrics (its port from its log); nil while the
     /// port is not in its log yet, or the series is not shown.
-    func metric(_ controller: GatewayProcess, _ series: String) async throws -> Double? {
+    static func metric(_ controller: GatewayProcess, _ series: String) async throws -> Double? {
         guard let line = controller.text.split(separator: "\n").first(where: { $0.hasSuffix("metrics listening") }),
             let address = line.split(separator: " ").first(where: { $0.hasPrefix("address=") }),
             let port = address.split(separator: ":").last.flatMap({ Int($0) })

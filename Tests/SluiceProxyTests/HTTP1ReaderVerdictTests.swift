@@ -3,6 +3,7 @@ import NIOCore
 import NIOEmbedded
 import NIOHTTP1
 import SluiceCore
+import SluiceTesting
 import Testing
 
 @testable import SluiceProxy
@@ -513,18 +514,6 @@ private func bigHeads() -> [String] {
     }
 }
 
-/// A small fixed-seed generator (SplitMix64).
-private struct VerdictRandom: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 private let interestingBytes: [UInt8] = [0x00, 0x09, 0x0A, 0x0D, 0x20, 0x2C, 0x3A, 0x3B, 0x22, 0x7F, 0x80, 0xFF, 0x41, 0x61, 0x30, 0x39,
                                  0x2F, 0x3F, 0x23, 0x25, 0x2B, 0x2D, 0x40, 0x0B, 0x0C, 0x5F]
 private let interestingValues: [String] = ["chunked", "chunked, chunked", "gzip, chunked", "chunked ,", " 5", "0x5", "-0", "", "\t",
@@ -542,7 +531,7 @@ private func headLines(_ bytes: [UInt8]) -> [Range<Int>] {
     return lines
 }
 
-private func mutate(_ input: [UInt8], corpus: [[UInt8]], rng: inout VerdictRandom) -> [UInt8] {
+private func mutate(_ input: [UInt8], corpus: [[UInt8]], rng: inout SeededGenerator) -> [UInt8] {
     var b = input
     for _ in 0..<([1, 1, 2, 3].randomElement(using: &rng) ?? 1) {
         let lines = headLines(b)
@@ -647,7 +636,7 @@ private func mutate(_ input: [UInt8], corpus: [[UInt8]], rng: inout VerdictRando
     @Test func bigHeadsMatchTheFormerDecoder() {
         let tally = Tally()
         let oracle = Oracle()
-        var rng = VerdictRandom(state: 7)
+        var rng = SeededGenerator(seed: 7)
         let heads = bigHeads()
         for text in heads {
             let bytes = Array(text.utf8)
@@ -665,7 +654,7 @@ private func mutate(_ input: [UInt8], corpus: [[UInt8]], rng: inout VerdictRando
         let seed = environment["HTTP1_VERDICT_SEED"].flatMap { UInt64($0) } ?? 0x5EED
         let total = environment["HTTP1_VERDICT_COUNT"].flatMap { Int($0) } ?? 20_000
         let budget: Duration = environment["HTTP1_VERDICT_COUNT"] == nil ? .seconds(120) : .seconds(3600)
-        var rng = VerdictRandom(state: seed)
+        var rng = SeededGenerator(seed: seed)
         let corpus = verdictCorpus.map { Array($0.utf8) }
         let started = ContinuousClock.now
         var count = 0
@@ -711,7 +700,7 @@ private func mutate(_ input: [UInt8], corpus: [[UInt8]], rng: inout VerdictRando
         }
         for body in bodies { compare(Array(body.utf8)) }
         let environment = ProcessInfo.processInfo.environment
-        var rng = VerdictRandom(state: environment["HTTP1_VERDICT_SEED"].flatMap { UInt64($0) } ?? 0xC4A7)
+        var rng = SeededGenerator(seed: environment["HTTP1_VERDICT_SEED"].flatMap { UInt64($0) } ?? 0xC4A7)
         let total = environment["HTTP1_VERDICT_COUNT"].flatMap { Int($0) } ?? 20_000
         let seeds = bodies.map { Array($0.utf8) }
         for _ in 0..<total {
