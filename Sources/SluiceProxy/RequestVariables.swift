@@ -5,7 +5,11 @@ import SluicePlugins
 /// Request variables for `vars` expressions and hash keys, read from the live request head.
 /// One per client connection, updated at each request head: routing a request allocates none.
 final class HTTPRequestVariables: RequestVariableSource {
-    var head = RequestHead(method: .GET, target: "/", version: .http1_1, fields: HeaderBlock())
+    /// What `head` is between requests: it must not keep the last request's bytes, which
+    /// share storage with the connection's read buffer. Holding them would make the next
+    /// read copy that buffer (TLS's plaintext buffer) or allocate a new one (the socket's).
+    static let idleHead = RequestHead(method: .GET, target: "/", version: .http1_1, fields: HeaderBlock())
+    var head = HTTPRequestVariables.idleHead
     var path = RequestPath(path: "/", query: nil, authority: nil)
     var host: String?
     var remoteAddress = ""
@@ -14,6 +18,11 @@ final class HTTPRequestVariables: RequestVariableSource {
     var serverPort = 0
     var scheme = "http"
     var tls: TLSConnectionInfo?
+
+    /// The exchange is over: drop what refers to its bytes.
+    func requestEnded() {
+        head = Self.idleHead
+    }
 
     func value(of variable: RequestVariable) -> String? {
         switch variable {

@@ -123,6 +123,7 @@ final class HTTP1ServerConnection: ChannelDuplexHandler, RemovableChannelHandler
     func exchangeFinished(_ ex: ProxyExchange, close: Bool) {
         guard exchange === ex, let context else { return }
         exchange = nil
+        variables.requestEnded()
         if close || closeAfterResponse || quiescing {
             closeAfterFlush(context)
             return
