@@ -213,11 +213,15 @@ struct TLSGateway {
     /// The serial of the certificate a new handshake for `sni` is served (upper-case hex),
     /// or nil when the handshake fails.
     func servedSerial(_ sni: String) async throws -> String? {
-        let r = try await sClient(sni)
-        guard r.output.contains("BEGIN CERTIFICATE") else { return nil }
-        let pem = r.output.components(separatedBy: "-----BEGIN CERTIFICATE-----").dropFirst().first?.components(separatedBy: "-----END CERTIFICATE-----").first
-        guard let pem else { return nil }
-        let certs = try NIOSSLCertificate.fromPEMBytes(Array("-----BEGIN CERTIFICATE-----\(pem)-----END CERTIFICATE-----\n".utf8))
+        try await Self.servedSerial(port: tlsPort, sni: sni)
+    }
+
+    static func servedSerial(port: Int, sni: String) async throws -> String? {
+        let r = try await Command.openssl(["s_client", "-connect", "127.0.0.1:\(port)", "-servername", sni], input: "")
+        guard let body = r.output.components(separatedBy: "-----BEGIN CERTIFICATE-----").dropFirst().first?
+            .components(separatedBy: "-----END CERTIFICATE-----").first
+        else { return nil }
+        let certs = try NIOSSLCertificate.fromPEMBytes(Array("-----BEGIN CERTIFICATE-----\(body)-----END CERTIFICATE-----\n".utf8))
         return certs.first.map { CertificateText.hex($0.serialNumber) }
     }
 }
