@@ -113,6 +113,21 @@ struct GroupState {
         return lo < group.members.count && group.members[lo] == node ? lo : nil
     }
 
+    /// A member not avoided, with probability proportional to its weight; nil when every
+    /// member is avoided. O(members): only taken after the schedule found none.
+    func weightedPick(avoid: Avoidance, random: inout FastRandom) -> Int32? {
+        var total: UInt64 = 0
+        for (i, node) in group.members.enumerated() where !avoid.avoids(node) { total &+= UInt64(max(0, group.weights[i])) }
+        guard total > 0 else { return nil }
+        var r = random.next() % total
+        for (i, node) in group.members.enumerated() where !avoid.avoids(node) {
+            let w = UInt64(max(0, group.weights[i]))
+            if r < w { return node }
+            r -= w
+        }
+        return nil
+    }
+
     mutating func pick(hashKey: UInt64, avoid: Avoidance, random: inout FastRandom) -> Int32? {
         let count = group.members.count
         guard count > 0 else { return nil }
@@ -124,7 +139,10 @@ struct GroupState {
                     let node = group.members[local]
                     if !avoid.avoids(node) { return node }
                 }
-                return nil
+                // With unequal weights a heavy node fills most of the schedule: `count` steps
+                // can all land on the node a retry must avoid (1000:1, say). Choose among the
+                // others by weight instead.
+                return weightedPick(avoid: avoid, random: &random)
             }
             for _ in 0..<count {
                 let local = counter

@@ -34,6 +34,19 @@ func nodes(_ weights: [Int], priorities: [Int]? = nil) -> [UpstreamNode] {
         #expect((0..<6).map { _ in b.pick()! } == [0, 1, 3, 0, 1, 3])
     }
 
+    /// APISIX retries on the other node whatever the weights: with 1000:1 the schedule is
+    /// nearly all the heavy node, and a retry that excludes it must still find the light one.
+    @Test func exclusionFindsALightNodeBehindAHeavyOne() {
+        let b = Balancer(plan: BalancerPlan(type: .roundrobin, nodes: nodes([1000, 1])))
+        for _ in 0..<2000 { #expect(b.pick(excluding: [0]) == 1) }
+        #expect(b.pick(excluding: [0, 1]) == nil)
+        // Among several left, the weights still decide.
+        let c = Balancer(plan: BalancerPlan(type: .roundrobin, nodes: nodes([1000, 30, 10])))
+        var counts = [0, 0, 0]
+        for _ in 0..<4000 { if let n = c.pick(excluding: [0]) { counts[n] += 1 } }
+        #expect(counts[0] == 0 && counts[1] > counts[2] * 2 && counts[2] > 0, "\(counts)")
+    }
+
     @Test func exclusionSkipsTriedNodes() {
         let b = Balancer(plan: BalancerPlan(type: .roundrobin, nodes: nodes([1, 1, 1])))
         for _ in 0..<10 {

@@ -113,6 +113,24 @@ import Testing
         await up.stop()
     }
 
+    /// APISIX's case: a refusing node of weight 1000 and a live one of weight 1. Every
+    /// request is retried on the live node instead of failing with 502.
+    @Test func retriesTheLightNodeWhenTheHeavyOneRefuses() async throws {
+        let up = try await startUpstream("light")
+        let dead = try await deadPort()
+        let gw = try await Gateway.start(
+            #"{"routes":[{"id":"r1","uri":"/*","upstream":{"nodes":{"127.0.0.1:\#(dead)":1000,"\#(up.address)":1}}}]}"#)
+        let client = try await gw.client()
+        for _ in 0..<30 {
+            let r = try await client.request(.GET, "/x")
+            #expect(r.status == .ok)
+            #expect(r.headers.first(name: "x-upstream") == "light")
+        }
+        await client.close()
+        await gw.stop()
+        await up.stop()
+    }
+
     @Test func answers502WhenNoNodeIsReachable() async throws {
         let dead = try await deadPort()
         let gw = try await Gateway.start(routeJSON(nodes: ["127.0.0.1:\(dead)"]))
