@@ -57,11 +57,20 @@ public final class RouteTarget: Sendable {
     /// The route's path and host patterns, when it has one of each (metrics label them).
     public let matchedURI: String
     public let matchedHost: String
+    /// The stand-in for requests no route matched: global rules run for them (as APISIX
+    /// runs them for every request), then they are answered 404.
+    let isUnmatched: Bool
+
+    static let unmatched = RouteTarget(
+        routeID: "", serviceID: nil, upstream: nil, timeouts: .default, enableWebsocket: false, plugins: .empty, pluginConfigID: nil,
+        isUnmatched: true)
 
     init(
         routeID: String, serviceID: String?, upstream: CompiledUpstream?, timeouts: Timeouts, enableWebsocket: Bool, plugins: PluginChain,
-        pluginConfigID: String?, routeName: String? = nil, serviceName: String? = nil, matchedURI: String = "", matchedHost: String = ""
+        pluginConfigID: String?, routeName: String? = nil, serviceName: String? = nil, matchedURI: String = "", matchedHost: String = "",
+        isUnmatched: Bool = false
     ) {
+        self.isUnmatched = isUnmatched
         self.routeName = routeName
         self.serviceName = serviceName
         self.matchedURI = matchedURI

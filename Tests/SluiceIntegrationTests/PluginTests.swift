@@ -412,6 +412,44 @@ import Testing
         await s.stop()
     }
 
+    /// APISIX runs global rules for every request, matched or not: a global uri-blocker
+    /// refuses an unrouted path, a global header rule marks the 404, and a global
+    /// limit-count counts unrouted requests too.
+    @Test func globalRulesRunForRequestsNoRouteMatches() async throws {
+        let s = try await Setup.start(
+            #"""
+            {"routes":[{"id":"r1","uri":"/api/*","upstream":{"nodes":{"UP":1}}}],
+             "global_rules":[
+               {"id":"a","plugins":{"uri-blocker":{"block_rules":["^/blocked"]}}},
+               {"id":"b","plugins":{"response-rewrite":{"headers":{"set":{"X-Global":"seen"}}}}},
+               {"id":"c","plugins":{"limit-count":{"count":3,"time_window":60,"rejected_code":429,"key":"remote_addr"}}}]}
+            """#)
+        var r = try await s.get("/blocked/x")
+        #expect(r.status == .forbidden)
+        r = try await s.get("/nowhere")
+        #expect(r.status == .notFound)
+        #expect(r.headers.first(name: "x-global") == "seen")
+        r = try await s.get("/api/x")
+        #expect(r.status == .ok)
+        #expect(r.headers.first(name: "x-global") == "seen")
+        // limit-count counts the unrouted requests too: /nowhere, /api/x, then one more is the
+        // third, and the fourth is over (the blocked request stopped before limit-count).
+        r = try await s.get("/nowhere")
+        #expect(r.status == .notFound)
+        r = try await s.get("/nowhere")
+        #expect(r.status == .tooManyRequests, "\(r.status)")
+        await s.stop()
+    }
+
+    /// An upstream with no nodes answers 503, as APISIX.
+    @Test func anUpstreamWithoutNodesAnswers503() async throws {
+        let gw = try await Gateway.start(#"{"routes":[{"id":"r1","uri":"/*","upstream":{"nodes":{}}}]}"#)
+        let client = try await gw.client()
+        #expect(try await client.request(.GET, "/x").status == .serviceUnavailable)
+        await client.close()
+        await gw.stop()
+    }
+
     /// chash with hash_on consumer: each consumer sticks to one node.
     @Test func consistentHashOnTheConsumer() async throws {
         let b = try await startUpstream("b")

@@ -29,7 +29,7 @@ extension LoopContext {
             // As APISIX logs a request it answered itself: http://<Host> with an empty URI.
             upstreamScheme: proxied ? (log.upstreamScheme ?? "http") : "http",
             upstreamHost: proxied ? machine.sentHead?.gateway.host : (machine.request.hostHeader ?? ""),
-            upstreamURI: proxied ? log.upstreamURI : "", routeID: machine.route?.routeID,
+            upstreamURI: proxied ? log.upstreamURI : "", routeID: machine.route.flatMap { $0.isUnmatched ? nil : $0.routeID },
             requestID: machine.plugins?.request.headers.first(name: "x-request-id") ?? fields.first(name: "x-request-id")))
     }
 

@@ -91,10 +91,14 @@ enum ExchangeRouting {
         variables.host = host
         let routeRequest = RouteRequest(
             path: target.path, host: host, method: head.method.rawValue, remoteAddress: connection.ip, variables: variables)
-        guard let index = snapshot.router.matchIndex(routeRequest) else {
+        let route: RouteTarget
+        if let index = snapshot.router.matchIndex(routeRequest) {
+            route = snapshot.targets[index]
+        } else if !snapshot.globalRules.isEmpty {
+            route = .unmatched  // global rules first, then 404
+        } else {
             return .local(request: request, limits: limits, now: now)
         }
-        let route = snapshot.targets[index]
         var run: PluginRun? = nil
         if !(route.plugins.isEmpty && snapshot.globalRules.isEmpty) {
             let r = PluginRequest(

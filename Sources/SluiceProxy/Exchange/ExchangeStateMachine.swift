@@ -256,6 +256,12 @@ struct ExchangeStateMachine {
             }
             chosen = u
         }
+        if route.isUnmatched {
+            // The global rules' response phases see the 404 too (headers, body rewrites).
+            let body = LocalResponse.body("404 Route Not Found")
+            return reply(
+                PluginReply(status: 404, headers: [("Content-Type", "application/json")], body: Array(body.readableBytesView)), now)
+        }
         guard let upstream = chosen, !upstream.plan.isEmpty, let balancers else {
             if route.upstream == nil {
                 return localAnswer(.serviceUnavailable, "missing upstream configuration in Route or Service", close: false, now)
@@ -263,7 +269,8 @@ struct ExchangeStateMachine {
                 // As APISIX: discovery that finds no node means the service is unavailable.
                 return localAnswer(.serviceUnavailable, "no valid upstream node: discovery has none for \(name)", close: false, now)
             }
-            return localAnswer(.badGateway, "no valid upstream node", close: false, now)
+            // An upstream without nodes: APISIX answers 503.
+            return localAnswer(.serviceUnavailable, "no valid upstream node", close: false, now)
         }
         if let u = request.upgrade, route.enableWebsocket, u.lowercased() == "websocket" { forwardUpgrade = u }
         if upstream.config.type == .chash {
