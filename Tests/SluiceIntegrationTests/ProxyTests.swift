@@ -131,6 +131,23 @@ import Testing
         await up.stop()
     }
 
+    /// A 5xx from the upstream is passed on with `X-APISIX-Upstream-Status`; other statuses
+    /// are not marked.
+    @Test func upstream5xxIsMarkedWithItsStatus() async throws {
+        let up = try await startUpstream("u")
+        let gw = try await Gateway.start(routeJSON(nodes: [up.address]))
+        let client = try await gw.client()
+        var r = try await client.request(.GET, "/status/503")
+        #expect(r.status == .serviceUnavailable)
+        #expect(r.headers.first(name: "x-apisix-upstream-status") == "503")
+        r = try await client.request(.GET, "/status/404")
+        #expect(r.status == .notFound)
+        #expect(r.headers.first(name: "x-apisix-upstream-status") == nil)
+        await client.close()
+        await gw.stop()
+        await up.stop()
+    }
+
     @Test func answers502WhenNoNodeIsReachable() async throws {
         let dead = try await deadPort()
         let gw = try await Gateway.start(routeJSON(nodes: ["127.0.0.1:\(dead)"]))
@@ -138,6 +155,7 @@ import Testing
         let r = try await client.request(.GET, "/x")
         #expect(r.status == .badGateway)
         #expect(r.headers.first(name: "content-type") == "application/json")
+        #expect(r.headers.first(name: "x-apisix-upstream-status") == "502")
         #expect(try JSONValue.parse(r.bodyString)["error_msg"] != nil)
         // The client connection survives a 502.
         #expect(try await client.request(.GET, "/y").status == .badGateway)

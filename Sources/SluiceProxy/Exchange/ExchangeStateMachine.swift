@@ -470,6 +470,10 @@ struct ExchangeStateMachine {
         // Hop-by-hop fields are left out when the head is written (`HTTP1Writer`): nothing is
         // copied here unless plugins look at the head.
         var out = ResponseHead(status: head.status, version: .http1_1, fields: head.fields)
+        if head.status >= 500 {
+            // As APISIX: a 5xx from the upstream says so, whatever plugins make of the status.
+            out.fields.appendUnchecked(name: "X-APISIX-Upstream-Status", value: String(head.status))
+        }
         log.upstreamStatus = head.status
         if let run = plugins, run.hasResponseWork {
             let fields = ForwardingHeaders.downstreamFields(head.fields, upgrade: false)
@@ -649,8 +653,13 @@ struct ExchangeStateMachine {
         pending.removeAll()
         pendingBytes = 0
         let close = requestState != .complete && bodyForwarded
-        if timedOut { return localAnswer(.gatewayTimeout, "upstream timed out", close: close, now) }
-        return localAnswer(.badGateway, "no upstream node could be reached", close: close, now)
+        let (status, message): (HTTPResponseStatus, String) =
+            timedOut ? (.gatewayTimeout, "upstream timed out") : (.badGateway, "no upstream node could be reached")
+        // The answer concerns the upstream: `X-APISIX-Upstream-Status` carries it, as APISIX's.
+        let body = LocalResponse.body(message)
+        var head = LocalResponse.head(status, body: body)
+        head.fields.appendUnchecked(name: "X-APISIX-Upstream-Status", value: String(status.code))
+        return complete(head, body: body, close: close, now)
     }
 
     /// The gateway's own answer, `{"error_msg": ...}`. The rest of the request body, if any,
