@@ -233,7 +233,8 @@ public enum PluginCatalog {
                 .field("allow_origins", .string(.init(pattern: #"^(\*|\*\*|null|\w+://[^,]+(,\w+://[^,]+)*)$"#)), default: "*"),
                 .field("allow_methods", .string(), default: "*"),
                 .field("allow_headers", .string(), default: "*"),
-                .field("expose_headers", .string(), default: "*"),
+                // No default: APISIX sends no Access-Control-Expose-Headers unless configured.
+                .field("expose_headers", .string()),
                 // Seconds; -1 disables caching (APISIX).
                 .field("max_age", .int(min: -1, max: PluginLimits.int32Max), default: 5),
                 .field("allow_credential", .boolean, default: false),

@@ -65,9 +65,12 @@ final class CORSPlugin: HTTPPlugin {
     let allowOrigins: String
     let originList: Set<String>
     let originRegexes: [CompiledRegex]
+    /// `allow_origins_by_regex` is set: then only it decides, as in APISIX.
+    let byRegex: Bool
     let allowMethods: String
     let allowHeaders: String
-    let exposeHeaders: String
+    /// nil: no `Access-Control-Expose-Headers` (APISIX sends none unless configured).
+    let exposeHeaders: String?
     let maxAge: String
     let allowCredential: Bool
 
@@ -75,12 +78,13 @@ final class CORSPlugin: HTTPPlugin {
         allowOrigins = c["allow_origins"]?.stringValue ?? "*"
         originList = Set(allowOrigins.split(separator: ",").map { String($0).trimmingWhitespace() })
         originRegexes = (c["allow_origins_by_regex"]?.arrayValue ?? []).compactMap { $0.stringValue.flatMap { try? CompiledRegex("^(?:\($0))$") } }
+        byRegex = c["allow_origins_by_regex"]?.arrayValue != nil
         // Header values: one the schema would refuse (a control character) falls back to "*".
         func value(_ k: String) -> String { c[k]?.stringValue.flatMap { HeaderSyntax.isSafeValue($0) ? $0 : nil } ?? "*" }
         let methods = value("allow_methods")
         allowMethods = methods == "**" ? Self.allMethods : methods
         allowHeaders = value("allow_headers")
-        exposeHeaders = value("expose_headers")
+        exposeHeaders = c["expose_headers"]?.stringValue.flatMap { HeaderSyntax.isSafeValue($0) && !$0.isEmpty ? $0 : nil }
         maxAge = String(PluginLimits.int(c["max_age"], -1...Int(Int32.max), default: 5))
         allowCredential = c["allow_credential"] == true
     }
@@ -96,7 +100,12 @@ final class CORSPlugin: HTTPPlugin {
     /// not allowed.
     func allowedOrigin(_ r: PluginRequest) -> String? {
         let origin = r.headers.first(name: "origin")
-        if allowOrigins == "*" && originRegexes.isEmpty { return "*" }
+        if byRegex {
+            // The regexes alone decide, whatever allow_origins says.
+            guard let origin, originRegexes.contains(where: { $0.matches(origin) }) else { return nil }
+            return origin
+        }
+        if allowOrigins == "*" { return "*" }
         if allowOrigins == "**" { return origin ?? "*" }
         guard let origin else { return allowOrigins == "*" ? "*" : nil }
         if originList.contains(origin) { return origin }
@@ -112,7 +121,7 @@ final class CORSPlugin: HTTPPlugin {
         if origin != "*" { headers.add(name: "Vary", value: "Origin") }
         headers.replaceOrAdd(name: "Access-Control-Allow-Methods", value: allowMethods)
         headers.replaceOrAdd(name: "Access-Control-Max-Age", value: maxAge)
-        headers.replaceOrAdd(name: "Access-Control-Expose-Headers", value: exposeHeaders)
+        if let exposeHeaders { headers.replaceOrAdd(name: "Access-Control-Expose-Headers", value: exposeHeaders) }
         let allowed = allowHeaders == "**" ? (r.headers.first(name: "access-control-request-headers") ?? "") : allowHeaders
         if !allowed.isEmpty { headers.replaceOrAdd(name: "Access-Control-Allow-Headers", value: allowed) }
         if allowCredential { headers.replaceOrAdd(name: "Access-Control-Allow-Credentials", value: "true") }

@@ -39,15 +39,22 @@ public struct PluginReply: Sendable {
         self.body = body
     }
 
-    /// `{"message": "..."}`, the shape of APISIX's authentication rejections.
+    /// `{"message":"..."}` and a newline: APISIX's authentication rejections, byte for byte
+    /// (its JSON answers end with a newline, and clients comparing bodies notice).
     public static func message(_ status: Int, _ text: String, headers: [(String, String)] = []) -> PluginReply {
-        PluginReply(status: status, headers: [("Content-Type", "application/json")] + headers, body: JSONValue.object(["message": .string(text)]).serializedBytes())
+        PluginReply(status: status, headers: [("Content-Type", "application/json")] + headers, body: line(["message": .string(text)]))
     }
 
-    /// `{"error_msg": "..."}` when a message is configured, else an empty body.
+    /// `{"error_msg":"..."}` and a newline when a message is configured, else an empty body.
     public static func errorMessage(_ status: Int, _ text: String?) -> PluginReply {
         guard let text else { return PluginReply(status: status) }
-        return PluginReply(status: status, headers: [("Content-Type", "application/json")], body: JSONValue.object(["error_msg": .string(text)]).serializedBytes())
+        return PluginReply(status: status, headers: [("Content-Type", "application/json")], body: line(["error_msg": .string(text)]))
+    }
+
+    private static func line(_ object: JSONValue) -> [UInt8] {
+        var bytes = object.serializedBytes()
+        bytes.append(0x0A)
+        return bytes
     }
 }
 

@@ -53,6 +53,7 @@ import Testing
         r = try await s.get("/headers", headers: [("apikey", "wrong")])
         #expect(r.status == .unauthorized)
         #expect(try json(r) == ["message": "Invalid API key in request"])
+        #expect(r.bodyString == "{\"message\":\"Invalid API key in request\"}\n")  // APISIX's bytes
         r = try await s.get("/headers", headers: [("apikey", "jack-key")])
         #expect(r.status == .ok)
         #expect(r.bodyString.contains("x-consumer-username: jack"))
@@ -143,6 +144,20 @@ import Testing
         #expect(r.headers.first(name: "access-control-allow-origin") == "https://a.example")
         #expect(r.headers.first(name: "access-control-expose-headers") == "X-Total")
         r = try await s.get("/x", headers: [("Origin", "https://evil.example")])
+        #expect(r.headers.first(name: "access-control-allow-origin") == nil)
+        await s.stop()
+    }
+
+    /// As APISIX: with `allow_origins_by_regex`, the regexes alone decide even when
+    /// `allow_origins` is `*`; without `expose_headers`, none is sent.
+    @Test func corsRegexDecidesAndNoExposeHeadersByDefault() async throws {
+        let s = try await Setup.start(
+            Self.route(#"{"cors":{"allow_origins":"*","allow_origins_by_regex":["https://.*\\.example\\.org"]}}"#) + "}")
+        var r = try await s.get("/x", headers: [("Origin", "https://app.example.org")])
+        #expect(r.headers.first(name: "access-control-allow-origin") == "https://app.example.org")
+        #expect(r.headers.first(name: "access-control-expose-headers") == nil)
+        r = try await s.get("/x", headers: [("Origin", "https://evil.test")])
+        #expect(r.status == .ok)
         #expect(r.headers.first(name: "access-control-allow-origin") == nil)
         await s.stop()
     }

@@ -53,7 +53,7 @@ import Testing
         ("mocking", #"{"response_schema":{"type":"object"},"response_status":201,"delay":1,"response_headers":{"X-Mock":"yes"}}"#,
          #"{"content_type":"application/json;charset=utf8","with_mock_header":true}"#),
         ("cors", "{}", #"""
-            {"allow_origins":"*","allow_methods":"*","allow_headers":"*","expose_headers":"*","max_age":5,"allow_credential":false}
+            {"allow_origins":"*","allow_methods":"*","allow_headers":"*","max_age":5,"allow_credential":false}
             """#),
         ("cors", #"""
             {"allow_origins":"https://a.example.com,https://b.example.com:8443","allow_methods":"GET,POST",
