@@ -71,17 +71,34 @@ public struct AdminAPI: APIHandler {
                 guard let entry = await service.get(kind, id) else { return APIResponse(status: 404, body: ["message": "Key not found"]) }
                 return APIResponse(status: 200, body: Self.envelope(entry, indices: true))
             case ("PUT", let id?) where rest.count == 1:
-                let (entry, created) = try await service.put(kind, id: id, body: try Self.parseBody(request), ttl: ttl)
+                let (entry, created) = try await service.put(kind, id: id, body: try Self.clientBody(request), ttl: ttl)
                 return APIResponse(status: created ? 201 : 200, body: Self.envelope(entry, indices: false))
             case ("PUT", nil) where kind == .consumers:
-                let (entry, created) = try await service.put(kind, id: nil, body: try Self.parseBody(request))
+                let body = try Self.clientBody(request)
+                guard body["username"] != nil else { throw AdminError(400, "invalid configuration: username: is required") }
+                let (entry, created) = try await service.put(kind, id: nil, body: body)
+                return APIResponse(status: created ? 201 : 200, body: Self.envelope(entry, indices: false))
+            case ("PUT", nil):
+                // As APISIX: the id may come in the body instead of the path.
+                let body = try Self.clientBody(request)
+                let id: String?
+                do throws(ConfigError) {
+                    id = try ObjectID.read(body["id"], path: "id")
+                } catch {
+                    throw AdminError(400, "invalid configuration: \(error)")
+                }
+                guard let id else { throw AdminError(400, "missing \(kind.singular) id") }
+                let (entry, created) = try await service.put(kind, id: id, body: body, ttl: ttl)
                 return APIResponse(status: created ? 201 : 200, body: Self.envelope(entry, indices: false))
             case ("POST", nil):
                 guard kind != .consumers else { return .error(405, "consumers are created with PUT") }
-                let (entry, _) = try await service.put(kind, id: nil, body: try Self.parseBody(request), ttl: ttl)
+                let body = try Self.clientBody(request)
+                // POST makes the id; one in the body is refused, as APISIX does.
+                if body["id"] != nil { throw AdminError(400, "wrong \(kind.singular) id, do not need it") }
+                let (entry, _) = try await service.put(kind, id: nil, body: body, ttl: ttl)
                 return APIResponse(status: 201, body: Self.envelope(entry, indices: false))
             case ("PATCH", let id?):
-                let entry = try await service.patch(kind, id: id, subpath: Array(rest.dropFirst()), body: try Self.parseBody(request))
+                let entry = try await service.patch(kind, id: id, subpath: Array(rest.dropFirst()), body: try Self.clientBody(request))
                 return APIResponse(status: 200, body: Self.envelope(entry, indices: false))
             case ("DELETE", let id?) where rest.count == 1:
                 try await service.delete(kind, id: id, force: request.query["force"] == "true")
@@ -93,6 +110,16 @@ public struct AdminAPI: APIHandler {
             if error.status == 404 { return APIResponse(status: 404, body: ["message": .string(error.message)]) }
             return .error(error.status, error.message)
         }
+    }
+
+    /// A body as a client sends it: the gateway's own timestamps may not be written (APISIX:
+    /// "the property is forbidden").
+    static func clientBody(_ request: APIRequest) throws(AdminError) -> JSONValue {
+        let body = try parseBody(request)
+        for key in ["create_time", "update_time"] where body[key] != nil {
+            throw AdminError(400, "the property is forbidden: \(key)")
+        }
+        return body
     }
 
     private func list(_ request: APIRequest, _ kind: ResourceKind) async -> APIResponse {

@@ -117,6 +117,38 @@ import Testing
         await up.stop()
     }
 
+    /// Where APISIX's Admin API accepts or refuses a body, Sluice answers the same way.
+    @Test func idsAndTimestampsAsAPISIX() async throws {
+        let gw = try await AdminGateway.start()
+        let c = try await gw.adminClient()
+        let upstream = #""upstream":{"nodes":{"127.0.0.1:1":1}}"#
+        // PUT on the collection with the id in the body.
+        var r = try await c.call(.PUT, "/routes", #"{"id":"r9","uri":"/nine",\#(upstream)}"#)
+        #expect(r.status == 201, "\(r.json)")
+        #expect(try await c.call(.GET, "/routes/r9").json["value"]?["uri"] == "/nine")
+        r = try await c.call(.PUT, "/upstreams", #"{"id":"u9","nodes":{"127.0.0.1:1":1}}"#)
+        #expect(r.status == 201)
+        r = try await c.call(.PUT, "/routes", #"{"uri":"/none",\#(upstream)}"#)
+        #expect(r.status == 400 && r.json["error_msg"] == "missing route id", "\(r.json)")
+        // POST makes the id: one in the body is refused.
+        r = try await c.call(.POST, "/routes", #"{"id":"r10","uri":"/ten",\#(upstream)}"#)
+        #expect(r.status == 400 && r.json["error_msg"] == "wrong route id, do not need it", "\(r.json)")
+        // The gateway's timestamps cannot be written.
+        for key in ["create_time", "update_time"] {
+            r = try await c.call(.PUT, "/routes/r11", #"{"uri":"/x",\#(upstream),"\#(key)":1}"#)
+            #expect(r.status == 400 && r.json["error_msg"]?.stringValue == "the property is forbidden: \(key)", "\(r.json)")
+        }
+        #expect(try await c.call(.GET, "/routes/r11").status == 404)
+        // A PATCH of a stored object (which has timestamps) still works.
+        #expect(try await c.call(.PATCH, "/routes/r9", #"{"uri":"/nine2"}"#).status == 200)
+        // A consumer needs its username.
+        r = try await c.call(.PUT, "/consumers", #"{"desc":"nobody"}"#)
+        #expect(r.status == 400 && (r.json["error_msg"]?.stringValue ?? "").contains("username"), "\(r.json)")
+        #expect(try await c.call(.GET, "/consumers").json["total"] == 0)
+        await c.close()
+        await gw.stop()
+    }
+
     @Test func servicesConsumersPluginConfigsAndGlobalRules() async throws {
         let gw = try await AdminGateway.start()
         let c = try await gw.adminClient()
