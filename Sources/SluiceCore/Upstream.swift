@@ -33,6 +33,10 @@ public struct UpstreamNode: Sendable, Hashable {
     public var weight: Int
     public var priority: Int
 
+    /// The weight balancers use: APISIX takes any integer >= 0; above 2^31 - 1 all weights
+    /// weigh the same (2^31 - 1), which keeps the schedulers' arithmetic bounded.
+    public static func balancingWeight(_ written: Int64) -> Int { Int(min(max(0, written), Int64(Int32.max))) }
+
     public init(host: String, port: Int, weight: Int = 1, priority: Int = 0) {
         self.host = host
         self.port = port
@@ -285,10 +289,10 @@ public struct Upstream: Sendable, Hashable {
                 try UpstreamNode.validateHost(host, path: p)
                 let portValue = port ?? 80
                 guard (1...65535).contains(portValue) else { throw ConfigError(path: p, "port must be 1-65535") }
-                guard let w = map[address]?.intValue, w >= 0, w <= Int64(Int32.max) else {
+                guard let w = map[address]?.intValue, w >= 0 else {
                     throw ConfigError(path: p, "weight must be an integer >= 0")
                 }
-                nodes.append(UpstreamNode(host: host, port: portValue, weight: Int(w)))
+                nodes.append(UpstreamNode(host: host, port: portValue, weight: UpstreamNode.balancingWeight(w)))
             }
         case .array(let list):
             for (i, item) in list.enumerated() {
@@ -297,7 +301,7 @@ public struct Upstream: Sendable, Hashable {
                 guard let host = try r.string("host", minLength: 1) else { throw ConfigError(path: r.path("host"), "is required") }
                 try UpstreamNode.validateHost(host, path: r.path("host"))
                 let port = try r.int("port", range: 1...65535) ?? 80
-                guard let weight = try r.int("weight", range: 0...Int64(Int32.max)) else {
+                guard let weight = try r.int("weight", range: 0...Int64.max).map({ UpstreamNode.balancingWeight(Int64($0)) }) else {
                     throw ConfigError(path: r.path("weight"), "is required")
                 }
                 let priority = try r.int("priority", range: Int64(Int32.min)...Int64(Int32.max)) ?? 0

@@ -78,6 +78,14 @@ func decodeError(_ json: String, _ decode: (JSONValue) throws -> Void) -> Config
         #expect(error?.message.contains(fragment) == true, "for \(json): \(String(describing: error))")
     }
 
+    /// APISIX takes node weights above 2^31 (Lua numbers); balancers weigh them as 2^31 - 1.
+    @Test func largeNodeWeightsAreAccepted() throws {
+        let map = try Upstream.decode(try JSONValue.parse(#"{"nodes":{"a:80":4294967296,"b:80":1}}"#))
+        #expect(map.nodes.first { $0.host == "a" }?.weight == Int(Int32.max))
+        let list = try Upstream.decode(try JSONValue.parse(#"{"nodes":[{"host":"a","port":80,"weight":9007199254740992}]}"#))
+        #expect(list.nodes[0].weight == Int(Int32.max))
+    }
+
     @Test func declarativeFileReportsEveryErrorWithItsPath() throws {
         let doc = try JSONValue.parse(
             #"{"routes":[{"id":"1","uri":"/a","upstream_id":"missing"},{"id":"2","uri":"nope","upstream_id":"u"},{"uri":"/c","upstream_id":"u"}],"upstreams":[{"id":"u","nodes":{"127.0.0.1:1":1}}],"ssls":[{"id":"s"}],"bogus":[]}"#
