@@ -39,7 +39,10 @@ final class IPRestrictionPlugin: HTTPPlugin {
     }
 }
 
-/// uri-blocker: refuse request URIs (path and query, as sent) matching any rule.
+/// uri-blocker: refuse requests whose URI matches any rule. Both forms are checked: the
+/// target as sent (APISIX's `$request_uri`) and the normalized path with its query, which
+/// is what routing and the upstream see, so `/./internal` or `/a/../internal` cannot slip
+/// past a `^/internal` rule.
 final class URIBlockerPlugin: HTTPPlugin {
     static let name = "uri-blocker"
     let regex: CompiledRegex?
@@ -52,7 +55,10 @@ final class URIBlockerPlugin: HTTPPlugin {
     }
 
     func rewrite(_ r: PluginRequest) -> PluginAction {
-        if let regex, regex.matches(r.requestURI) { return .respond(reply) }
+        guard let regex else { return .next }
+        if regex.matches(r.requestURI) { return .respond(reply) }
+        let normalized = r.query.map { r.path + "?" + $0 } ?? r.path
+        if normalized != r.requestURI, regex.matches(normalized) { return .respond(reply) }
         return .next
     }
 }

@@ -456,6 +456,17 @@ import Testing
         await s.stop()
     }
 
+    /// uri-blocker sees the normalized path too: dot segments cannot hide a blocked prefix.
+    @Test func uriBlockerMatchesTheNormalizedPath() async throws {
+        let s = try await Setup.start(Self.route(#"{"uri-blocker":{"block_rules":["^/internal/"]}}"#) + "}")
+        for target in ["/internal/x", "/./internal/x", "/a/../internal/x", "/%69nternal/x"] {
+            let r = try await s.get(target)
+            #expect(r.status == .forbidden, "\(target): \(r.status)")
+        }
+        #expect(try await s.get("/public/internal/x").status == .ok)
+        await s.stop()
+    }
+
     /// An upstream with no nodes answers 503, as APISIX.
     @Test func anUpstreamWithoutNodesAnswers503() async throws {
         let gw = try await Gateway.start(#"{"routes":[{"id":"r1","uri":"/*","upstream":{"nodes":{}}}]}"#)
