@@ -59,7 +59,7 @@ import Testing
         await redis.stop()
         var r = try await client.request(.GET, "/")
         #expect(r.status == .internalServerError)
-        #expect(String(buffer: r.body) == #"{"error_msg":"failed to limit count"}"#)
+        #expect(String(buffer: r.body) == #"{"error_msg":"failed to limit count"}"# + "\n")
         try await gw.apply(try Self.json(yaml(", allow_degradation: true")))
         r = try await client.request(.GET, "/")
         #expect(r.status == .ok)
