@@ -69,7 +69,7 @@ public struct AdminAPI: APIHandler {
                 return await list(request, kind)
             case ("GET", let id?) where rest.count == 1:
                 guard let entry = await service.get(kind, id) else { return APIResponse(status: 404, body: ["message": "Key not found"]) }
-                return APIResponse(status: 200, body: Self.envelope(entry, indices: true))
+                return APIResponse(status: 200, body: Self.envelope(entry, indices: true, read: true))
             case ("PUT", let id?) where rest.count == 1:
                 let (entry, created) = try await service.put(kind, id: id, body: try Self.clientBody(request), ttl: ttl)
                 return APIResponse(status: created ? 201 : 200, body: Self.envelope(entry, indices: false))
@@ -135,7 +135,7 @@ public struct AdminAPI: APIHandler {
             let start = page - 1 > entries.count / size ? entries.count : min((page - 1) * size, entries.count)
             entries = Array(entries[start..<min(start + size, entries.count)])
         }
-        return APIResponse(status: 200, body: ["total": .int(Int64(total)), "list": .array(entries.map { Self.envelope($0, indices: true) })])
+        return APIResponse(status: 200, body: ["total": .int(Int64(total)), "list": .array(entries.map { Self.envelope($0, indices: true, read: true) })])
     }
 
     private func schema(_ request: APIRequest, _ rest: [String]) -> APIResponse {
@@ -182,8 +182,16 @@ public struct AdminAPI: APIHandler {
         }
     }
 
-    static func envelope(_ entry: StoreEntry, indices: Bool) -> JSONValue {
-        var o: [String: JSONValue] = ["key": .string(entry.key), "value": entry.value]
+    /// `{"key", "value"}` for an answer. `read`: the object is read back (GET, a listing):
+    /// private keys of `ssls` objects are left out, as APISIX leaves them out.
+    static func envelope(_ entry: StoreEntry, indices: Bool, read: Bool = false) -> JSONValue {
+        var value = entry.value
+        if read, entry.kind == .ssls, case .object(var o) = value {
+            o["key"] = nil
+            o["keys"] = nil
+            value = .object(o)
+        }
+        var o: [String: JSONValue] = ["key": .string(entry.key), "value": value]
         if indices {
             o["createdIndex"] = .int(entry.createdIndex)
             o["modifiedIndex"] = .int(entry.modifiedIndex)

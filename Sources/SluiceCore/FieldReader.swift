@@ -129,6 +129,10 @@ public struct FieldReader {
             guard !k.isEmpty, k.utf8.count <= 256, !s.isEmpty, s.utf8.count <= 256 else {
                 throw ConfigError(path: FieldPath.join(path(key), k), "label keys and values must be 1-256 characters")
             }
+            // APISIX's label values match `^\S+$`.
+            guard !s.unicodeScalars.contains(where: { $0.properties.isWhitespace }) else {
+                throw ConfigError(path: FieldPath.join(path(key), k), "failed to match pattern \"^\\S+$\" with \"\(s)\": label values have no whitespace")
+            }
             result[k] = s
         }
         return result

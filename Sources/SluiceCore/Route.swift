@@ -88,7 +88,9 @@ public struct Route: Sendable {
         route.name = try r.string("name", minLength: 1, maxLength: 100)
         route.desc = try r.string("desc", maxLength: 256)
         route.labels = try r.labels()
-        if route.upstream == nil && route.upstreamID == nil && route.serviceID == nil && route.plugins.isEmpty
+        // As APISIX's schema: one of these must be present; `"plugins": {}` counts, and
+        // such a route is answered 503 "missing upstream configuration in Route or Service".
+        if route.upstream == nil && route.upstreamID == nil && route.serviceID == nil && r.raw("plugins") == nil
             && route.pluginConfigID == nil
         {
             throw ConfigError(path: r.path("upstream"), "a route needs upstream, upstream_id, service_id, plugins or plugin_config_id")

@@ -248,16 +248,19 @@ public actor GatewaySync {
     /// `tls.client_key` that are not PEM (PEM starts with `---`, as APISIX tells them apart)
     /// stand for the PEM key desired when everything else is equal. Everything else includes
     /// the certificate, and the gateway takes only the key that matches its certificate, so
-    /// the key cannot differ. Without this, every certificate would be written again at
-    /// every relist.
+    /// the key cannot differ. An `ssls` object's keys are left out of listings altogether
+    /// (as APISIX's); absent, they stand for the desired ones on the same grounds. Without
+    /// this, every certificate would be written again at every relist.
     static func holds(listed: JSONValue, desired: JSONValue, kind: ResourceKind) -> Bool {
         func isPEM(_ v: JSONValue?) -> Bool { v?.stringValue?.hasPrefix("---") == true }
         func isStored(_ v: JSONValue?) -> Bool { v?.stringValue.map { !$0.hasPrefix("---") } ?? false }
         /// `listed[field]` and `desired[field]` with an encrypted key standing for a PEM one.
         func masked(_ l: inout [String: JSONValue], _ d: inout [String: JSONValue], _ field: String) {
-            if isStored(l[field]) && isPEM(d[field]) {
+            if (isStored(l[field]) || l[field] == nil) && isPEM(d[field]) {
                 l[field] = .null
                 d[field] = .null
+            } else if l[field] == nil, case .array(let da)? = d[field], da.allSatisfy({ isPEM($0) }) {
+                d[field] = nil
             } else if case .array(var la)? = l[field], case .array(var da)? = d[field], la.count == da.count {
                 for i in la.indices where isStored(la[i]) && isPEM(da[i]) {
                     la[i] = .null

@@ -57,6 +57,7 @@ func decodeError(_ json: String, _ decode: (JSONValue) throws -> Void) -> Config
         (#"{"uri":"/a","upstream_id":"1","plugins":{"key-auth":{"header":7}}}"#, "plugins.key-auth.header", "must be a string"),
         (#"{"uri":"/a","upstream_id":"1","plugins":{"limit-count":{"count":0,"time_window":60}}}"#, "plugins.limit-count.count", "must be > 0"),
         (#"{"uri":"/a","upstream_id":"1","colour":"red"}"#, "colour", "unknown field"),
+        (#"{"uri":"/a","upstream_id":"1","labels":{"env":"a b"}}"#, "labels.env", "failed to match pattern"),
         (#"{"uri":"/a","upstream":{"nodes":{"127.0.0.1:99999":1}}}"#, "upstream.nodes.127.0.0.1:99999", "port must be 1-65535"),
         (#"{"uri":"/a","upstream":{"nodes":[{"host":"a","port":80,"weight":1},{"host":"b","port":0,"weight":1}]}}"#, "upstream.nodes[1].port", "must be 1-65535"),
         (#"{"uri":"/a","upstream":{"nodes":[{"host":"a","port":80}]}}"#, "upstream.nodes[0].weight", "is required"),

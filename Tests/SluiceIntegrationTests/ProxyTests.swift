@@ -154,11 +154,31 @@ import Testing
         let client = try await gw.client()
         let r = try await client.request(.GET, "/x")
         #expect(r.status == .badGateway)
-        #expect(r.headers.first(name: "content-type") == "application/json")
+        // NGINX's error page, as APISIX answers (its tests match the title).
+        #expect(r.headers.first(name: "content-type") == "text/html; charset=utf-8")
         #expect(r.headers.first(name: "x-apisix-upstream-status") == "502")
-        #expect(try JSONValue.parse(r.bodyString)["error_msg"] != nil)
+        #expect(r.bodyString.hasPrefix("<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n"), "\(r.bodyString)")
+        #expect(r.headers.first(name: "content-length") == String(r.body.readableBytes))
         // The client connection survives a 502.
         #expect(try await client.request(.GET, "/y").status == .badGateway)
+        await client.close()
+        await gw.stop()
+    }
+
+    /// A route stored with `plugins: {}` and no upstream (APISIX accepts it) is answered 503
+    /// with the error page, and no `X-APISIX-Upstream-Status`: no upstream was involved.
+    @Test func routeWithoutUpstreamAnswers503() async throws {
+        let gw = try await Gateway.start(#"{"routes":[{"id":"1","uri":"/hello","plugins":{}}]}"#)
+        let client = try await gw.client()
+        let r = try await client.request(.GET, "/hello")
+        #expect(r.status == .serviceUnavailable)
+        #expect(r.headers.first(name: "content-type") == "text/html; charset=utf-8")
+        #expect(r.bodyString.contains("<title>503 Service Temporarily Unavailable</title>"), "\(r.bodyString)")
+        #expect(r.headers.first(name: "x-apisix-upstream-status") == nil)
+        let miss = try await client.request(.GET, "/other")
+        #expect(miss.status == .notFound)
+        #expect(miss.headers.first(name: "content-type") == "text/plain; charset=utf-8")
+        #expect(miss.bodyString == "{\"error_msg\":\"404 Route Not Found\"}\n")
         await client.close()
         await gw.stop()
     }

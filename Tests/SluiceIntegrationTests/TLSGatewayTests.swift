@@ -241,6 +241,12 @@ import Testing
         #expect(!storedKey.contains("PRIVATE KEY"), "stored in the clear: \(storedKey.prefix(40))")
         #expect(keyring.decrypt(storedKey) == a.key)
         #expect(sameSerial(try await gw.servedSerial("a.example.test"), a.serial))
+        // Read back, the object has no key at all, as APISIX answers (t/admin/ssl.t).
+        let got = try await admin.call(.GET, "/ssls/1")
+        #expect(got.status == 200 && got.json["value"]?["cert"] != nil && got.json["value"]?["key"] == nil, "\(got.json)")
+        let all = try await admin.call(.GET, "/ssls")
+        let item = all.json["list"]?.arrayValue?.first?["value"]
+        #expect(item?["cert"] != nil && item?["key"] == nil && item?["keys"] == nil, "\(all.json)")
         // A PATCH re-stores the object: the key is not encrypted twice.
         #expect(try await admin.call(.PATCH, "/ssls/1", #"{"snis":["a.example.test","b.example.test"]}"#).status == 200)
         let patched = try #require(await gw.service.get(.ssls, "1")?.value["key"]?.stringValue)

@@ -82,7 +82,7 @@ public struct AccessLogFormatter {
         bytes &+= (r.remoteUser?.utf8.count ?? 0) &+ (r.host?.utf8.count ?? 0)
         bytes &+= (r.referer?.utf8.count ?? 0) &+ (r.userAgent?.utf8.count ?? 0)
         bytes &+= (r.upstreamScheme?.utf8.count ?? 0) &+ (r.upstreamHost?.utf8.count ?? 0) &+ (r.upstreamURI?.utf8.count ?? 0)
-        bytes &+= (r.routeID?.utf8.count ?? 0) &+ (r.requestID?.utf8.count ?? 0)
+        bytes &+= (r.routeID?.utf8.count ?? 0) &+ (r.requestID?.utf8.count ?? 0) &+ (r.error?.utf8.count ?? 0)
         var attempts = 0
         for a in r.upstreams { attempts &+= a.address.utf8.count &* escapedByteWidth &+ 64 }
         return 512 &+ bytes &* escapedByteWidth &+ attempts
@@ -168,6 +168,10 @@ public struct AccessLogFormatter {
         quoteJSON(r.routeID, &w)
         w.write(",\"request_id\":")
         quoteJSON(r.requestID, &w)
+        if let error = r.error {
+            w.write(",\"error\":")
+            quoteJSON(error, &w)
+        }
         w.write("}\n")
     }
 

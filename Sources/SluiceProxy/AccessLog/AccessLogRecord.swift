@@ -69,14 +69,18 @@ public struct AccessLogRecord: Sendable {
     public var routeID: String?
     /// The request id (request-id plugin or `X-Request-Id`; JSON only).
     public var requestID: String?
+    /// Why the gateway answered the request itself (JSON only): "no upstream node could be
+    /// reached", "upstream timed out", ... (APISIX writes these to its error log).
+    public var error: String?
 
     public init(
         remoteAddr: String, remoteUser: String? = nil, startWallNanos: Int64, host: String? = nil,
         method: String, requestURI: String, httpVersion: String = "HTTP/1.1", status: Int,
         bodyBytesSent: Int, requestTimeNanos: Int64, referer: String? = nil, userAgent: String? = nil,
         upstreams: [UpstreamAttemptLog] = [], upstreamScheme: String? = nil, upstreamHost: String? = nil,
-        upstreamURI: String? = nil, routeID: String? = nil, requestID: String? = nil
+        upstreamURI: String? = nil, routeID: String? = nil, requestID: String? = nil, error: String? = nil
     ) {
+        self.error = error
         self.remoteAddr = remoteAddr
         self.remoteUser = remoteUser
         self.startWallNanos = startWallNanos

@@ -369,7 +369,7 @@ final class HTTP1ServerConnection: ChannelDuplexHandler, RemovableChannelHandler
         }
         exchange = ex
         if let refusal {
-            ex.answer(refusal.status, refusal.message, close: refusal.close)
+            ex.answer(refusal.status, refusal.message, close: refusal.close, page: refusal.page)
             return
         }
         // Inside a read burst, upstream writes are flushed once at its end.
@@ -399,7 +399,8 @@ final class HTTP1ServerConnection: ChannelDuplexHandler, RemovableChannelHandler
         case .badResponse(let why): (status, message) = (.badRequest, why)
         }
         closing = true
-        let body = LocalResponse.body(message)
+        _ = message  // NGINX logs why, and answers with its page
+        let body = LocalResponse.page(Int(status.code))
         requestMethod = .GET
         closeAfterResponse = true
         writeHead(LocalResponse.head(status, body: body), close: true)

@@ -123,9 +123,11 @@ final class TLSHandshakeSelector: ChannelInboundHandler, RemovableChannelHandler
     private func plainHTTP(_ context: ChannelHandlerContext) {
         done = true
         buffered = nil
-        let body = "The plain HTTP request was sent to HTTPS port\n"
-        let text = "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)"
-        let out = context.channel.allocator.buffer(string: text)
+        let body = LocalResponse.page(400, .plainHTTPToHTTPS)
+        var out = context.channel.allocator.buffer(capacity: body.readableBytes + 128)
+        out.writeString(
+            "HTTP/1.1 400 Bad Request\r\nServer: \(LocalResponse.server)\r\nContent-Type: \(LocalResponse.htmlType)\r\nContent-Length: \(body.readableBytes)\r\nConnection: close\r\n\r\n")
+        out.writeImmutableBuffer(body)
         context.writeAndFlush(wrapOutboundOut(out)).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
     }
 

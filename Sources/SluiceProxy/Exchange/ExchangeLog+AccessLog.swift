@@ -30,7 +30,8 @@ extension LoopContext {
             upstreamScheme: proxied ? (log.upstreamScheme ?? "http") : "http",
             upstreamHost: proxied ? machine.sentHead?.gateway.host : (machine.request.hostHeader ?? ""),
             upstreamURI: proxied ? log.upstreamURI : "", routeID: machine.route.flatMap { $0.isUnmatched ? nil : $0.routeID },
-            requestID: machine.plugins?.request.headers.first(name: "x-request-id") ?? fields.first(name: "x-request-id")))
+            requestID: machine.plugins?.request.headers.first(name: "x-request-id") ?? fields.first(name: "x-request-id"),
+            error: log.reason))
     }
 
     /// The line of a request that could not be read (400, 414, 431, 501 before routing).

@@ -32,6 +32,7 @@ enum ExchangeRouting {
         var status: HTTPResponseStatus
         var message: String
         var close: Bool
+        var page: ErrorPageTitles.Variant? = nil
     }
 
     /// The exchange for `head`; `refusal` is set when the gateway answers it at once. The
@@ -83,7 +84,7 @@ enum ExchangeRouting {
         if let identity = connection.identity, identity.verifiesClients, connection.tls?.hasClientCertificate != true,
             !identity.skipsClientCertificate(path: target.path)
         {
-            refusal = Refusal(status: .badRequest, message: "No required SSL certificate was sent", close: false)
+            refusal = Refusal(status: .badRequest, message: "No required SSL certificate was sent", close: false, page: .noClientCertificate)
             return .local(request: request, limits: limits, now: now)
         }
         variables.head = head

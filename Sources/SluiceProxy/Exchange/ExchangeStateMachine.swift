@@ -206,13 +206,15 @@ struct ExchangeStateMachine {
     }
 
     /// Answers at once with the gateway's own response (the head was refused, no route).
-    mutating func answer(_ status: HTTPResponseStatus, _ message: String, close: Bool, now: NIODeadline = .now()) -> ExchangeActions {
-        localAnswer(status, message, close: close, now)
+    mutating func answer(
+        _ status: HTTPResponseStatus, _ message: String, close: Bool, page: ErrorPageTitles.Variant? = nil, now: NIODeadline = .now()
+    ) -> ExchangeActions {
+        localAnswer(status, message, close: close, page: page, now)
     }
 
     private mutating func start(_ now: NIODeadline) -> ExchangeActions {
         guard stage == .plugins else { return .none }
-        guard let route else { return localAnswer(.notFound, "404 Route Not Found", close: false, now) }
+        guard let route else { return routeNotFound(now) }
         if plugins == nil { return forward(route, nil, now) }
         return runPlugins(nil, now)
     }
@@ -260,7 +262,7 @@ struct ExchangeStateMachine {
             // The global rules' response phases see the 404 too (headers, body rewrites).
             let body = LocalResponse.body("404 Route Not Found")
             return reply(
-                PluginReply(status: 404, headers: [("Content-Type", "application/json")], body: Array(body.readableBytesView)), now)
+                PluginReply(status: 404, headers: [("Content-Type", LocalResponse.textType)], body: Array(body.readableBytesView)), now)
         }
         guard let upstream = chosen, !upstream.plan.isEmpty, let balancers else {
             if route.upstream == nil {
@@ -656,17 +658,28 @@ struct ExchangeStateMachine {
         let (status, message): (HTTPResponseStatus, String) =
             timedOut ? (.gatewayTimeout, "upstream timed out") : (.badGateway, "no upstream node could be reached")
         // The answer concerns the upstream: `X-APISIX-Upstream-Status` carries it, as APISIX's.
-        let body = LocalResponse.body(message)
+        log.reason = message
+        let body = LocalResponse.page(Int(status.code))
         var head = LocalResponse.head(status, body: body)
         head.fields.appendUnchecked(name: "X-APISIX-Upstream-Status", value: String(status.code))
         return complete(head, body: body, close: close, now)
     }
 
-    /// The gateway's own answer, `{"error_msg": ...}`. The rest of the request body, if any,
-    /// is read and dropped unless `close` is set.
-    private mutating func localAnswer(_ status: HTTPResponseStatus, _ message: String, close: Bool, _ now: NIODeadline) -> ExchangeActions {
-        let body = LocalResponse.body(message)
+    /// The gateway's own answer: NGINX's error page for `status`, as APISIX answers; `reason`
+    /// goes to the access log (JSON `error`), as APISIX writes it to its error log. The rest
+    /// of the request body, if any, is read and dropped unless `close` is set.
+    private mutating func localAnswer(
+        _ status: HTTPResponseStatus, _ reason: String, close: Bool, page: ErrorPageTitles.Variant? = nil, _ now: NIODeadline
+    ) -> ExchangeActions {
+        log.reason = reason
+        let body = LocalResponse.page(Int(status.code), page)
         return complete(LocalResponse.head(status, body: body), body: body, close: close, now)
+    }
+
+    /// No route matched: `{"error_msg":"404 Route Not Found"}`, as APISIX's.
+    private mutating func routeNotFound(_ now: NIODeadline) -> ExchangeActions {
+        let body = LocalResponse.body("404 Route Not Found")
+        return complete(LocalResponse.head(.notFound, body: body, contentType: LocalResponse.textType), body: body, close: false, now)
     }
 
     /// A plugin's own response (an authentication refusal, a redirect, a mock): the header
@@ -675,6 +688,12 @@ struct ExchangeStateMachine {
         var headers = HTTPHeaders(reply.headers)
         var body = reply.body
         var status = reply.status
+        if body.isEmpty, method != .HEAD, ErrorPageTitles.hasPage(status), !headers.contains(name: "content-type") {
+            // A plugin that ends the request without a body (a redirect, a limit without
+            // `rejected_msg`): NGINX's page for the status, as APISIX's `ngx.exit(code)`.
+            body = Array(LocalResponse.page(status).readableBytesView)
+            headers.add(name: "Content-Type", value: LocalResponse.htmlType)
+        }
         if let run = plugins {
             var response = PluginResponse(status: reply.status, headers: headers)
             run.headerFilters(&response)
@@ -800,6 +819,8 @@ struct ExchangeLog {
     private var more: [Attempt] = []
     var upstreamScheme: String?
     var upstreamURI: String?
+    /// Why the gateway answered itself (a 502, a 503 without upstream), for the access log.
+    var reason: String?
     var endedAt: NIODeadline?
     var done = false
 

@@ -57,8 +57,8 @@ final class ProxyExchange: UpstreamConnectionOwner {
         run(actions)
     }
 
-    func answer(_ status: HTTPResponseStatus, _ message: String, close: Bool) {
-        run(machine.answer(status, message, close: close))
+    func answer(_ status: HTTPResponseStatus, _ message: String, close: Bool, page: ErrorPageTitles.Variant? = nil) {
+        run(machine.answer(status, message, close: close, page: page))
     }
 
     // MARK: Actions
