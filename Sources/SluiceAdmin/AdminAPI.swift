@@ -91,12 +91,16 @@ public struct AdminAPI: APIHandler {
                 let (entry, created) = try await service.put(kind, id: id, body: body, ttl: ttl)
                 return APIResponse(status: created ? 201 : 200, body: Self.envelope(entry, indices: false))
             case ("POST", nil):
-                guard kind != .consumers else { return .error(405, "consumers are created with PUT") }
+                guard kind != .consumers else { return .error(405, "not supported `POST` method for consumer") }
                 let body = try Self.clientBody(request)
                 // POST makes the id; one in the body is refused, as APISIX does.
                 if body["id"] != nil { throw AdminError(400, "wrong \(kind.singular) id, do not need it") }
                 let (entry, _) = try await service.put(kind, id: nil, body: body, ttl: ttl)
                 return APIResponse(status: 201, body: Self.envelope(entry, indices: false))
+            case ("POST", _?) where rest.count == 1:
+                // As APISIX: POST makes the id, so one in the path is refused.
+                guard kind != .consumers else { return .error(405, "not supported `POST` method for consumer") }
+                throw AdminError(400, "wrong \(kind.singular) id, do not need it")
             case ("PATCH", let id?):
                 let entry = try await service.patch(kind, id: id, subpath: Array(rest.dropFirst()), body: try Self.clientBody(request))
                 return APIResponse(status: 200, body: Self.envelope(entry, indices: false))

@@ -224,7 +224,10 @@ public actor ConfigService {
         let resolvedID: String
         if let id {
             if let bodyID = object["id"], (try? ObjectID.read(bodyID, path: "id")) != id, kind != .consumers {
-                throw AdminError(400, "wrong route id, do not need it")
+                throw AdminError(400, "wrong \(kind.singular) id")
+            }
+            if kind == .consumers, let username = object["username"], username.stringValue != id {
+                throw AdminError(400, "wrong username")
             }
             resolvedID = id
         } else if kind == .consumers, let username = object["username"]?.stringValue {
@@ -256,6 +259,7 @@ public actor ConfigService {
         for ref in scratch.references(of: kind, id: resolvedID) where !state.contains(ref.kind, ref.id) {
             throw AdminError(400, "invalid configuration: \(ref.field): \(ref.kind.singular) \"\(ref.id)\" not found")
         }
+        if let conflict = state.conflict(of: kind, id: resolvedID, in: scratch) { throw AdminError(400, conflict) }
         // Compiled before it is stored: an object the data plane cannot take is never persisted.
         if let trialCompile {
             do throws(ConfigError) {
@@ -332,7 +336,9 @@ public actor ConfigService {
         guard entries[kind]?[id] != nil else { throw AdminError(404, "Key not found") }
         let users = state.referrers(of: kind, id: id)
         if !users.isEmpty && !force {
-            throw AdminError(400, "can not delete this \(kind.singular), \(users.joined(separator: ", ")) \(users.count == 1 ? "is" : "are") still using it now")
+            // APISIX's wording: "this service directly", "this plugin config".
+            let what = kind == .services ? "service directly" : kind == .pluginConfigs ? "plugin config" : kind.singular
+            throw AdminError(400, "can not delete this \(what), \(users.joined(separator: ", ")) \(users.count == 1 ? "is" : "are") still using it now")
         }
         do {
             if let deletedAt = try await store.delete(kind: kind, id: id) { revision = max(revision, deletedAt) }

@@ -98,6 +98,13 @@ public struct ConfigState: Sendable {
         case .upstreams:
             for (rid, r) in routes where r.upstreamID == id { result.append("route [\(rid)]") }
             for (sid, s) in services where s.upstreamID == id { result.append("service [\(sid)]") }
+            // traffic-split's weighted_upstreams, worded as APISIX: "plugin in route [1]".
+            func splits(_ plugins: [String: JSONValue]) -> Bool { Self.trafficSplitUpstreamIDs(plugins).contains(id) }
+            for (rid, r) in routes where splits(r.plugins) { result.append("plugin in route [\(rid)]") }
+            for (sid, s) in services where splits(s.plugins) { result.append("plugin in service [\(sid)]") }
+            for (gid, g) in globalRules where splits(g.plugins) { result.append("plugin in global_rules [\(gid)]") }
+            for (pid, p) in pluginConfigs where splits(p.plugins) { result.append("plugin in plugin_config [\(pid)]") }
+            for (cid, c) in consumers where splits(c.plugins) { result.append("plugin in consumer [\(cid)]") }
         case .services:
             for (rid, r) in routes where r.serviceID == id { result.append("route [\(rid)]") }
         case .pluginConfigs:
@@ -110,6 +117,18 @@ public struct ConfigState: Sendable {
             break
         }
         return result.sorted()
+    }
+
+    /// The `upstream_id`s a traffic-split config names in `rules[].weighted_upstreams[]`.
+    static func trafficSplitUpstreamIDs(_ plugins: [String: JSONValue]) -> [String] {
+        guard let rules = plugins["traffic-split"]?["rules"]?.arrayValue else { return [] }
+        var ids: [String] = []
+        for rule in rules {
+            for w in rule["weighted_upstreams"]?.arrayValue ?? [] {
+                if let u = w["upstream_id"] { ids.append(u.stringValue ?? u.intValue.map { String($0) } ?? "") }
+            }
+        }
+        return ids
     }
 
     /// The objects `kind`/`id` refers to, as (field, kind, id).
@@ -232,4 +251,38 @@ public enum DeclarativeConfig {
         }
         return errors.isEmpty ? .success(state) : .failure(ConfigErrors(errors))
     }
+}
+
+extension ConfigState {
+    /// What APISIX refuses in a write although the object is valid on its own: a consumer
+    /// credential another consumer already holds (the key would authenticate as either), and
+    /// a plugin another global rule already runs (it would run twice). `scratch` holds the
+    /// written object alone. Returns APISIX's message, or nil.
+    public func conflict(of kind: ResourceKind, id: String, in scratch: ConfigState) -> String? {
+        switch kind {
+        case .consumers:
+            guard let c = scratch.consumers[id] else { return nil }
+            for (plugin, field) in Self.credentialFields {
+                guard let value = c.plugins[plugin]?[field]?.stringValue else { continue }
+                for other in consumers.keys.sorted() where other != id {
+                    if consumers[other]?.plugins[plugin]?[field]?.stringValue == value {
+                        return "duplicate \(field) of plugin \(plugin) found with consumer: \(other)"
+                    }
+                }
+            }
+        case .globalRules:
+            guard let rule = scratch.globalRules[id] else { return nil }
+            for name in rule.plugins.keys.sorted() {
+                for other in globalRules.keys.sorted() where other != id && globalRules[other]?.plugins[name] != nil {
+                    return "plugin '\(name)' already exists in global rule with id '\(other)'"
+                }
+            }
+        default:
+            break
+        }
+        return nil
+    }
+
+    /// The consumer plugin fields that identify a consumer: two consumers may not share one.
+    static let credentialFields: [(plugin: String, field: String)] = [("key-auth", "key"), ("basic-auth", "username"), ("jwt-auth", "key")]
 }

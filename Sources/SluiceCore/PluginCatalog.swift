@@ -289,7 +289,7 @@ public enum PluginCatalog {
                 .field("key_claim_name", .nonEmptyString, default: "key"),
                 .field("realm", realm, default: "jwt"),
                 .field("anonymous_consumer", .nonEmptyString),
-                .field("claims_to_verify", .list(.stringEnum("exp", "nbf"), unique: true), default: ["exp", "nbf"]),
+                .field("claims_to_verify", .list(.stringEnum("exp", "nbf"), unique: true)),
             ], check: checkRealm),
             consumerSchema: .object([
                 .field("key", .nonEmptyString),

@@ -82,8 +82,10 @@ final class JWTAuthPlugin: HTTPPlugin {
     let hideCredentials: Bool
     let keyClaim: String
     let anonymous: String?
-    let verifyExp: Bool
-    let verifyNbf: Bool
+    /// `claims_to_verify`: the claims a token must carry, valid. Without the list (or with an
+    /// empty one) `exp` and `nbf` are still checked when the token has them, as APISIX does.
+    let requireExp: Bool
+    let requireNbf: Bool
     let realmHeader: (String, String)
 
     init(_ c: JSONValue) {
@@ -93,9 +95,9 @@ final class JWTAuthPlugin: HTTPPlugin {
         hideCredentials = c["hide_credentials"] == true
         keyClaim = c["key_claim_name"]?.stringValue ?? "key"
         anonymous = c["anonymous_consumer"]?.stringValue
-        let claims = (c["claims_to_verify"]?.arrayValue ?? ["exp", "nbf"]).compactMap(\.stringValue)
-        verifyExp = claims.contains("exp")
-        verifyNbf = claims.contains("nbf")
+        let claims = (c["claims_to_verify"]?.arrayValue ?? []).compactMap(\.stringValue)
+        requireExp = claims.contains("exp")
+        requireNbf = claims.contains("nbf")
         realmHeader = ("WWW-Authenticate", "Bearer realm=\"\(realmValue(c, default: "jwt"))\"")
     }
 
@@ -132,11 +134,18 @@ final class JWTAuthPlugin: HTTPPlugin {
         let signingInput = Array(token.utf8.prefix(parts[0].utf8.count + 1 + parts[1].utf8.count))
         guard verifier.verify(signingInput: signingInput, signature: signature) else { return fail("failed to verify jwt", r) }
         let now = Int64(time(nil))
-        if verifyExp, let exp = payload["exp"]?.doubleValue, Double(now) >= exp + Double(verifier.gracePeriod) {
-            return fail("failed to verify jwt", r)
+        let grace = Double(verifier.gracePeriod)
+        switch payload["exp"] {
+        case nil, .null?:
+            if requireExp { return fail("failed to verify jwt", r) }
+        case let exp?:
+            guard let exp = exp.doubleValue, Double(now) < exp + grace else { return fail("failed to verify jwt", r) }
         }
-        if verifyNbf, let nbf = payload["nbf"]?.doubleValue, Double(now) + Double(verifier.gracePeriod) < nbf {
-            return fail("failed to verify jwt", r)
+        switch payload["nbf"] {
+        case nil, .null?:
+            if requireNbf { return fail("failed to verify jwt", r) }
+        case let nbf?:
+            guard let nbf = nbf.doubleValue, Double(now) + grace >= nbf else { return fail("failed to verify jwt", r) }
         }
         if hideCredentials {
             switch source {

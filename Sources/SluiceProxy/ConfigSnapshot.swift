@@ -286,10 +286,13 @@ public final class SnapshotCompiler {
 
     private func compileGlobals(_ state: ConfigState, _ upstreams: inout [String: CompiledUpstream]) {
         consumers = ConsumerIndex(state.consumers.values.map { PluginFactory.compileConsumer($0, state: pluginState, metrics: metrics) })
+        // A plugin runs in one global rule only: the first by id, as APISIX keeps it when rules
+        // written past the Admin API's check (straight into etcd) share one.
+        var taken = Set<String>()
         globalRules = state.globalRules.keys.sorted().compactMap { id in
             let owner = "global_rules/\(id)"
             var ctx = PluginCompileContext(owner: owner, state: pluginState, metrics: metrics)
-            let configs = state.globalRules[id]?.plugins ?? [:]
+            let configs = (state.globalRules[id]?.plugins ?? [:]).filter { taken.insert($0.key).inserted }
             for (key, u) in PluginFactory.splitUpstreams(owner: owner, configs) { _ = compiledUpstream(key, u, into: &upstreams) }
             let chain = PluginFactory.chain(configs, &ctx)
             return chain.isEmpty ? nil : chain

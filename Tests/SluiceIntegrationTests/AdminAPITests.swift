@@ -145,6 +145,40 @@ import Testing
         r = try await c.call(.PUT, "/consumers", #"{"desc":"nobody"}"#)
         #expect(r.status == 400 && (r.json["error_msg"]?.stringValue ?? "").contains("username"), "\(r.json)")
         #expect(try await c.call(.GET, "/consumers").json["total"] == 0)
+        // Ids that disagree, as APISIX words it (t/admin/upstream.t, routes.t, consumers2.t).
+        r = try await c.call(.PUT, "/upstreams/u1", #"{"id":"u2","nodes":{"127.0.0.1:1":1}}"#)
+        #expect(r.status == 400 && r.json["error_msg"] == "wrong upstream id", "\(r.json)")
+        r = try await c.call(.POST, "/routes/r12", #"{"uri":"/x",\#(upstream)}"#)
+        #expect(r.status == 400 && r.json["error_msg"] == "wrong route id, do not need it", "\(r.json)")
+        r = try await c.call(.PUT, "/consumers/jack1", #"{"username":"jack"}"#)
+        #expect(r.status == 400 && r.json["error_msg"] == "wrong username", "\(r.json)")
+        r = try await c.call(.POST, "/consumers", #"{"username":"jack"}"#)
+        #expect(r.status == 405 && r.json["error_msg"] == "not supported `POST` method for consumer", "\(r.json)")
+        // Two consumers cannot hold one credential (t/admin/consumers.t TEST 13, 16).
+        #expect(try await c.call(.PUT, "/consumers", #"{"username":"case_a","plugins":{"key-auth":{"key":"k1"},"basic-auth":{"username":"u","password":"p"}}}"#).status == 201)
+        r = try await c.call(.PUT, "/consumers", #"{"username":"case_b","plugins":{"key-auth":{"key":"k1"}}}"#)
+        #expect(r.status == 400 && r.json["error_msg"] == "duplicate key of plugin key-auth found with consumer: case_a", "\(r.json)")
+        r = try await c.call(.PUT, "/consumers", #"{"username":"case_c","plugins":{"basic-auth":{"username":"u","password":"q"}}}"#)
+        #expect(r.status == 400 && r.json["error_msg"] == "duplicate username of plugin basic-auth found with consumer: case_a", "\(r.json)")
+        #expect(try await c.call(.GET, "/consumers/case_b").status == 404)
+        // The consumer itself may be written again with its own key.
+        #expect(try await c.call(.PUT, "/consumers", #"{"username":"case_a","plugins":{"key-auth":{"key":"k1"}}}"#).status == 200)
+        // One plugin runs in one global rule (t/admin/global-rules-conflict.t).
+        #expect(try await c.call(.PUT, "/global_rules/1", #"{"plugins":{"limit-count":{"count":2,"time_window":60}}}"#).status == 201)
+        r = try await c.call(.PUT, "/global_rules/2", #"{"plugins":{"limit-count":{"count":5,"time_window":60}}}"#)
+        #expect(r.status == 400 && r.json["error_msg"] == "plugin 'limit-count' already exists in global rule with id '1'", "\(r.json)")
+        #expect(try await c.call(.PUT, "/global_rules/1", #"{"plugins":{"limit-count":{"count":3,"time_window":60}}}"#).status == 200)
+        // Deleting what a route uses, in APISIX's words.
+        #expect(try await c.call(.PUT, "/services/s9", #"{\#(upstream)}"#).status == 201)
+        #expect(try await c.call(.PUT, "/routes/r13", #"{"uri":"/13","service_id":"s9"}"#).status == 201)
+        r = try await c.call(.DELETE, "/services/s9")
+        #expect(r.status == 400 && r.json["error_msg"] == "can not delete this service directly, route [r13] is still using it now", "\(r.json)")
+        // An upstream traffic-split names is in use too (t/admin/upstream5.t).
+        #expect(try await c.call(.PUT, "/upstreams/ts", #"{"nodes":{"127.0.0.1:1":1}}"#).status == 201)
+        let split = #"{"traffic-split":{"rules":[{"weighted_upstreams":[{"upstream_id":"ts","weight":1}]}]}}"#
+        #expect(try await c.call(.PUT, "/routes/r14", #"{"uri":"/14",\#(upstream),"plugins":\#(split)}"#).status == 201)
+        r = try await c.call(.DELETE, "/upstreams/ts")
+        #expect(r.status == 400 && r.json["error_msg"] == "can not delete this upstream, plugin in route [r14] is still using it now", "\(r.json)")
         await c.close()
         await gw.stop()
     }

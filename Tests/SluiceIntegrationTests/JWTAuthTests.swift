@@ -23,6 +23,30 @@ import Testing
 
     static func jsonString(_ s: String) -> String { JSONValue.string(s).serialized() }
 
+    /// `claims_to_verify` as APISIX reads it (t/plugin/jwt-auth.t TEST 57-58,
+    /// jwt-auth-more-algo.t TEST 12-13): an empty list still refuses an expired token, and a
+    /// listed claim must be present.
+    @Test func claimsToVerify() async throws {
+        let now = Int64(Date().timeIntervalSince1970)
+        let consumers = #","consumers":[{"username":"jack","plugins":{"jwt-auth":{"key":"user-key","secret":"my-secret-key"}}}]}"#
+        let s = try await PluginTests.Setup.start(PluginTests.route(#"{"jwt-auth":{"claims_to_verify":[]}}"#) + consumers)
+        func message(_ r: TestResponse) -> String? { (try? JSONValue.parse(Array(r.body.readableBytesView)))?["message"]?.stringValue }
+        let expired = Self.hs256(["key": "user-key", "exp": .int(now - 10)], secret: "my-secret-key")
+        var r = try await s.get("/headers", headers: [("Authorization", expired)])
+        #expect(r.status == .unauthorized && message(r) == "failed to verify jwt")
+        // Without exp (and not asked for it) the token is good.
+        #expect(try await s.get("/headers", headers: [("Authorization", Self.hs256(["key": "user-key"], secret: "my-secret-key"))]).status == .ok)
+        try await s.apply(PluginTests.route(#"{"jwt-auth":{"claims_to_verify":["nbf"]}}"#) + consumers)
+        r = try await s.get("/headers", headers: [("Authorization", Self.hs256(["key": "user-key", "exp": .int(now + 60)], secret: "my-secret-key"))])
+        #expect(r.status == .unauthorized && message(r) == "failed to verify jwt")
+        r = try await s.get("/headers", headers: [("Authorization", Self.hs256(["key": "user-key", "nbf": .int(now - 60)], secret: "my-secret-key"))])
+        #expect(r.status == .ok)
+        // A malformed exp is refused, not ignored.
+        r = try await s.get("/headers", headers: [("Authorization", Self.hs256(["key": "user-key", "exp": "tomorrow"], secret: "my-secret-key"))])
+        #expect(r.status == .unauthorized)
+        await s.stop()
+    }
+
     @Test func hs256WithExpiryAndHiddenCredentials() async throws {
         let now = Int64(Date().timeIntervalSince1970)
         let consumers = #","consumers":[{"username":"jack","plugins":{"jwt-auth":{"key":"user-key","secret":"my-secret-key"}}}]}"#
