@@ -116,15 +116,59 @@ public enum PluginCatalog {
     static let headerMap = Schema.map(
         .anyOf([.string(), .num(min: -PluginLimits.exactIntegerMax, max: PluginLimits.exactIntegerMax)]), keyPattern: HeaderSyntax.tokenPattern)
     static let headerNameList = Schema.list(.string(.init(pattern: HeaderSyntax.tokenPattern)))
+    /// proxy-rewrite's `add`/`set`: a value may also be a list, one header line per item.
+    /// Its values are checked by `checkHeaderMap`, which names the list item at fault.
+    static let multiValueHeaderMap = Schema.map(.any, keyPattern: HeaderSyntax.tokenPattern)
+
+    /// One header value: a string without control characters, or an exact number.
+    static func checkHeaderScalar(_ v: JSONValue, _ path: String) throws(ConfigError) {
+        switch v {
+        case .string(let s): try checkHeaderValue(s, path)
+        case .int(let i):
+            guard Double(i).magnitude <= PluginLimits.exactIntegerMax else { throw ConfigError(path: path, "must be at most \(Int64(PluginLimits.exactIntegerMax)) in magnitude") }
+        case .double(let d):
+            guard d.isFinite, d.magnitude <= PluginLimits.exactIntegerMax else { throw ConfigError(path: path, "must be a finite number of at most \(Int64(PluginLimits.exactIntegerMax)) in magnitude") }
+        default: throw ConfigError(path: path, "must be a string or a number, got \(v.typeName)")
+        }
+    }
+
+    /// A `regex_uri` replacement: NGINX's `ngx.re.sub` takes `$N`, `${N}` and `$$` only.
+    static func checkReplacement(_ value: JSONValue?, _ path: String) throws(ConfigError) {
+        guard let t = value?.stringValue, CompiledRegex.isValidReplacement(t) else {
+            throw ConfigError(path: path, "failed to compile the replacement template: only $N, ${N} and $$ may follow a $")
+        }
+    }
+
+    /// fault-injection's `vars`: a list of expressions, each a group of its own.
+    static func checkVarGroups(_ v: JSONValue, _ p: String) throws(ConfigError) {
+        guard let groups = v["vars"]?.arrayValue else { return }
+        let path = FieldPath.join(p, "vars")
+        for (i, g) in groups.enumerated() {
+            guard case .array(let items) = g, items.allSatisfy({ $0.arrayValue != nil }) || items.first?.stringValue != nil else {
+                throw ConfigError(path: FieldPath.index(path, i), "rule should be wrapped inside brackets")
+            }
+            if case .string(let head)? = items.first, !["AND", "OR", "!AND", "!OR"].contains(head.uppercased()) {
+                throw ConfigError(path: FieldPath.index(path, i), "rule should be wrapped inside brackets")
+            }
+            _ = try VarsExpression.parse(g, path: FieldPath.index(path, i))
+        }
+    }
 
     /// `{name: value}` (or proxy-rewrite's `{add, set, remove}`): every name a token, every
     /// string value free of control characters.
-    static func checkHeaderMap(_ value: JSONValue?, _ path: String) throws(ConfigError) {
+    static func checkHeaderMap(_ value: JSONValue?, _ path: String, multiValue: Bool = false) throws(ConfigError) {
         guard case .object(let o)? = value else { return }
         for k in o.keys.sorted() {
             let p = FieldPath.join(path, k)
             try checkHeaderName(k, p)
             if case .string(let s)? = o[k] { try checkHeaderValue(s, p) }
+            if case .array(let items)? = o[k] {
+                guard multiValue else { throw ConfigError(path: p, "must be a string or a number, got array") }
+                guard !items.isEmpty else { throw ConfigError(path: p, "must not be empty") }
+                for (i, item) in items.enumerated() { try checkHeaderScalar(item, FieldPath.index(p, i)) }
+            } else if multiValue, let v = o[k] {
+                try checkHeaderScalar(v, p)
+            }
         }
     }
 
@@ -202,16 +246,16 @@ public enum PluginCatalog {
                     .field("body", .string()),
                     .field("headers", headerMap),
                     .field("percentage", percentage),
-                    .field("vars", .array(.any)),
+                    .field("vars", .list(.array(.any), maxItems: 20)),
                 ], required: ["http_status"], check: { v, p throws(ConfigError) in
-                    try checkVars(v, p)
+                    try checkVarGroups(v, p)
                     try checkHeaderMap(v["headers"], FieldPath.join(p, "headers"))
                 })),
                 .field("delay", .object([
                     .field("duration", delaySeconds),
                     .field("percentage", percentage),
-                    .field("vars", .array(.any)),
-                ], required: ["duration"], check: { v, p throws(ConfigError) in try checkVars(v, p) })),
+                    .field("vars", .list(.array(.any), maxItems: 20)),
+                ], required: ["duration"], check: { v, p throws(ConfigError) in try checkVarGroups(v, p) })),
             ], minProperties: 1)),
         PluginSpec(
             name: "mocking", priority: 10900, phases: ["access"],
@@ -342,24 +386,27 @@ public enum PluginCatalog {
                 .field("regex_uri", .list(.string(), minItems: 2)),
                 .field("host", .string(.init(pattern: #"^[0-9a-zA-Z-.]+(:\d{1,5})?$"#))),
                 .field("headers", .anyOf([
-                    .object([.field("add", headerMap), .field("set", headerMap), .field("remove", headerNameList)], minProperties: 1),
+                    .object([.field("add", multiValueHeaderMap), .field("set", multiValueHeaderMap), .field("remove", headerNameList)], minProperties: 1),
                     headerMap,
                 ])),
                 .field("use_real_request_uri_unsafe", .boolean, default: false),
             ], minProperties: 1, check: { v, p throws(ConfigError) in
                 try checkURIText(v["uri"], FieldPath.join(p, "uri"))
                 if let list = v["regex_uri"]?.arrayValue {
-                    guard list.count % 2 == 0 else { throw ConfigError(path: FieldPath.join(p, "regex_uri"), "must hold pairs of [regex, replacement]") }
+                    guard list.count % 2 == 0 else {
+                        throw ConfigError(path: FieldPath.join(p, "regex_uri"), "The length of regex_uri should be an even number")
+                    }
                     for i in stride(from: 0, to: list.count, by: 2) {
                         try checkRegex(list[i].stringValue, FieldPath.index(FieldPath.join(p, "regex_uri"), i))
                         try checkURIText(list[i + 1], FieldPath.index(FieldPath.join(p, "regex_uri"), i + 1))
+                        try checkReplacement(list[i + 1], FieldPath.index(FieldPath.join(p, "regex_uri"), i + 1))
                     }
                 }
                 let headers = v["headers"]
                 let hp = FieldPath.join(p, "headers")
                 if headers?["add"] != nil || headers?["set"] != nil || headers?["remove"] != nil {
-                    try checkHeaderMap(headers?["add"], FieldPath.join(hp, "add"))
-                    try checkHeaderMap(headers?["set"], FieldPath.join(hp, "set"))
+                    try checkHeaderMap(headers?["add"], FieldPath.join(hp, "add"), multiValue: true)
+                    try checkHeaderMap(headers?["set"], FieldPath.join(hp, "set"), multiValue: true)
                 } else {
                     try checkHeaderMap(headers, hp)
                 }
@@ -465,7 +512,10 @@ public enum PluginCatalog {
                 }
                 if let r = v["regex_uri"]?.arrayValue?.first?.stringValue { try checkRegex(r, FieldPath.index(FieldPath.join(p, "regex_uri"), 0)) }
                 try checkURIText(v["uri"], FieldPath.join(p, "uri"))
-                if let list = v["regex_uri"]?.arrayValue, list.count == 2 { try checkURIText(list[1], FieldPath.index(FieldPath.join(p, "regex_uri"), 1)) }
+                if let list = v["regex_uri"]?.arrayValue, list.count == 2 {
+                    try checkURIText(list[1], FieldPath.index(FieldPath.join(p, "regex_uri"), 1))
+                    try checkReplacement(list[1], FieldPath.index(FieldPath.join(p, "regex_uri"), 1))
+                }
             })),
         PluginSpec(
             name: "response-rewrite", priority: 899, phases: ["header_filter", "body_filter"],

@@ -7,6 +7,8 @@ public enum RequestVariable: Sendable, Hashable {
     /// Known once plugins ran: the authenticated consumer, the matched route and service,
     /// and (in response phases) the response status.
     case consumerName, routeID, serviceID, status
+    /// The node picked for the request (known in the response phases), as APISIX's.
+    case balancerIP, balancerPort
     /// `https`, `ssl_server_name`, `ssl_client_*`: what the connection's TLS handshake settled.
     case tls(TLSVariable)
 
@@ -34,6 +36,8 @@ public enum RequestVariable: Sendable, Hashable {
             case "route_id": self = .routeID
             case "service_id": self = .serviceID
             case "status": self = .status
+            case "balancer_ip": self = .balancerIP
+            case "balancer_port": self = .balancerPort
             default:
                 guard let t = TLSVariable(rawValue: name) else { return nil }
                 self = .tls(t)
@@ -67,7 +71,39 @@ public final class CompiledRegex: Sendable {
         regex.matches(s)
     }
 
-    /// Replaces the first match with `template`, where `$0`..`$9` name capture groups.
+    /// The capture groups of the first match (`[0]` the whole match; a group that took no
+    /// part is ""), or nil when nothing matches.
+    public func captures(in s: String) -> [String]? {
+        guard let groups = regex.firstMatch(in: s) else { return nil }
+        return groups.map { $0.map { String(s[$0]) } ?? "" }
+    }
+
+    /// Whether `template` uses only what a replacement can name: `$N`, `${N}` and `$$` (as
+    /// NGINX's `ngx.re.sub`, which refuses `$name`).
+    public static func isValidReplacement(_ template: String) -> Bool {
+        var chars = template.makeIterator()
+        while let c = chars.next() {
+            guard c == "$" else { continue }
+            switch chars.next() {
+            case "$"?: continue
+            case "{"?:
+                var digits = 0
+                var closed = false
+                while let d = chars.next() {
+                    if d == "}" { closed = true; break }
+                    guard d.isASCII, d.isNumber else { return false }
+                    digits += 1
+                }
+                if !closed || digits == 0 { return false }
+            case let d? where d.isASCII && d.isNumber: continue
+            default: return false
+            }
+        }
+        return true
+    }
+
+    /// Replaces the first match with `template`, where `$0`..`$9` and `${N}` name capture
+    /// groups and `$$` is a dollar sign.
     public func replaceFirst(in s: String, with template: String) -> String? {
         guard let groups = regex.firstMatch(in: s), let whole = groups.first ?? nil else { return nil }
         return String(s[..<whole.lowerBound]) + Self.expand(template, groups, in: s) + String(s[whole.upperBound...])
@@ -98,7 +134,21 @@ public final class CompiledRegex: Sendable {
         while let c = chars.next() {
             if c == "$" {
                 guard let d = chars.next() else { out.append("$"); break }
-                if let n = d.wholeNumberValue, n < groups.count {
+                if d == "$" {
+                    out.append("$")
+                } else if d == "{" {
+                    var digits = ""
+                    var closed = false
+                    while let e = chars.next() {
+                        if e == "}" { closed = true; break }
+                        digits.append(e)
+                    }
+                    if closed, digits.count <= 4, let n = Int(digits) {
+                        if n < groups.count, let r = groups[n] { out += s[r] }
+                    } else {
+                        out += "${" + digits + (closed ? "}" : "")
+                    }
+                } else if let n = d.wholeNumberValue, n < groups.count {
                     if let r = groups[n] { out += s[r] }
                 } else {
                     out.append("$")
@@ -191,6 +241,9 @@ public struct VarCondition: Sendable {
     }
 
     public enum Operand: Sendable {
+        /// JSON `null`: stands for a missing variable (`["http_x","==",null]` holds when the
+        /// request has no `X` header), as lua-resty-expr reads it.
+        case missing
         case string(String)
         case number(Double)
         case list([String])
@@ -204,8 +257,13 @@ public struct VarCondition: Sendable {
     public let negated: Bool
 
     static func parse(_ items: [JSONValue], path: String) throws(ConfigError) -> VarCondition {
+        var items = items
+        if items.count == 2, case .string(let value) = items[1], Operator(rawValue: value.lowercased()) == nil, value != "!" {
+            // lua-resty-expr's short form `[variable, value]` is `==` with the value lower-cased.
+            items = [items[0], .string("=="), .string(value.lowercased())]
+        }
         guard items.count == 3 || items.count == 4 else {
-            throw ConfigError(path: path, "must be [variable, operator, value] or [variable, \"!\", operator, value]")
+            throw ConfigError(path: path, "must be [variable, operator, value], [variable, \"!\", operator, value] or [variable, value]")
         }
         guard case .string(let name) = items[0] else {
             throw ConfigError(path: FieldPath.index(path, 0), "variable name must be a string")
@@ -235,6 +293,8 @@ public struct VarCondition: Sendable {
         let raw = items[opIndex + 1]
         let operand: Operand
         switch op {
+        case .equal where raw == .null, .notEqual where raw == .null:
+            operand = .missing
         case .equal, .notEqual, .has:
             switch raw {
             case .string(let s): operand = .string(s)
@@ -289,9 +349,12 @@ public struct VarCondition: Sendable {
 
     func evaluateRaw(_ value: String?) -> Bool {
         switch (op, operand) {
+        case (.equal, .missing): return value == nil
+        case (.notEqual, .missing): return value != nil
         case (.equal, .string(let s)): return value == s
         case (.equal, .number(let n)): return value.flatMap(Double.init) == n
         case (.notEqual, .string(let s)): return value != s
+        // A value that is not a number differs from any number (lua-resty-expr's `~=`).
         case (.notEqual, .number(let n)): return value.flatMap(Double.init) != n
         case (.greater, .number(let n)):
             guard let v = value.flatMap(Double.init) else { return false }

@@ -164,10 +164,12 @@ final class RealIPPlugin: HTTPPlugin {
                 value = hops.last ?? ""
             }
         }
-        guard let (parsed, _) = Self.parse(value.trimmingWhitespace()) else { return .next }
+        guard let (parsed, port) = Self.parse(value.trimmingWhitespace()) else { return .next }
         let ip = parsed.unmapped  // ::ffff:a.b.c.d is the IPv4 client a.b.c.d, as at the listener
         r.clientIP = ip
         r.remoteAddress = ip.description
+        // The source's port when it names one; otherwise the connection's stays (APISIX).
+        if let port { r.remotePort = port }
         return .next
     }
 

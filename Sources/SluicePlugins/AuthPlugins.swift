@@ -15,10 +15,16 @@ func realmValue(_ c: JSONValue, default d: String) -> String {
     return s
 }
 
-/// The `anonymous_consumer` fallback, or the rejection.
-func anonymousOr(_ reply: PluginReply, _ anonymous: String?, _ r: PluginRequest) -> PluginAction {
+/// The `anonymous_consumer` fallback, or the rejection. As APISIX: a missing and a wrong
+/// credential both fall back; `hide` (hide_credentials) strips the credential before the
+/// request goes on as the anonymous consumer; a missing anonymous consumer is refused with
+/// the realm's challenge.
+func anonymousOr(
+    _ reply: PluginReply, _ anonymous: String?, _ r: PluginRequest, realm: (String, String), hide: (() -> Void)? = nil
+) -> PluginAction {
     guard let anonymous else { return .respond(reply) }
-    guard let c = r.consumers.byUsername[anonymous] else { return .respond(.message(401, "Invalid user authorization")) }
+    guard let c = r.consumers.byUsername[anonymous] else { return .respond(.message(401, "Invalid user authorization", headers: [realm])) }
+    hide?()
     attach(c, to: r)
     return .next
 }
@@ -47,11 +53,16 @@ final class KeyAuthPlugin: HTTPPlugin {
             key = PercentDecoding.queryPairs(Substring(q)).first { $0.name == query }?.value
             fromQuery = key != nil
         }
-        guard let key, !key.isEmpty else {
-            return anonymousOr(.message(401, "Missing API key in request", headers: [realmHeader]), anonymous, r)
+        let hide: (() -> Void)? = hideCredentials ? { [header, query] in
+            r.headers.remove(name: header)
+            r.removeQueryArgument(query)
+        } : nil
+        // An empty key is a key that matches no consumer, as APISIX reads it.
+        guard let key else {
+            return anonymousOr(.message(401, "Missing API key in request", headers: [realmHeader]), anonymous, r, realm: realmHeader, hide: hide)
         }
         guard let consumer = r.consumers.byKey[key] else {
-            return anonymousOr(.message(401, "Invalid API key in request", headers: [realmHeader]), anonymous, r)
+            return anonymousOr(.message(401, "Invalid API key in request", headers: [realmHeader]), anonymous, r, realm: realmHeader, hide: hide)
         }
         if hideCredentials {
             if fromQuery { r.removeQueryArgument(query) } else { r.headers.remove(name: header) }
@@ -74,19 +85,20 @@ final class BasicAuthPlugin: HTTPPlugin {
     }
 
     func rewrite(_ r: PluginRequest) -> PluginAction {
+        let hide: (() -> Void)? = hideCredentials ? { r.headers.remove(name: "authorization") } : nil
         guard let value = r.headers.first(name: "authorization") else {
-            return anonymousOr(.message(401, "Missing authorization in request", headers: [realmHeader]), anonymous, r)
+            return anonymousOr(.message(401, "Missing authorization in request", headers: [realmHeader]), anonymous, r, realm: realmHeader, hide: hide)
         }
         let parts = value.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: true)
         guard parts.count == 2, parts[0].lowercased() == "basic", let decoded = Base64.decode(String(parts[1]).trimmingWhitespace()),
             let text = String(validating: decoded, as: UTF8.self), let colon = text.firstIndex(of: ":")
         else {
-            return anonymousOr(.message(401, "Invalid authorization in request", headers: [realmHeader]), anonymous, r)
+            return anonymousOr(.message(401, "Invalid authorization in request", headers: [realmHeader]), anonymous, r, realm: realmHeader, hide: hide)
         }
         let user = String(text[..<colon]).filter { !$0.isWhitespace }
         let password = String(text[text.index(after: colon)...]).filter { !$0.isWhitespace }
         guard let consumer = r.consumers.byBasicUser[user], consumer.credentials["basic-auth"]?["password"]?.stringValue == password else {
-            return anonymousOr(.message(401, "Invalid user authorization", headers: [realmHeader]), anonymous, r)
+            return anonymousOr(.message(401, "Invalid user authorization", headers: [realmHeader]), anonymous, r, realm: realmHeader, hide: hide)
         }
         if hideCredentials { r.headers.remove(name: "authorization") }
         attach(consumer, to: r)
@@ -125,7 +137,7 @@ final class ConsumerRestrictionPlugin: HTTPPlugin {
         case "service_id": value = r.serviceID
         default: value = r.consumer?.username
         }
-        guard let value else { return .respond(.message(401, "Missing authentication or identity verification.")) }
+        guard let value else { return .respond(.message(401, "The request is rejected, please check the \(type) for this request")) }
         let reject = PluginAction.respond(.message(rejectedCode, rejectedMessage ?? "The \(type) is forbidden."))
         if let blacklist, blacklist.contains(value) { return reject }
         if let whitelist {

@@ -102,7 +102,7 @@ final class JWTAuthPlugin: HTTPPlugin {
     }
 
     func fail(_ message: String, _ r: PluginRequest) -> PluginAction {
-        anonymousOr(.message(401, message, headers: [realmHeader]), anonymous, r)
+        anonymousOr(.message(401, message, headers: [realmHeader]), anonymous, r, realm: realmHeader)
     }
 
     func rewrite(_ r: PluginRequest) -> PluginAction {

@@ -71,7 +71,10 @@ public final class PluginRequest: RequestVariableSource {
     public let host: String?
     public var remoteAddress: String
     public var clientIP: IPAddress?
-    public let remotePort: Int
+    /// The client's port; real-ip sets it when its source carries one (`1.2.3.4:7090`).
+    public var remotePort: Int
+    /// The node the balancer picked for the last attempt (`$balancer_ip`, `$balancer_port`).
+    public var balancerNode: (host: String, port: Int)?
     public let serverAddress: String
     public let serverPort: Int
     public let scheme: String
@@ -148,6 +151,8 @@ public final class PluginRequest: RequestVariableSource {
         case .routeID: return routeID
         case .serviceID: return serviceID
         case .status: return status.map(String.init)
+        case .balancerIP: return balancerNode?.host
+        case .balancerPort: return balancerNode.map { String($0.port) }
         case .tls(let v): return tls?.value(v) ?? (v == .https ? "" : nil)
         }
     }
@@ -219,7 +224,9 @@ struct Template: Sendable {
         while i < text.endIndex {
             let c = text[i]
             if c == "\\", text.index(after: i) < text.endIndex, text[text.index(after: i)] == "$" {
-                literal.append("$")
+                // `\$name` is not a variable, and is sent as written, backslash included (as
+                // APISIX's resolve_var and redirect templates keep it).
+                literal += "\\$"
                 i = text.index(i, offsetBy: 2)
                 continue
             }
@@ -247,7 +254,10 @@ struct Template: Sendable {
         self.isLiteral = !parts.contains { if case .variable = $0 { return true } else { return false } }
     }
 
-    func render(_ r: PluginRequest) -> String {
+    /// The text with its variables' values. With `captures` (proxy-rewrite's header values
+    /// after a `regex_uri`), `$1` and `${1}` are the regex's groups, "" when it has none or
+    /// did not match.
+    func render(_ r: PluginRequest, captures: [String]? = nil) -> String {
         if isLiteral, parts.count <= 1 {
             if case .literal(let s)? = parts.first { return s }
             return ""
@@ -256,7 +266,12 @@ struct Template: Sendable {
         for p in parts {
             switch p {
             case .literal(let s): out += s
-            case .variable(let name): out += r.variable(Substring(name))
+            case .variable(let name):
+                if let captures, name.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }) {
+                    if name.utf8.count <= 4, let n = Int(name), n < captures.count { out += captures[n] }
+                } else {
+                    out += r.variable(Substring(name))
+                }
             }
         }
         return out
@@ -278,9 +293,19 @@ struct HeaderActions: Sendable {
     /// are not header tokens (a config the schema would refuse) are left out.
     init(_ value: JSONValue?, addAsList: Bool = false) {
         guard case .object(let o)? = value else { return }
+        // A value given as an array is one header line per item (proxy-rewrite's multi-value
+        // headers): `add` appends each, `set` replaces the header with all of them.
         func pairs(_ v: JSONValue?) -> [(String, Template)] {
             guard case .object(let m)? = v else { return [] }
-            return m.sorted { $0.key < $1.key }.filter { HeaderSyntax.isToken($0.key) }.map { ($0.key, Template(Self.text($0.value))) }
+            var out: [(String, Template)] = []
+            for (k, value) in m.sorted(by: { $0.key < $1.key }) where HeaderSyntax.isToken(k) {
+                if case .array(let items) = value {
+                    for item in items { out.append((k, Template(Self.text(item)))) }
+                } else {
+                    out.append((k, Template(Self.text(value))))
+                }
+            }
+            return out
         }
         if o["add"] != nil || o["set"] != nil || o["remove"] != nil {
             if addAsList {
@@ -324,7 +349,14 @@ struct HeaderActions: Sendable {
         /// nor the one the client sent under that name goes through.
         func apply(to headers: inout HTTPHeaders) {
             for (k, v) in add { headers.add(name: k, value: v) }
+            var setBefore: [String] = []
             for (k, v) in set {
+                // The second value of one name (an array in the config) joins the first.
+                if setBefore.contains(where: { $0.lowercased() == k.lowercased() }) {
+                    if !v.isEmpty { headers.add(name: k, value: v) }
+                    continue
+                }
+                setBefore.append(k)
                 if v.isEmpty { headers.remove(name: k) } else { headers.replaceOrAdd(name: k, value: v) }
             }
             for k in unsafeSet { headers.remove(name: k) }
@@ -332,15 +364,15 @@ struct HeaderActions: Sendable {
         }
     }
 
-    func render(_ r: PluginRequest) -> Rendered {
+    func render(_ r: PluginRequest, captures: [String]? = nil) -> Rendered {
         var out = Rendered()
         out.remove = remove
         for (k, t) in add {
-            let v = t.render(r)
+            let v = t.render(r, captures: captures)
             if HeaderSyntax.isSafeValue(v) { out.add.append((k, v)) } else { out.unsafe.append(k) }
         }
         for (k, t) in set {
-            let v = t.render(r)
+            let v = t.render(r, captures: captures)
             if HeaderSyntax.isSafeValue(v) {
                 out.set.append((k, v))
             } else {

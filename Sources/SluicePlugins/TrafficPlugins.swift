@@ -161,9 +161,13 @@ final class APIBreakerPlugin: HTTPPlugin {
     init(_ c: JSONValue, _ ctx: PluginCompileContext) {
         let code = PluginLimits.status(c["break_response_code"], default: 502)
         if let body = c["break_response_body"]?.stringValue {
-            let headers = (c["break_response_headers"]?.arrayValue ?? []).compactMap { h -> (String, String)? in
-                guard let k = h["key"]?.stringValue, let v = h["value"]?.stringValue, HeaderSyntax.isToken(k), HeaderSyntax.isSafeValue(v) else { return nil }
-                return (k, v)
+            // The body goes out as text (NGINX's default type) unless a configured header
+            // names the type; of several Content-Type entries the last one is sent, alone.
+            var headers: [(String, String)] = [("Content-Type", "text/plain; charset=utf-8")]
+            for h in c["break_response_headers"]?.arrayValue ?? [] {
+                guard let k = h["key"]?.stringValue, let v = h["value"]?.stringValue, HeaderSyntax.isToken(k), HeaderSyntax.isSafeValue(v) else { continue }
+                if k.lowercased() == "content-type" { headers.removeAll { $0.0.lowercased() == "content-type" } }
+                headers.append((k, v))
             }
             reply = PluginReply(status: code, headers: headers, body: Array(body.utf8))
         } else {

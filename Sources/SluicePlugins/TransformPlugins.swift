@@ -65,9 +65,11 @@ final class RequestIDPlugin: HTTPPlugin {
     }
 }
 
-/// Whether a fault with `percentage` and `vars` applies to this request.
-private func faultApplies(_ percentage: Int?, _ vars: VarsExpression?, _ r: PluginRequest) -> Bool {
-    if let vars, !vars.evaluate(r) { return false }
+/// Whether a fault with `percentage` and `vars` applies to this request. `vars` is a list
+/// of expressions, each its own group: any group that holds triggers the fault (as APISIX),
+/// and an empty list never does.
+private func faultApplies(_ percentage: Int?, _ vars: [VarsExpression]?, _ r: PluginRequest) -> Bool {
+    if let vars, !vars.contains(where: { $0.evaluate(r) }) { return false }
     if let p = percentage { return Int.random(in: 1...100) <= p }
     return true
 }
@@ -80,10 +82,10 @@ final class FaultInjectionPlugin: HTTPPlugin {
     let abortBody: Template?
     let abortHeaders: [(String, Template)]
     let abortPercentage: Int?
-    let abortVars: VarsExpression?
+    let abortVars: [VarsExpression]?
     let delayNanos: UInt64?
     let delayPercentage: Int?
-    let delayVars: VarsExpression?
+    let delayVars: [VarsExpression]?
 
     init(_ c: JSONValue) {
         let a = c["abort"]
@@ -92,11 +94,16 @@ final class FaultInjectionPlugin: HTTPPlugin {
         abortHeaders = (a?["headers"]?.objectValue ?? [:]).sorted { $0.key < $1.key }.filter { HeaderSyntax.isToken($0.key) }
             .map { ($0.key, Template(HeaderActions.text($0.value))) }
         abortPercentage = a?["percentage"].map { PluginLimits.int($0, 0...100, default: 100) }
-        abortVars = a?["vars"].flatMap { try? VarsExpression.parse($0, path: "") }
+        abortVars = a?["vars"].map(Self.groups)
         let d = c["delay"]
         delayNanos = d?["duration"]?.doubleValue.map { Nanos.from(seconds: $0) }
         delayPercentage = d?["percentage"].map { PluginLimits.int($0, 0...100, default: 100) }
-        delayVars = d?["vars"].flatMap { try? VarsExpression.parse($0, path: "") }
+        delayVars = d?["vars"].map(Self.groups)
+    }
+
+    /// `vars` as groups; one that does not parse (the schema refuses it) never holds.
+    static func groups(_ value: JSONValue) -> [VarsExpression] {
+        (value.arrayValue ?? []).compactMap { try? VarsExpression.parse($0, path: "") }
     }
 
     func rewrite(_ r: PluginRequest) -> PluginAction {
@@ -123,6 +130,8 @@ final class MockingPlugin: HTTPPlugin {
     let schema: JSONValue?
     let delayNanos: UInt64
     let headers: [(String, String)]
+    /// `response_headers`, whose values may name variables (`$route_id`), as APISIX's.
+    let templatedHeaders: [(String, Template)]
 
     init(_ c: JSONValue) {
         status = PluginLimits.status(c["response_status"], default: 200)
@@ -133,11 +142,13 @@ final class MockingPlugin: HTTPPlugin {
         delayNanos = Nanos.from(seconds: PluginLimits.int(c["delay"], 0...Int(PluginLimits.maxDelaySeconds), default: 0))
         var h: [(String, String)] = [("Content-Type", contentType)]
         if c["with_mock_header"] != false { h.append(("x-mock-by", "Sluice")) }
+        var t: [(String, Template)] = []
         for (k, v) in (c["response_headers"]?.objectValue ?? [:]).sorted(by: { $0.key < $1.key }) {
             let text = HeaderActions.text(v)
-            if HeaderSyntax.isToken(k), HeaderSyntax.isSafeValue(text) { h.append((k, text)) }
+            if HeaderSyntax.isToken(k), HeaderSyntax.isSafeValue(text) { t.append((k, Template(text))) }
         }
         headers = h
+        templatedHeaders = t
     }
 
     func access(_ r: PluginRequest) -> PluginAction {
@@ -152,7 +163,13 @@ final class MockingPlugin: HTTPPlugin {
         } else {
             body = ""
         }
-        let reply = PluginReply(status: status, headers: headers, body: Array(body.utf8))
+        var all = headers
+        for (k, t) in templatedHeaders {
+            let v = t.render(r)
+            // A value that renders with a control character cannot be sent: left out.
+            if HeaderSyntax.isSafeValue(v) { all.append((k, v)) }
+        }
+        let reply = PluginReply(status: status, headers: all, body: Array(body.utf8))
         return delayNanos > 0 ? .delay(nanoseconds: delayNanos, then: reply) : .respond(reply)
     }
 
@@ -230,17 +247,21 @@ final class ProxyRewritePlugin: HTTPPlugin {
     /// upstream may rely on, e.g. an identity), and nothing reaches the upstream.
     func rewrite(_ r: PluginRequest) -> PluginAction {
         var newURI: String? = nil
+        // The first matching regex_uri's groups, for `$1` in header values ("" without a match).
+        var captures: [String]? = nil
         if let uri {
             newURI = uri.render(r)
         } else {
             for (re, template) in regexURI {
-                if let out = re.replaceFirst(in: r.path, with: template) {
+                if let groups = re.captures(in: r.path), let out = re.replaceFirst(in: r.path, with: template) {
                     newURI = out
+                    captures = groups
                     break
                 }
             }
+            if captures == nil, !regexURI.isEmpty { captures = [] }
         }
-        let rendered = headers.isEmpty ? nil : headers.render(r)
+        let rendered = headers.isEmpty ? nil : headers.render(r, captures: captures)
         if let rendered, !rendered.unsafe.isEmpty {
             return .respond(.errorMessage(400, "invalid value for header \(rendered.unsafe[0]) from the request"))
         }
@@ -354,11 +375,17 @@ final class ResponseRewritePlugin: HTTPPlugin {
         if let vars, !vars.evaluate(r) { return }
         r.scratch[ObjectIdentifier(self)] = true
         if let status { response.status = status }
-        if body != nil || !filters.isEmpty {
+        // Filters read the body as text; a compressed one (gzip, br) is passed as it came,
+        // with its Content-Encoding, rather than sent as bytes labelled plain.
+        let encoding = response.headers.first(name: "content-encoding")?.trimmingWhitespace().lowercased() ?? ""
+        let filtersApply = !filters.isEmpty && (encoding.isEmpty || encoding == "identity")
+        if body != nil || filtersApply {
             response.bodyRewritten = true
             if body != nil { response.upstreamBodyUnused = true }
-            response.headers.remove(name: "content-length")
-            response.headers.remove(name: "content-encoding")
+            // As APISIX's clear_header_as_body_modified: nothing that described the old body.
+            for name in ["content-length", "content-encoding", "etag", "last-modified"] { response.headers.remove(name: name) }
+        } else if !filters.isEmpty {
+            r.scratch[ObjectIdentifier(self)] = nil
         }
         // Rendered first, then written. A value that renders with a control character is not
         // sent: an `add` of it is left out, a `set` of it removes the header (see

@@ -52,7 +52,7 @@ final class HTTPRequestVariables: RequestVariableSource {
         case .requestMethod: return head.method.rawValue
         case .scheme: return scheme
         case .queryString: return path.query
-        case .consumerName, .routeID, .serviceID, .status: return nil  // not known while routing
+        case .consumerName, .routeID, .serviceID, .status, .balancerIP, .balancerPort: return nil  // not known while routing
         case .tls(let v): return tls?.value(v) ?? (v == .https ? "" : nil)
         }
     }

@@ -13,6 +13,8 @@ import NIOWebSocket
 /// - `/sink`: reads the request body slowly (one socket read per millisecond) and answers
 ///   `received N`
 /// - `/ws`: a WebSocket that echoes every text and binary message
+/// - `/cached`: `hello world` with an `ETag` and a `Last-Modified`
+/// - `/gzip`: `hello world` gzip-compressed, with `Content-Encoding: gzip`
 /// - anything else: `ok from NAME`
 /// Every response carries `X-Upstream: NAME`.
 public final class TestUpstream: Sendable {
@@ -26,6 +28,11 @@ public final class TestUpstream: Sendable {
     public var requestsServed: Int { counters.withLockedValue { $0.requests } }
     public let host: String
     public var address: String { "\(host):\(port)" }
+
+    /// `hello world`, gzip-compressed (mtime 0).
+    public static let gzippedHelloWorld: [UInt8] = [
+        31, 139, 8, 0, 0, 0, 0, 0, 2, 255, 203, 72, 205, 201, 201, 87, 40, 207, 47, 202, 73, 1, 0, 133, 17, 74, 13, 11, 0, 0, 0,
+    ]
 
     /// `closeAfterHead`: every connection is closed as soon as a request head arrives
     /// (an upstream that accepts and then fails). `host` may be any loopback address
@@ -185,6 +192,11 @@ final class OriginHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 let (handler, ctx) = loopBound.value
                 handler.send(ctx, .ok, ctx.channel.allocator.buffer(string: "delayed \(ms)ms"))
             }
+        case ("cached", 1):
+            send(context, .ok, allocator.buffer(string: "hello world"),
+                 extra: [("ETag", "\"v1\""), ("Last-Modified", "Thu, 03 Dec 2026 10:00:00 GMT"), ("Content-Type", "text/plain")])
+        case ("gzip", 1):
+            send(context, .ok, allocator.buffer(bytes: TestUpstream.gzippedHelloWorld), extra: [("Content-Encoding", "gzip"), ("Content-Type", "text/plain")])
         case ("status", 2):
             let code = Int(parts[1]) ?? 500
             send(context, HTTPResponseStatus(statusCode: code), allocator.buffer(string: "status \(code)"))

@@ -67,8 +67,7 @@ import Testing
         ("basic-auth", "{}", #"{"hide_credentials":false,"realm":"basic"}"#),
         ("basic-auth", #"{"hide_credentials":true,"anonymous_consumer":"guest"}"#, #"{"realm":"basic"}"#),
         ("jwt-auth", "{}", #"""
-            {"header":"authorization","query":"jwt","cookie":"jwt","hide_credentials":false,"key_claim_name":"key","realm":"jwt",
-             "claims_to_verify":["exp","nbf"]}
+            {"header":"authorization","query":"jwt","cookie":"jwt","hide_credentials":false,"key_claim_name":"key","realm":"jwt"}
             """#),
         ("jwt-auth", #"{"header":"X-JWT","claims_to_verify":["exp"],"anonymous_consumer":"guest"}"#,
          #"{"query":"jwt","cookie":"jwt","hide_credentials":false,"key_claim_name":"key","realm":"jwt"}"#),
@@ -204,7 +203,12 @@ import Testing
         ("consumer-restriction", #"{"allowed_by_methods":[{"user":"jack"}]}"#, ".allowed_by_methods[0].methods", "is required"),
         ("consumer-restriction", #"{"whitelist":["a"],"rejected_code":100}"#, ".rejected_code", "must be >= 200"),
         ("proxy-rewrite", "{}", "", "must set at least 1 field"),
-        ("proxy-rewrite", #"{"regex_uri":["^/a","/b","^/c"]}"#, ".regex_uri", "must hold pairs of [regex, replacement]"),
+        ("proxy-rewrite", #"{"regex_uri":["^/a","/b","^/c"]}"#, ".regex_uri", "The length of regex_uri should be an even number"),
+        ("proxy-rewrite", #"{"regex_uri":["^/a/(.*)","/b/$name"]}"#, ".regex_uri[1]", "failed to compile the replacement template"),
+        ("redirect", #"{"regex_uri":["^/a/(.*)","/b/$uri"]}"#, ".regex_uri[1]", "failed to compile the replacement template"),
+        ("proxy-rewrite", #"{"headers":{"set":{"X-A":[]}}}"#, ".headers.set.X-A", "must not be empty"),
+        ("proxy-rewrite", #"{"headers":{"add":{"X-A":["ok",{"no":1}]}}}"#, ".headers.add.X-A[1]", "must be a string or a number"),
+        ("fault-injection", #"{"abort":{"http_status":403,"vars":[["arg_name","==","jack"]]}}"#, ".abort.vars[0]", "rule should be wrapped inside brackets"),
         ("proxy-rewrite", #"{"regex_uri":["^/a","/b","(bad","/c"]}"#, ".regex_uri[2]", "is not a usable regular expression"),
         ("proxy-rewrite", #"{"regex_uri":["^/a"]}"#, ".regex_uri", "must have at least 2 items"),
         ("proxy-rewrite", #"{"uri":"relative"}"#, ".uri", "must match"),

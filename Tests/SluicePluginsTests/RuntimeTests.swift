@@ -48,6 +48,7 @@ import Testing
             method: .GET, path: "/p", query: "x=1", headers: ["X-User": "ann"], requestURI: "/p?x=1", host: "h", remoteAddress: "10.0.0.1",
             clientIP: nil, remotePort: 5, serverAddress: "", serverPort: 80, scheme: "http", routeID: "r", serviceID: nil, startNanos: 0)
         #expect(Template("/a$uri?u=${http_x_user}&q=$arg_x").render(r) == "/a/p?u=ann&q=1")
-        #expect(Template("cost \\$5 $nope!").render(r) == "cost $5 !")
+        // `\$` is not a variable and is sent as written, backslash included (APISIX).
+        #expect(Template("cost \\$5 $nope!").render(r) == "cost \\$5 !")
     }
 }

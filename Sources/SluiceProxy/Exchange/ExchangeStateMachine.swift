@@ -336,6 +336,8 @@ struct ExchangeStateMachine {
         attemptStartedAt = now
         let n = upstream.plan.nodes[picked]
         log.beginAttempt(node: picked)
+        // `$balancer_ip` / `$balancer_port` for the response phases (the last node tried).
+        plugins?.request.balancerNode = (n.host, n.port)
         var key = UpstreamKey(host: n.host, port: n.port)
         var tls: UpstreamTLSContext? = nil
         if upstream.config.scheme == "https" {

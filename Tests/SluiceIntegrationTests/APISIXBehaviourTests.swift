@@ -1,0 +1,190 @@
+import NIOCore
+import NIOHTTP1
+import SluiceCore
+import SluiceTesting
+import Testing
+
+/// Behaviours APISIX users notice, each as APISIX's own tests (apache/apisix `t/`) state it,
+/// through real HTTP on loopback: status, headers and body bytes.
+@Suite struct APISIXBehaviourTests {
+    typealias Setup = PluginTests.Setup
+
+    static func routes(_ list: String, extra: String = "") -> String {
+        #"{"routes":[\#(list)]\#(extra)}"#
+    }
+
+    /// lua-resty-expr's short form `[var, value]` is `==` on the lower-cased value, and
+    /// `null` stands for a missing variable (t/router/radixtree-uri-vars.t TEST 11-15).
+    @Test func varsShortFormAndNull() async throws {
+        let s = try await Setup.start(Self.routes(#"""
+            {"id":"short","uri":"/short","vars":[["http_user_agent","iOS"]],"upstream":{"nodes":{"UP":1}}},
+            {"id":"null","uri":"/null","vars":[["http_x_token","==",null]],"upstream":{"nodes":{"UP":1}}},
+            {"id":"present","uri":"/present","vars":[["http_x_token","~=",null]],"upstream":{"nodes":{"UP":1}}}
+            """#))
+        #expect(try await s.get("/short", headers: [("User-Agent", "ios")]).status == .ok)
+        #expect(try await s.get("/short", headers: [("User-Agent", "iOS")]).status == .notFound)
+        #expect(try await s.get("/null").status == .ok)
+        #expect(try await s.get("/null", headers: [("X-Token", "t")]).status == .notFound)
+        #expect(try await s.get("/present", headers: [("X-Token", "t")]).status == .ok)
+        #expect(try await s.get("/present").status == .notFound)
+        await s.stop()
+    }
+
+    /// fault-injection's `vars` groups are alternatives: any group that holds triggers the
+    /// abort (t/plugin/fault-injection.t TEST 35-37).
+    @Test func faultInjectionVarsGroupsAreAlternatives() async throws {
+        let plugin = #"{"fault-injection":{"abort":{"http_status":403,"body":"Fault Injection!\n","vars":[[["arg_name","==","jack"],["arg_age","!","<",18]],[["http_apikey","==","api-key"]]]}}}"#
+        let s = try await Setup.start(PluginTests.route(plugin) + "}")
+        var r = try await s.get("/x?name=jack&age=20")
+        #expect(r.status == .forbidden && r.bodyString == "Fault Injection!\n")
+        r = try await s.get("/x", headers: [("apikey", "api-key")])
+        #expect(r.status == .forbidden)
+        #expect(try await s.get("/x?name=jack&age=10").status == .ok)
+        #expect(try await s.get("/x?name=rose").status == .ok)
+        await s.stop()
+    }
+
+    /// mocking expands variables in `response_headers` and in the example body
+    /// (t/plugin/mocking.t TEST 15-22).
+    @Test func mockingExpandsVariables() async throws {
+        let plugin = #"{"mocking":{"response_example":"remote_addr:$remote_addr,empty:$foo","response_headers":{"X-Route-Id":"$route_id"}}}"#
+        let s = try await Setup.start(PluginTests.route(plugin) + "}")
+        let r = try await s.get("/x")
+        #expect(r.status == .ok)
+        #expect(r.headers.first(name: "x-route-id") == "r1")
+        #expect(r.bodyString == "remote_addr:127.0.0.1,empty:")
+        await s.stop()
+    }
+
+    /// redirect: `${1}` in `regex_uri` (t/plugin/redirect.t TEST 31-33), NGINX's page as the
+    /// body, no redirect when the regex does not match, and `\$` kept as written.
+    @Test func redirectRegexCapturesAndPage() async throws {
+        let s = try await Setup.start(Self.routes(#"""
+            {"id":"re","uri":"/test/*","plugins":{"redirect":{"regex_uri":["^/test/(.*)","http://test.com/${1}"],"ret_code":301}},"upstream":{"nodes":{"UP":1}}},
+            {"id":"esc","uri":"/hello","plugins":{"redirect":{"uri":"\\$uri/foo$uri"}},"upstream":{"nodes":{"UP":1}}},
+            {"id":"miss","uri":"/other/*","plugins":{"redirect":{"regex_uri":["^/nomatch/(.*)","/x/$1"]}},"upstream":{"nodes":{"UP":1}}}
+            """#))
+        var r = try await s.get("/test/1")
+        #expect(r.status == .movedPermanently)
+        #expect(r.headers.first(name: "location") == "http://test.com/1")
+        #expect(r.headers.first(name: "content-type") == "text/html; charset=utf-8")
+        #expect(r.bodyString.contains("<title>301 Moved Permanently</title>"), "\(r.bodyString)")
+        r = try await s.get("/hello")
+        #expect(r.status == .found)
+        #expect(r.headers.first(name: "location") == #"\$uri/foo/hello"#)
+        r = try await s.get("/other/a")
+        #expect(r.status == .ok && r.bodyString == "ok from origin")
+        await s.stop()
+    }
+
+    /// proxy-rewrite: `regex_uri` captures in header values (t/plugin/proxy-rewrite3.t TEST
+    /// 27-30: "" without a match) and header values given as lists (one line each).
+    @Test func proxyRewriteCapturesAndMultiValueHeaders() async throws {
+        let plugin = #"{"proxy-rewrite":{"regex_uri":["^/test/(.*)/(.*)/(.*)","/headers"],"headers":{"set":{"X-Request-ID":"$1/$2/$3"},"add":{"X-Multi":["a","b"]}}}}"#
+        let s = try await Setup.start(PluginTests.route(plugin) + "}")
+        var r = try await s.get("/test/plugin/proxy/rewrite")
+        #expect(r.status == .ok)
+        #expect(r.bodyString.contains("x-request-id: plugin/proxy/rewrite\n"), "\(r.bodyString)")
+        #expect(r.bodyString.contains("x-multi: a\n") && r.bodyString.contains("x-multi: b\n"), "\(r.bodyString)")
+        r = try await s.get("/headers")
+        #expect(r.bodyString.contains("x-request-id: //\n"), "\(r.bodyString)")
+        await s.stop()
+    }
+
+    /// key-auth with `anonymous_consumer`: a wrong key falls back too, and with
+    /// `hide_credentials` the key does not reach the upstream; a missing anonymous consumer is
+    /// refused with the realm's challenge (t/plugin/key-auth-anonymous-consumer.t, -realm.t).
+    @Test func keyAuthAnonymousFallback() async throws {
+        let consumers = #","consumers":[{"username":"jack","plugins":{"key-auth":{"key":"jack-key"}}},{"username":"anon"}]}"#
+        let s = try await Setup.start(PluginTests.route(#"{"key-auth":{"anonymous_consumer":"anon","hide_credentials":true}}"#) + consumers)
+        var r = try await s.get("/headers?apikey=wrong", headers: [("apikey", "wrong")])
+        #expect(r.status == .ok)
+        #expect(r.bodyString.contains("x-consumer-username: anon"), "\(r.bodyString)")
+        #expect(!r.bodyString.contains("wrong"), "the failed credential went upstream: \(r.bodyString)")
+        #expect(r.headers.first(name: "www-authenticate") == nil)
+        try await s.apply(PluginTests.route(#"{"key-auth":{"anonymous_consumer":"ghost"}}"#) + consumers)
+        r = try await s.get("/headers")
+        #expect(r.status == .unauthorized)
+        #expect(r.bodyString == "{\"message\":\"Invalid user authorization\"}\n")
+        #expect(r.headers.first(name: "www-authenticate") == #"apikey realm="key""#)
+        // An empty key is a wrong key, not a missing one.
+        try await s.apply(PluginTests.route(#"{"key-auth":{}}"#) + consumers)
+        r = try await s.get("/headers", headers: [("apikey", "")])
+        #expect(r.bodyString == "{\"message\":\"Invalid API key in request\"}\n")
+        await s.stop()
+    }
+
+    /// consumer-restriction without a consumer: 401 naming the type (t/plugin/consumer-restriction.t).
+    @Test func consumerRestrictionMessages() async throws {
+        let s = try await Setup.start(PluginTests.route(#"{"consumer-restriction":{"whitelist":["jack"]}}"#) + "}")
+        let r = try await s.get("/x")
+        #expect(r.status == .unauthorized)
+        #expect(r.bodyString == "{\"message\":\"The request is rejected, please check the consumer_name for this request\"}\n")
+        await s.stop()
+    }
+
+    /// api-breaker's body is text unless a header names its type; of two Content-Type entries
+    /// the last is sent, alone (t/plugin/api-breaker.t TEST 15).
+    @Test func apiBreakerResponseType() async throws {
+        let plugin = #"{"api-breaker":{"break_response_code":502,"break_response_body":"broken","break_response_headers":[{"key":"Content-Type","value":"application/json"},{"key":"Content-Type","value":"application/json+v1"}],"unhealthy":{"http_statuses":[500],"failures":1},"max_breaker_sec":60}}"#
+        let s = try await Setup.start(PluginTests.route(plugin) + "}")
+        #expect(try await s.get("/status/500").status == .internalServerError)
+        let r = try await s.get("/status/500")
+        #expect(r.status == .badGateway && r.bodyString == "broken")
+        #expect(r.headers["content-type"] == ["application/json+v1"], "\(r.headers)")
+        await s.stop()
+    }
+
+    /// response-rewrite with a body drops the validators of the old one (ETag,
+    /// Last-Modified), as APISIX; filters leave a compressed body alone, encoding and all.
+    @Test func responseRewriteHeadersOfTheOldBody() async throws {
+        let plugin = #"{"response-rewrite":{"body":"new body"}}"#
+        let s = try await Setup.start(PluginTests.route(plugin) + "}")
+        var r = try await s.get("/cached")
+        #expect(r.bodyString == "new body")
+        #expect(r.headers.first(name: "etag") == nil && r.headers.first(name: "last-modified") == nil, "\(r.headers)")
+        try await s.apply(PluginTests.route(#"{"response-rewrite":{"filters":[{"regex":"hello","replace":"bye"}]}}"#) + "}")
+        r = try await s.get("/gzip")
+        #expect(r.headers.first(name: "content-encoding") == "gzip")
+        #expect(Array(r.body.readableBytesView) == TestUpstream.gzippedHelloWorld)
+        r = try await s.get("/cached")
+        #expect(r.bodyString == "bye world")
+        await s.stop()
+    }
+
+    /// `$balancer_ip`/`$balancer_port` in response headers; `$remote_port` after real-ip takes
+    /// the source's port when it names one (t/plugin/real-ip.t TEST 12-13).
+    @Test func balancerAndRealIPVariables() async throws {
+        let plugins = #"{"real-ip":{"source":"http_x_forwarded_for"},"proxy-rewrite":{"headers":{"set":{"X-Remote":"$remote_addr:$remote_port"}}},"response-rewrite":{"headers":{"set":{"X-Node":"$balancer_ip:$balancer_port"}}}}"#
+        let s = try await Setup.start(PluginTests.route(plugins) + "}")
+        let r = try await s.get("/headers", headers: [("X-Forwarded-For", "1.1.1.1:7090")])
+        #expect(r.headers.first(name: "x-node") == s.up.address, "\(r.headers)")
+        #expect(r.bodyString.contains("x-remote: 1.1.1.1:7090\n"), "\(r.bodyString)")
+        await s.stop()
+    }
+
+    /// limit-conn counts requests in flight: pipelined requests on one connection are one
+    /// at a time, so `conn: 1` refuses none of them.
+    @Test func limitConnAndPipelining() async throws {
+        let plugin = #"{"limit-conn":{"conn":1,"burst":0,"default_conn_delay":0.1,"key":"remote_addr"}}"#
+        let s = try await Setup.start(PluginTests.route(plugin) + "}")
+        let one = "GET /delay/20 HTTP/1.1\r\nHost: a\r\n\r\n"
+        let request = String(repeating: one, count: 4) + "GET /status/201 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+        let (response, closed) = try await RawHTTP.exchange(port: s.gw.port, group: Gateway.group, request, timeout: .seconds(20))
+        #expect(closed)
+        let statuses = response.split(separator: "HTTP/1.1 ").map { String($0.prefix(3)) }
+        #expect(statuses == ["200", "200", "200", "200", "201"], "\(response)")
+        await s.stop()
+    }
+
+    /// A limit without `rejected_msg` answers with NGINX's page (t/plugin/limit-count.t TEST 4).
+    @Test func limitRejectionWithoutMessageIsThePage() async throws {
+        let s = try await Setup.start(PluginTests.route(#"{"limit-count":{"count":1,"time_window":60,"rejected_code":503}}"#) + "}")
+        #expect(try await s.get("/x").status == .ok)
+        let r = try await s.get("/x")
+        #expect(r.status == .serviceUnavailable)
+        #expect(r.headers.first(name: "content-type") == "text/html; charset=utf-8")
+        #expect(r.bodyString.contains("<title>503 Service Temporarily Unavailable</title>"), "\(r.bodyString)")
+        await s.stop()
+    }
+}
