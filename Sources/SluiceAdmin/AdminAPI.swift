@@ -68,7 +68,7 @@ public struct AdminAPI: APIHandler {
             case ("GET", nil):
                 return await list(request, kind)
             case ("GET", let id?) where rest.count == 1:
-                guard let entry = await service.get(kind, id) else { return APIResponse(status: 404, body: ["message": "Key not found"]) }
+                guard let entry = await service.read(kind, id) else { return APIResponse(status: 404, body: ["message": "Key not found"]) }
                 return APIResponse(status: 200, body: Self.envelope(entry, indices: true, read: true))
             case ("PUT", let id?) where rest.count == 1:
                 let (entry, created) = try await service.put(kind, id: id, body: try Self.clientBody(request), ttl: ttl)
@@ -127,7 +127,7 @@ public struct AdminAPI: APIHandler {
     }
 
     private func list(_ request: APIRequest, _ kind: ResourceKind) async -> APIResponse {
-        var entries = await service.list(kind)
+        var entries = await service.readAll(kind)
         let total = entries.count
         if request.query["page"] != nil || request.query["page_size"] != nil {
             guard let page = Int(request.query["page"] ?? "1"), page >= 1 else { return .error(400, "page: must be an integer >= 1") }

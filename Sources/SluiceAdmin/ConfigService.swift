@@ -30,6 +30,9 @@ public actor ConfigService {
     private let publisher: Publisher
     private let trialCompile: TrialCompiler?
     private let storedForm: StoredForm?
+    /// The inverse: a stored object with its encrypted plugin fields decrypted (APISIX's
+    /// `data_encryption`), as it is served and as the Admin API's GET shows it.
+    private let plainForm: StoredForm?
     private var entries: [ResourceKind: [String: StoreEntry]] = [:]
     private(set) var state = ConfigState()
     public let readOnly: Bool
@@ -64,12 +67,13 @@ public actor ConfigService {
     /// A service backed by a writable store.
     public init(
         store: any ConfigStore, publisher: @escaping Publisher, trialCompile: TrialCompiler? = nil,
-        storedForm: StoredForm? = nil, clock: @escaping @Sendable () -> Int64 = ConfigService.unixTime
+        storedForm: StoredForm? = nil, plainForm: StoredForm? = nil, clock: @escaping @Sendable () -> Int64 = ConfigService.unixTime
     ) {
         self.store = store
         self.publisher = publisher
         self.trialCompile = trialCompile
         self.storedForm = storedForm
+        self.plainForm = plainForm
         self.readOnly = false
         self.clock = clock
     }
@@ -80,6 +84,7 @@ public actor ConfigService {
         self.publisher = publisher
         self.trialCompile = nil
         self.storedForm = nil
+        self.plainForm = nil
         self.readOnly = true
         self.clock = ConfigService.unixTime
     }
@@ -109,7 +114,7 @@ public actor ConfigService {
         var entries: [ResourceKind: [String: StoreEntry]] = [:]
         for e in all {
             do throws(ConfigError) {
-                try state.set(e.kind, id: e.id, value: e.value, path: e.key)
+                try state.set(e.kind, id: e.id, value: plain(e.kind, e.value), path: e.key)
                 entries[e.kind, default: [:]][e.id] = e
             } catch {
                 errors.append(error)
@@ -159,7 +164,7 @@ public actor ConfigService {
             case .put(let e):
                 if let current = entries[e.kind]?[e.id], current.modifiedIndex >= e.modifiedIndex { continue }
                 do throws(ConfigError) {
-                    try state.set(e.kind, id: e.id, value: e.value, path: e.key)
+                    try state.set(e.kind, id: e.id, value: plain(e.kind, e.value), path: e.key)
                     entries[e.kind, default: [:]][e.id] = e
                     changes.append(ConfigChange(e.kind, e.id))
                 } catch {
@@ -200,11 +205,27 @@ public actor ConfigService {
 
     // MARK: Reads
 
+    /// The object as stored (encrypted fields encrypted).
     public func get(_ kind: ResourceKind, _ id: String) -> StoreEntry? { entries[kind]?[id] }
 
     public func list(_ kind: ResourceKind) -> [StoreEntry] {
         (entries[kind] ?? [:]).values.sorted { ($0.createdIndex, $0.id) < ($1.createdIndex, $1.id) }
     }
+
+    /// The object as the Admin API's GET shows it: encrypted plugin fields decrypted, as
+    /// APISIX's GET answers.
+    public func read(_ kind: ResourceKind, _ id: String) -> StoreEntry? { entries[kind]?[id].map(readable) }
+
+    public func readAll(_ kind: ResourceKind) -> [StoreEntry] { list(kind).map(readable) }
+
+    private func readable(_ e: StoreEntry) -> StoreEntry {
+        guard plainForm != nil else { return e }
+        var e = e
+        e.value = plain(e.kind, e.value)
+        return e
+    }
+
+    private func plain(_ kind: ResourceKind, _ value: JSONValue) -> JSONValue { plainForm?(kind, value) ?? value }
 
     public var currentState: ConfigState { state }
 
@@ -293,9 +314,10 @@ public actor ConfigService {
         var merged: JSONValue
         if subpath.isEmpty {
             guard case .object = body else { throw AdminError(400, "invalid configuration: the body must be a JSON object") }
-            merged = existing.value.mergePatched(with: body)
+            // Merged into the plain form, so that fields are encrypted once, when stored again.
+            merged = plain(kind, existing.value).mergePatched(with: body)
         } else {
-            guard let replaced = Self.replace(existing.value, at: subpath[...], with: body) else {
+            guard let replaced = Self.replace(plain(kind, existing.value), at: subpath[...], with: body) else {
                 throw AdminError(400, "invalid configuration: \(subpath.joined(separator: ".")): the path does not exist in the object")
             }
             merged = replaced

@@ -152,8 +152,52 @@ extension Keyring {
         case .routes, .services:
             if let u = o["upstream"] { o["upstream"] = upstream(u) }
         default:
-            return value
+            break
+        }
+        if let plugins = o["plugins"] {
+            o["plugins"] = Self.mapEncryptFields(plugins, consumer: kind == .consumers) { .string(encrypt($0)) }
         }
         return .object(o)
+    }
+
+    /// `value` with the plugin fields APISIX encrypts decrypted; a field that does not
+    /// decrypt (written in the clear, or under another keyring) is kept as it is, as APISIX
+    /// keeps it.
+    public func plainForm(_ kind: ResourceKind, _ value: JSONValue) -> JSONValue {
+        guard case .object(var o) = value, let plugins = o["plugins"] else { return value }
+        o["plugins"] = Self.mapEncryptFields(plugins, consumer: kind == .consumers) { s in decrypt(s).map(JSONValue.string) ?? .string(s) }
+        return .object(o)
+    }
+
+    /// The plugin fields APISIX marks `encrypt_fields` (its schemas, 3.x), for the plugins it
+    /// has that take secrets: on consumers (`consumer_schema`) and everywhere else.
+    static let consumerEncryptFields: [String: [String]] = [
+        "key-auth": ["key"], "basic-auth": ["password"], "jwt-auth": ["secret"], "hmac-auth": ["secret_key"],
+    ]
+    static let encryptFields: [String: [String]] = [
+        "limit-count": ["redis_password", "sentinel_password"], "limit-req": ["redis_password"], "limit-conn": ["redis_password"],
+        "csrf": ["key"],
+    ]
+
+    /// The APISIX keyring every APISIX uses unless configured otherwise
+    /// (`apisix.data_encryption.keyring` in its config-default.yaml). Sluice reads encrypted
+    /// plugin fields with it when no `--keyring` is given, so an etcd a default APISIX wrote
+    /// serves here as it is.
+    public static let apisixDefaultKeys = ["qeddd145sfvddff3", "edd1c9f0985e76a2"]
+
+    static func mapEncryptFields(_ plugins: JSONValue, consumer: Bool, _ transform: (String) -> JSONValue) -> JSONValue {
+        guard case .object(var all) = plugins else { return plugins }
+        for (name, config) in all {
+            guard let fields = (consumer ? consumerEncryptFields[name] : nil) ?? encryptFields[name], case .object(var c) = config else { continue }
+            var changed = false
+            for f in fields {
+                if case .string(let s)? = c[f], !s.isEmpty {
+                    c[f] = transform(s)
+                    changed = true
+                }
+            }
+            if changed { all[name] = .object(c) }
+        }
+        return .object(all)
     }
 }

@@ -30,7 +30,7 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("tls-default-sni"), help: "Server name whose certificate serves TLS clients that send no SNI or an unknown one (default: such handshakes fail with unrecognized_name).")
     var tlsDefaultSNI: String?
 
-    @Option(name: .customLong("keyring"), help: "Keyring key (16 characters; repeatable): private keys are stored AES-128-CBC encrypted with the first and decrypted with any, as APISIX's data_encryption.keyring.")
+    @Option(name: .customLong("keyring"), help: "Keyring key (16 or 32 characters; repeatable), as APISIX's data_encryption.keyring: private keys and plugin secrets (key-auth key, basic-auth password, jwt-auth secret, Redis passwords) are stored AES-CBC encrypted with the first and decrypted with any. Without it they are stored in the clear and read with APISIX's default keyring.")
     var keyring: [String] = []
 
     @Option(name: .customLong("upstream-trusted-ca"), help: "PEM file of CA certificates that https upstreams with tls.verify are checked against (default: the system trust store).")
@@ -140,6 +140,15 @@ struct Serve: AsyncParsableCommand {
         if let keyring = settings.keyring {
             storedForm = { (kind: ResourceKind, value: JSONValue) -> JSONValue in keyring.storedForm(kind, value) }
         }
+        // Encrypted plugin fields (key-auth keys, basic-auth passwords...) are read with the
+        // configured keyring, else with APISIX's default one, which is what an APISIX left at
+        // its defaults wrote them with.
+        let plainForm: ConfigService.StoredForm?
+        if let readKeyring = settings.keyring ?? (try? Keyring(keys: Keyring.apisixDefaultKeys)) {
+            plainForm = { (kind: ResourceKind, value: JSONValue) -> JSONValue in readKeyring.plainForm(kind, value) }
+        } else {
+            plainForm = nil
+        }
         let service: ConfigService
         var watcher: Task<Void, Never>? = nil
         var storeHealth: (any StoreHealth)? = nil
@@ -156,7 +165,7 @@ struct Serve: AsyncParsableCommand {
             }
         } else if let endpoints = settings.etcd {
             let store = EtcdStore(client: EtcdClient(endpoints: endpoints, group: server.group), prefix: settings.etcdPrefix)
-            service = ConfigService(store: store, publisher: publisher, trialCompile: GatewayServer.trialCompiler(keyring: settings.keyring), storedForm: storedForm)
+            service = ConfigService(store: store, publisher: publisher, trialCompile: GatewayServer.trialCompiler(keyring: settings.keyring), storedForm: storedForm, plainForm: plainForm)
             do {
                 let (_, skipped, _) = try await store.loadAll()
                 for s in skipped { logger.error("etcd value is not JSON; skipped", metadata: ["key": "\(s.key)", "error": "\(s.reason)"]) }
@@ -176,7 +185,7 @@ struct Serve: AsyncParsableCommand {
             do {
                 let store = try EmbeddedStore(directory: settings.dataDir)
                 for note in await store.recoveryNotes { logger.warning("embedded store recovered", metadata: ["note": "\(note)"]) }
-                service = ConfigService(store: store, publisher: publisher, trialCompile: GatewayServer.trialCompiler(keyring: settings.keyring), storedForm: storedForm)
+                service = ConfigService(store: store, publisher: publisher, trialCompile: GatewayServer.trialCompiler(keyring: settings.keyring), storedForm: storedForm, plainForm: plainForm)
                 for e in try await service.start() {
                     logger.error("stored object skipped: it does not validate", metadata: ["error": "\(e)"])
                 }

@@ -270,3 +270,61 @@ func peakResidentBytes(_ pid: Int32) -> Int? {
         await etcd.remove()
     }
 }
+
+/// APISIX's `data_encryption` of plugin fields, with real processes on a real etcd.
+@Suite struct DataEncryptionProcessTests {
+    /// A consumer an APISIX left at its defaults wrote (its key-auth key encrypted with
+    /// APISIX's default keyring) authenticates through a gateway given no keyring; one given
+    /// `--keyring` stores the fields it writes encrypted, as APISIX does (t/node/data_encrypt.t),
+    /// answers GET in the clear, and reads both.
+    @Test func pluginFieldsAreEncryptedAtRestAndAPISIXWrittenOnesAreRead() async throws {
+        let etcd = try await EtcdTestServer.start(group: Gateway.group)
+        let up = try await startUpstream("origin")
+        let dir = makeTemporaryDirectory()
+        // "bar" under APISIX's default first key qeddd145sfvddff3 (openssl enc -aes-128-cbc,
+        // key and IV the keyring entry), as an APISIX at its defaults stores it.
+        let hex = "qeddd145sfvddff3".utf8.map { String(format: "%02x", $0) }.joined()
+        let enc = try await Command.openssl(["enc", "-aes-128-cbc", "-K", hex, "-iv", hex, "-base64", "-A"], input: "bar")
+        let encrypted = enc.output.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(encrypted == "+kOEVUuRc5rC5ZwvvAMLwg==", "\(enc.output)")
+        _ = try etcd.etcdctl(["put", "/apisix/consumers/jack", #"{"username":"jack","plugins":{"key-auth":{"key":"\#(encrypted)"}}}"#])
+        _ = try etcd.etcdctl(["put", "/apisix/routes/r", #"{"uri":"/*","plugins":{"key-auth":{}},"upstream":{"nodes":{"\#(up.address)":1}}}"#])
+
+        let plain = try GatewayProcess.serve(["--etcd", etcd.url, "--admin-key", adminKey, "--workers", "1"], directory: dir)
+        let ports = try await plain.ports()
+        let proxy = try await TestHTTPClient.connect(port: ports.proxy, group: Gateway.group)
+        #expect(try await eventually { try await proxy.request(.GET, "/", headers: [("apikey", "bar")]).status == .ok }, "\(plain.text.suffix(2000))")
+        #expect(try await proxy.request(.GET, "/", headers: [("apikey", encrypted)]).status == .unauthorized)
+        await proxy.close()
+        plain.kill(SIGTERM)
+        _ = await plain.waitForExit()
+
+        // With a keyring of its own (first key edd1c9f0985e76a2), writes are encrypted with it.
+        let keyed = try GatewayProcess.serve(
+            ["--etcd", etcd.url, "--admin-key", adminKey, "--workers", "1", "--keyring", "edd1c9f0985e76a2", "--keyring", "qeddd145sfvddff3"],
+            directory: dir)
+        let kp = try await keyed.ports()
+        let admin = AdminClient(http: try await TestHTTPClient.connect(port: kp.admin, group: Gateway.group))
+        let put = try await admin.call(.PUT, "/consumers", #"{"username":"rose","plugins":{"key-auth":{"key":"bar2"},"basic-auth":{"username":"rose","password":"bar"}}}"#)
+        #expect(put.status == 201)
+        // The answer to a write shows what was stored; GET shows the clear text (as APISIX).
+        #expect(put.json["value"]?["plugins"]?["basic-auth"]?["password"] == "77+NmbYqNfN+oLm0aX5akg==", "\(put.json)")
+        let stored = try JSONValue.parse(try etcd.etcdctl(["get", "/apisix/consumers/rose", "--print-value-only"]).trimmingCharacters(in: .whitespacesAndNewlines))
+        #expect(stored["plugins"]?["basic-auth"]?["password"] == "77+NmbYqNfN+oLm0aX5akg==", "\(stored)")
+        #expect(stored["plugins"]?["key-auth"]?["key"] != "bar2")
+        let got = try await admin.call(.GET, "/consumers/rose")
+        #expect(got.json["value"]?["plugins"]?["key-auth"]?["key"] == "bar2", "\(got.json)")
+        #expect(try await admin.call(.GET, "/consumers/jack").json["value"]?["plugins"]?["key-auth"]?["key"] == "bar")
+        // A PATCH merges into the clear form: the key is encrypted once, and still works.
+        #expect(try await admin.call(.PATCH, "/consumers/rose", #"{"desc":"patched"}"#).status == 200)
+        let proxy2 = try await TestHTTPClient.connect(port: kp.proxy, group: Gateway.group)
+        #expect(try await eventually { try await proxy2.request(.GET, "/", headers: [("apikey", "bar2")]).status == .ok })
+        #expect(try await proxy2.request(.GET, "/", headers: [("apikey", "bar")]).status == .ok)
+        await proxy2.close()
+        await admin.http.close()
+        keyed.kill(SIGTERM)
+        #expect(await keyed.waitForExit() == 0)
+        await up.stop()
+        await etcd.remove()
+    }
+}
