@@ -98,14 +98,16 @@ final class CORSPlugin: HTTPPlugin {
     var hasResponsePhases: Bool { true }
 
     func rewrite(_ r: PluginRequest) -> PluginAction {
+        // The client's Origin, kept before later plugins (proxy-rewrite) change the headers.
+        if let origin = r.headers.first(name: "origin") { r.scratch[ObjectIdentifier(self)] = origin }
         // Preflight never reaches the upstream; the headers come in the header filter.
-        r.method == .OPTIONS ? .respond(PluginReply(status: 200)) : .next
+        return r.method == .OPTIONS ? .respond(PluginReply(status: 200)) : .next
     }
 
     /// The value of Access-Control-Allow-Origin for this request, or nil when its origin is
     /// not allowed.
     func allowedOrigin(_ r: PluginRequest) -> String? {
-        let origin = r.headers.first(name: "origin")
+        let origin = r.scratch[ObjectIdentifier(self)] as? String
         if byRegex {
             // The regexes alone decide, whatever allow_origins says.
             guard let origin, originRegexes.contains(where: { $0.matches(origin) }) else { return nil }
@@ -120,11 +122,13 @@ final class CORSPlugin: HTTPPlugin {
     }
 
     func headerFilter(_ r: PluginRequest, _ response: inout PluginResponse) {
+        // The answer depends on Origin unless every origin gets `*`: caches are told so,
+        // whether or not this origin was allowed (as APISIX).
+        if allowOrigins != "*" { response.headers.add(name: "Vary", value: "Origin") }
         guard let origin = allowedOrigin(r) else { return }
         let h = response.headers
         var headers = h
         headers.replaceOrAdd(name: "Access-Control-Allow-Origin", value: origin)
-        if origin != "*" { headers.add(name: "Vary", value: "Origin") }
         headers.replaceOrAdd(name: "Access-Control-Allow-Methods", value: allowMethods)
         headers.replaceOrAdd(name: "Access-Control-Max-Age", value: maxAge)
         if let exposeHeaders { headers.replaceOrAdd(name: "Access-Control-Expose-Headers", value: exposeHeaders) }

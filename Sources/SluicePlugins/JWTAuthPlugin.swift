@@ -122,7 +122,7 @@ final class JWTAuthPlugin: HTTPPlugin {
         guard let token, !token.isEmpty else { return fail("Missing JWT token in request", r) }
         let parts = token.split(separator: ".", omittingEmptySubsequences: false)
         guard parts.count == 3, let headerBytes = Base64URL.decode(parts[0]), let payloadBytes = Base64URL.decode(parts[1]),
-            let signature = Base64URL.decode(parts[2]), case .object = (try? JSONValue.parse(headerBytes)) ?? .null,
+            case .object = (try? JSONValue.parse(headerBytes)) ?? .null, let tokenHeader = try? JSONValue.parse(headerBytes),
             let payload = try? JSONValue.parse(payloadBytes), case .object = payload
         else {
             return fail("JWT token invalid", r)
@@ -131,8 +131,12 @@ final class JWTAuthPlugin: HTTPPlugin {
         guard let consumer = r.consumers.byJWTKey[key], let verifier = r.consumers.jwtVerifiers[consumer.username] else {
             return fail("Invalid user key in JWT token", r)
         }
+        // The token's `alg` must be the consumer's (no HS512 token for an HS256 key, no
+        // `none`), and its signature must decode and verify (APISIX: "failed to verify jwt").
         let signingInput = Array(token.utf8.prefix(parts[0].utf8.count + 1 + parts[1].utf8.count))
-        guard verifier.verify(signingInput: signingInput, signature: signature) else { return fail("failed to verify jwt", r) }
+        guard tokenHeader["alg"]?.stringValue == verifier.algorithm, let signature = Base64URL.decode(parts[2]),
+            verifier.verify(signingInput: signingInput, signature: signature)
+        else { return fail("failed to verify jwt", r) }
         let now = Int64(time(nil))
         let grace = Double(verifier.gracePeriod)
         switch payload["exp"] {

@@ -1,3 +1,4 @@
+import Synchronization
 import NIOCore
 import NIOHTTP1
 import SluiceCore
@@ -165,6 +166,8 @@ public final class PluginStateStore: @unchecked Sendable {
     // Used by the snapshot compiler only, which runs one compile at a time.
     private var states: [String: AnyObject] = [:]
     private var used: Set<String> = []
+    /// What plugins need to know of the gateway's listeners (redirect's https port).
+    public let listeners = ListenerFacts()
 
     public init() {}
 
@@ -185,6 +188,19 @@ public final class PluginStateStore: @unchecked Sendable {
     }
 
     public var count: Int { states.count }
+}
+
+/// Facts about the gateway's listeners, known once they are bound, read by plugins at
+/// request time (an atomic load; no lock).
+public final class ListenerFacts: Sendable {
+    private let https = Atomic<Int>(0)
+    public init() {}
+    /// The first TLS listener's port, nil before it is bound or without one.
+    public var httpsPort: Int? {
+        let p = https.load(ordering: .relaxed)
+        return p > 0 ? p : nil
+    }
+    public func setHTTPSPort(_ port: Int) { https.store(port, ordering: .relaxed) }
 }
 
 /// What compiling a plugin config needs besides the config.
@@ -221,7 +237,7 @@ public enum PluginFactory {
         m[FaultInjectionPlugin.name] = { c, _ in FaultInjectionPlugin(c) }
         m[MockingPlugin.name] = { c, _ in MockingPlugin(c) }
         m[ProxyRewritePlugin.name] = { c, _ in ProxyRewritePlugin(c) }
-        m[RedirectPlugin.name] = { c, _ in RedirectPlugin(c) }
+        m[RedirectPlugin.name] = { c, ctx in RedirectPlugin(c, listeners: ctx.state.listeners) }
         m[ResponseRewritePlugin.name] = { c, _ in ResponseRewritePlugin(c) }
         m[EchoPlugin.name] = { c, _ in EchoPlugin(c) }
         m[LimitCountPlugin.name] = { c, ctx in LimitCountPlugin(c, ctx) }

@@ -293,8 +293,10 @@ final class RedirectPlugin: HTTPPlugin {
     let code: Int
     let encodeURI: Bool
     let appendQuery: Bool
+    let listeners: ListenerFacts
 
-    init(_ c: JSONValue) {
+    init(_ c: JSONValue, listeners: ListenerFacts = ListenerFacts()) {
+        self.listeners = listeners
         httpToHTTPS = c["http_to_https"] == true
         uri = c["uri"]?.stringValue.map(Template.init)
         if let list = c["regex_uri"]?.arrayValue, list.count == 2, let p = list[0].stringValue, let t = list[1].stringValue, let re = try? CompiledRegex(p) {
@@ -309,9 +311,13 @@ final class RedirectPlugin: HTTPPlugin {
 
     func rewrite(_ r: PluginRequest) -> PluginAction {
         if httpToHTTPS {
-            guard r.scheme == "http" else { return .next }
+            // Behind a TLS-terminating balancer the client's scheme is X-Forwarded-Proto's.
+            let scheme = r.headers.first(name: "x-forwarded-proto")?.trimmingWhitespace().lowercased() ?? r.scheme
+            guard scheme != "https" else { return .next }
             let status = r.method == .GET || r.method == .HEAD ? 301 : 308
-            let location = HeaderSyntax.encodingURIBreakers("https://\(r.host ?? "")\(r.requestURI)")
+            // The gateway's TLS port, unless it is 443 (as APISIX, from its ssl listen).
+            let port = listeners.httpsPort.map { $0 == 443 ? "" : ":\($0)" } ?? ""
+            let location = HeaderSyntax.encodingURIBreakers("https://\(r.host ?? "")\(port)\(r.requestURI)")
             return .respond(PluginReply(status: status, headers: [("Location", location)]))
         }
         var target: String

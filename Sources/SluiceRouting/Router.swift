@@ -59,8 +59,8 @@ public struct RouteRequest {
 ///
 /// Order of precedence, as APISIX users expect it: routes with a matching exact host, then
 /// routes with a matching wildcard host (longest suffix first), then routes with no host;
-/// within each, the longest path pattern first, then the highest `priority`, then an exact
-/// pattern before a prefix one, then the route id.
+/// within each, the longest path pattern first, then an exact pattern before a prefix one,
+/// then the highest `priority`, then the route id.
 public final class Router: Sendable {
     /// One route as the table holds it. A class, shared between a table and the tables
     /// derived from it: deriving copies one reference per entry, not every field.
@@ -257,9 +257,12 @@ public final class Router: Sendable {
     @inline(__always)
     private func precedes(_ a: Candidate, _ b: Candidate) -> Bool {
         if a.length != b.length { return a.length > b.length }
+        // An exact path before a prefix of the same length, whatever the priorities: radixtree
+        // looks exact paths up before it walks the prefixes (`/hello` beats `/hello*` at
+        // priority 10 for the request `/hello`).
+        if a.exact != b.exact { return a.exact }
         let pa = entries[Int(a.entry)].priority, pb = entries[Int(b.entry)].priority
         if pa != pb { return pa > pb }
-        if a.exact != b.exact { return a.exact }
         // Full ties go by route id, not position: a table built at once and one changed
         // incrementally must choose the same route.
         let ia = entries[Int(a.entry)].id, ib = entries[Int(b.entry)].id

@@ -138,6 +138,10 @@ public final class GatewayServer: Sendable {
                 .bind(host: listener.host, port: listener.port).get()
             channels.withLockedValue { $0.append(channel) }
             if let addr = channel.localAddress { bound.append(addr) }
+            if listener.wireProtocol == .https, let port = channel.localAddress?.port {
+                // redirect's http_to_https sends clients to the first TLS listener.
+                compiler.withLock { c in if c.pluginState.listeners.httpsPort == nil { c.pluginState.listeners.setHTTPSPort(port) } }
+            }
             logger.info(listener.wireProtocol == .https ? "TLS proxy listening" : "proxy listening", metadata: ["address": "\(channel.localAddress.map { "\($0)" } ?? "?")"])
         }
         return bound

@@ -187,4 +187,56 @@ import Testing
         #expect(r.bodyString.contains("<title>503 Service Temporarily Unavailable</title>"), "\(r.bodyString)")
         await s.stop()
     }
+
+    /// http_to_https sends the client to the gateway's TLS port (omitted only when it is 443),
+    /// and a request that came over TLS to a balancer in front (X-Forwarded-Proto: https) is
+    /// not redirected again (t/plugin/redirect.t TEST 24-33).
+    @Test func httpToHTTPSUsesTheTLSPortAndForwardedProto() async throws {
+        let up = try await startUpstream("origin")
+        let gw = try await TLSGateway.start()
+        let admin = try await gw.adminClient()
+        #expect(try await admin.call(.PUT, "/routes/1", #"{"uri":"/hello","plugins":{"redirect":{"http_to_https":true}},"upstream":{"nodes":{"\#(up.address)":1}}}"#).status == 201)
+        let client = try await TestHTTPClient.connect(port: gw.port, group: Gateway.group)
+        var r = try await client.request(.GET, "/hello?a=1", host: "foo.com")
+        #expect(r.status == .movedPermanently)
+        #expect(r.headers.first(name: "location") == "https://foo.com:\(gw.tlsPort)/hello?a=1")
+        r = try await client.request(.POST, "/hello", host: "foo.com", body: ByteBuffer(string: "x"))
+        #expect(r.status == .permanentRedirect)
+        r = try await client.request(.GET, "/hello", host: "foo.com", headers: [("X-Forwarded-Proto", "https")])
+        #expect(r.status == .ok && r.bodyString == "ok from origin")
+        await client.close()
+        await admin.http.close()
+        await gw.stop()
+        await up.stop()
+    }
+
+    /// An exact route beats a prefix of the same path at a higher priority.
+    @Test func exactRouteBeatsAHigherPriorityPrefix() async throws {
+        let s = try await Setup.start(Self.routes(#"""
+            {"id":"exact","uri":"/hello","priority":0,"plugins":{"response-rewrite":{"headers":{"set":{"X-Route":"exact"}}}},"upstream":{"nodes":{"UP":1}}},
+            {"id":"prefix","uri":"/hello*","priority":10,"plugins":{"response-rewrite":{"headers":{"set":{"X-Route":"prefix"}}}},"upstream":{"nodes":{"UP":1}}}
+            """#))
+        #expect(try await s.get("/hello").headers.first(name: "x-route") == "exact")
+        #expect(try await s.get("/hello/x").headers.first(name: "x-route") == "prefix")
+        await s.stop()
+    }
+
+    /// cors answers for the Origin the client sent, even when proxy-rewrite changes it for the
+    /// upstream (t/plugin/cors.t TEST 34-35); `Vary: Origin` whenever allow_origins is not
+    /// `*`, matched or not (cors3.t TEST 4), and never for `*` (cors2.t TEST 5).
+    @Test func corsReadsTheClientsOriginAndVaries() async throws {
+        let plugins = #"{"cors":{"allow_origins":"http://sub.domain.com"},"proxy-rewrite":{"headers":{"Origin":"http://example.com"}}}"#
+        let s = try await Setup.start(PluginTests.route(plugins) + "}")
+        var r = try await s.get("/x", headers: [("Origin", "http://sub.domain.com")])
+        #expect(r.headers.first(name: "access-control-allow-origin") == "http://sub.domain.com", "\(r.headers)")
+        #expect(r.headers["vary"].contains("Origin"))
+        r = try await s.get("/x", headers: [("Origin", "http://other.com")])
+        #expect(r.headers.first(name: "access-control-allow-origin") == nil)
+        #expect(r.headers["vary"].contains("Origin"), "\(r.headers)")
+        try await s.apply(PluginTests.route(#"{"cors":{"allow_origins":"*","allow_origins_by_regex":[".*\\.domain\\.com"]}}"#) + "}")
+        r = try await s.get("/x", headers: [("Origin", "http://a.domain.com")])
+        #expect(r.headers.first(name: "access-control-allow-origin") == "http://a.domain.com")
+        #expect(!r.headers["vary"].contains("Origin"), "\(r.headers)")
+        await s.stop()
+    }
 }

@@ -41,6 +41,17 @@ import Testing
         #expect(r.status == .unauthorized && message(r) == "failed to verify jwt")
         r = try await s.get("/headers", headers: [("Authorization", Self.hs256(["key": "user-key", "nbf": .int(now - 60)], secret: "my-secret-key"))])
         #expect(r.status == .ok)
+        // The token's alg must be the consumer's (t/plugin/jwt-auth.t TEST 52), and a signature
+        // that is not base64url fails verification (TEST 59).
+        let hs512 = Self.token(alg: "HS512", payload: ["key": "user-key", "nbf": .int(now - 60)]) {
+            Array(HMAC<SHA256>.authenticationCode(for: $0, using: SymmetricKey(data: Array("my-secret-key".utf8))))
+        }
+        r = try await s.get("/headers", headers: [("Authorization", hs512)])
+        #expect(r.status == .unauthorized && message(r) == "failed to verify jwt")
+        let good = Self.hs256(["key": "user-key", "nbf": .int(now - 60)], secret: "my-secret-key")
+        let badSignature = String(good[..<(good.lastIndex(of: ".") ?? good.endIndex)]) + ".@@@@"
+        r = try await s.get("/headers", headers: [("Authorization", badSignature)])
+        #expect(r.status == .unauthorized && message(r) == "failed to verify jwt")
         // A malformed exp is refused, not ignored.
         r = try await s.get("/headers", headers: [("Authorization", Self.hs256(["key": "user-key", "exp": "tomorrow"], secret: "my-secret-key"))])
         #expect(r.status == .unauthorized)

@@ -58,6 +58,17 @@ func match(
         #expect(match(r, "/u/you") == "param")
     }
 
+    /// An exact path beats a prefix of the same length even at a lower priority, as
+    /// radixtree's exact lookup comes first.
+    @Test func exactBeatsAPrefixOfTheSameLengthWhateverThePriority() {
+        let r = Router(entries: [
+            Entry(id: "exact", paths: ["/hello"], priority: 0, target: 0),
+            Entry(id: "prefix", paths: ["/hello*"], priority: 10, target: 0),
+        ])
+        #expect(match(r, "/hello") == "exact")
+        #expect(match(r, "/hello/x") == "prefix")
+    }
+
     @Test func hostsExactWildcardAndHostRoutesFirst() {
         let r = Router(entries: [
             Entry(id: "any", paths: ["/x/*"], target: 0),
