@@ -100,6 +100,9 @@ public final class PluginRequest: RequestVariableSource {
     public var matchedHost = ""
     /// The upstream to use instead of the route's, by snapshot key (traffic-split).
     public var upstreamOverride: String?
+    /// X-Real-IP and X-Forwarded-Proto/-Host/-Port as proxy-rewrite set (a value) or removed
+    /// (nil) them: the gateway sends these instead of its own. nil when untouched.
+    public var forwardingOverrides: [(name: String, value: String?)]?
     /// The largest request body allowed (client-control); the proxy counts streamed bytes.
     public var maxBodySize: Int?
     /// Per-request values plugins leave for their later phases, by plugin instance.

@@ -239,6 +239,13 @@ final class ProxyRewritePlugin: HTTPPlugin {
         headers = HeaderActions(c["headers"])
     }
 
+    static func isForwarding(_ name: String) -> Bool {
+        switch name.lowercased() {
+        case "x-real-ip", "x-forwarded-proto", "x-forwarded-host", "x-forwarded-port": return true
+        default: return false
+        }
+    }
+
     /// Everything is rendered from the request as it came (so `$uri` and `$http_*` in header
     /// values are the client's), then the request is changed. A rewritten URI is one line:
     /// controls and spaces in it are percent-encoded. A header value that renders with a
@@ -278,7 +285,17 @@ final class ProxyRewritePlugin: HTTPPlugin {
         }
         if let method { r.method = method }
         if let host { r.upstreamHost = host }
-        if let rendered { rendered.apply(to: &r.headers) }
+        if let rendered {
+            rendered.apply(to: &r.headers)
+            // The forwarding headers the gateway writes itself: what the config said wins.
+            for (name, _) in rendered.add + rendered.set where Self.isForwarding(name) {
+                let value = r.headers[name].joined(separator: ", ")
+                r.forwardingOverrides = (r.forwardingOverrides ?? []) + [(name, value.isEmpty ? nil : value)]
+            }
+            for name in rendered.remove + rendered.unsafeSet where Self.isForwarding(name) {
+                r.forwardingOverrides = (r.forwardingOverrides ?? []) + [(name, nil)]
+            }
+        }
         return .next
     }
 }

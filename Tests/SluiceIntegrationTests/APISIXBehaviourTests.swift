@@ -239,4 +239,18 @@ import Testing
         #expect(!r.headers["vary"].contains("Origin"), "\(r.headers)")
         await s.stop()
     }
+
+    /// proxy-rewrite's word on X-Forwarded-Proto/-Host/-Port and X-Real-IP wins over the
+    /// gateway's (t/plugin/proxy-rewrite2.t TEST 4, 9-11; proxy-rewrite3.t TEST 34).
+    @Test func proxyRewriteOwnsTheForwardingHeaders() async throws {
+        let plugin = #"{"proxy-rewrite":{"headers":{"set":{"X-Forwarded-Proto":"https","X-Forwarded-Port":"9882"},"remove":["X-Forwarded-Host"]}}}"#
+        let s = try await Setup.start(PluginTests.route(plugin) + "}")
+        let r = try await s.get("/headers")
+        #expect(r.bodyString.contains("x-forwarded-proto: https\n"), "\(r.bodyString)")
+        #expect(r.bodyString.contains("x-forwarded-port: 9882\n"), "\(r.bodyString)")
+        #expect(!r.bodyString.contains("x-forwarded-host:"), "\(r.bodyString)")
+        #expect(r.bodyString.contains("x-real-ip: 127.0.0.1\n"), "\(r.bodyString)")
+        #expect(r.bodyString.components(separatedBy: "x-forwarded-proto:").count == 2, "sent twice: \(r.bodyString)")
+        await s.stop()
+    }
 }

@@ -312,8 +312,11 @@ struct ExchangeStateMachine {
             target += "?"
             target += q
         }
-        let head = ForwardingHeaders.upstreamHead(
+        var head = ForwardingHeaders.upstreamHead(
             method: method, target: target, fields: fields, client: client, host: host, upgrade: forwardUpgrade)
+        if let overrides = r?.forwardingOverrides {
+            for (name, value) in overrides { head.gateway.override(name, value) }
+        }
         upstreamHead = head
         self.upstream = upstream
         self.balancer = balancers.balancer(for: upstream)

@@ -34,21 +34,34 @@ public struct UpstreamRequestHead: Sendable {
 public struct GatewayFields: Sendable {
     public var host: String
     public var forwardedFor: String
-    public var realIP: String
-    public var proto: String
+    /// nil: not sent (a plugin removed it).
+    public var realIP: String?
+    public var proto: String?
     public var forwardedHost: String?
-    public var port: String
+    public var port: String?
     /// The `Upgrade` value forwarded (with `Connection: upgrade`), or nil.
     public var upgrade: String?
+
+    /// What proxy-rewrite set (a value) or removed (nil) of X-Real-IP and X-Forwarded-Proto,
+    /// -Host and -Port: its word wins over the gateway's, as in APISIX.
+    public mutating func override(_ name: String, _ value: String?) {
+        switch name.lowercased() {
+        case "x-real-ip": realIP = value
+        case "x-forwarded-proto": proto = value
+        case "x-forwarded-host": forwardedHost = value
+        case "x-forwarded-port": port = value
+        default: break
+        }
+    }
 
     /// Each field after `Host`, in the order written.
     @inline(__always)
     public func forEach(_ body: (StaticString, String) -> Void) {
         body("X-Forwarded-For", forwardedFor)
-        body("X-Real-IP", realIP)
-        body("X-Forwarded-Proto", proto)
+        if let realIP { body("X-Real-IP", realIP) }
+        if let proto { body("X-Forwarded-Proto", proto) }
         if let forwardedHost { body("X-Forwarded-Host", forwardedHost) }
-        body("X-Forwarded-Port", port)
+        if let port { body("X-Forwarded-Port", port) }
         if let upgrade {
             body("Connection", "upgrade")
             body("Upgrade", upgrade)
