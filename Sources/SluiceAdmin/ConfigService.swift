@@ -265,7 +265,8 @@ public actor ConfigService {
         }
         let existing = entries[kind]?[resolvedID]
         let now = clock()
-        if kind != .consumers { object["id"] = .string(resolvedID) }
+        // The id as the body gave it when it is the same (`"id": 1` stays a number, as APISIX stores it).
+        if kind != .consumers, !(object["id"]?.intValue.map { String($0) == resolvedID } ?? false) { object["id"] = .string(resolvedID) }
         object["create_time"] = existing?.value["create_time"] ?? .int(now)
         object["update_time"] = .int(now)
         let value = JSONValue.object(object)

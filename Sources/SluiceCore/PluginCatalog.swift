@@ -262,13 +262,20 @@ public enum PluginCatalog {
             schema: .object([
                 .field("delay", .int(min: 0, max: PluginLimits.maxDelaySeconds), default: 0),
                 .field("response_status", httpStatus, default: 200),
-                .field("content_type", .string(), default: "application/json;charset=utf8"),
+                .field("content_type", .string(.init(minLength: 1)), default: "application/json;charset=utf8"),
                 .field("response_example", .string()),
                 .field("response_schema", .map(.any)),
                 .field("with_mock_header", .boolean, default: true),
                 .field("response_headers", headerMap),
             ], anyOfRequired: [["response_example", "response_schema"]], check: { v, p throws(ConfigError) in
-                if let s = v["content_type"]?.stringValue { try checkHeaderValue(s, FieldPath.join(p, "content_type")) }
+                if let s = v["content_type"]?.stringValue {
+                    try checkHeaderValue(s, FieldPath.join(p, "content_type"))
+                    // The types APISIX's mocking serves; others get its message.
+                    let main = s.split(separator: ";").first.map { $0.trimmingWhitespace().lowercased() } ?? ""
+                    guard ["application/json", "application/xml", "text/plain", "text/html", "text/xml"].contains(main) else {
+                        throw ConfigError(path: FieldPath.join(p, "content_type"), "unsupported content type!")
+                    }
+                }
                 try checkHeaderMap(v["response_headers"], FieldPath.join(p, "response_headers"))
             })),
         PluginSpec(
@@ -541,11 +548,19 @@ public enum PluginCatalog {
             ], check: { v, p throws(ConfigError) in
                 if v["body"] != nil, v["filters"] != nil { throw ConfigError(path: p, "body and filters cannot both be set") }
                 try checkVars(v, p)
-                if v["body_base64"] == true, let b = v["body"]?.stringValue, Base64.decode(b) == nil {
-                    throw ConfigError(path: FieldPath.join(p, "body"), "is not valid base64 (body_base64 is true)")
+                // As APISIX: body_base64 needs a body, and one that decodes ("invalid base64 content").
+                if v["body_base64"] == true {
+                    guard let b = v["body"]?.stringValue, !b.isEmpty, let bytes = Base64.decode(b), !bytes.isEmpty else {
+                        throw ConfigError(path: FieldPath.join(p, "body"), "invalid base64 content (body_base64 is true)")
+                    }
                 }
                 for (i, f) in (v["filters"]?.arrayValue ?? []).enumerated() {
-                    if let r = f["regex"]?.stringValue { try checkRegex(r, FieldPath.join(FieldPath.index(FieldPath.join(p, "filters"), i), "regex")) }
+                    let fp = FieldPath.index(FieldPath.join(p, "filters"), i)
+                    if let r = f["regex"]?.stringValue { try checkRegex(r, FieldPath.join(fp, "regex")) }
+                    // PCRE option letters NGINX's ngx.re takes; others are refused, as APISIX does.
+                    if let o = f["options"]?.stringValue, let bad = o.first(where: { !"aijosxmuUdDJ".contains($0) }) {
+                        throw ConfigError(path: FieldPath.join(fp, "options"), "unknown flag \"\(bad)\"")
+                    }
                 }
                 let headers = v["headers"]
                 let hp = FieldPath.join(p, "headers")

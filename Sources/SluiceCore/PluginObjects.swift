@@ -8,7 +8,7 @@ public struct Consumer: Sendable {
     public static func decode(_ value: JSONValue, id: String? = nil, path: String = "") throws(ConfigError) -> Consumer {
         var r = try FieldReader(value, path: path)
         r.accept("id", "create_time", "update_time")
-        guard let username = try r.string("username", minLength: 1, maxLength: 100) ?? id else {
+        guard let username = try r.string("username", minLength: 1, maxLength: 256) ?? id else {
             throw ConfigError(path: r.path("username"), "is required")
         }
         for c in username.utf8 {
@@ -48,7 +48,7 @@ public struct PluginSet: Sendable {
         s.id = try ObjectID.read(r.raw("id"), path: r.path("id")) ?? id
         guard let plugins = try r.object("plugins") else { throw ConfigError(path: r.path("plugins"), "is required") }
         s.plugins = try PluginConfigs.validate(plugins, path: r.path("plugins"))
-        s.name = try r.string("name", minLength: 1, maxLength: 100)
+        s.name = try r.string("name", minLength: 1, maxLength: 256)
         s.desc = try r.string("desc", maxLength: 256)
         s.labels = try r.labels()
         try r.rejectUnknown()

@@ -49,7 +49,8 @@ public struct Route: Sendable {
             throw ConfigError(path: r.path("uri"), "is required (uri or uris)")
         }
         route.hosts = try HostPattern.read(&r, single: "host", multiple: "hosts")
-        if let methods = try r.stringArray("methods", minItems: 1) {
+        // `[]` is stored and means any method, as APISIX's schema has no minItems there.
+        if let methods = try r.stringArray("methods", minItems: 0) {
             for (i, m) in methods.enumerated() where !HTTPMethodName.all.contains(m) {
                 throw ConfigError(path: FieldPath.index(r.path("methods"), i),
                                   "must be one of \(HTTPMethodName.all.joined(separator: ", ")), got \"\(m)\"")
@@ -85,7 +86,7 @@ public struct Route: Sendable {
         route.enableWebsocket = try r.bool("enable_websocket")
         route.status = try r.int("status", range: 0...1) ?? 1
         if let t = r.raw("timeout") { route.timeout = try Timeouts.decode(t, path: r.path("timeout")) }
-        route.name = try r.string("name", minLength: 1, maxLength: 100)
+        route.name = try r.string("name", minLength: 1, maxLength: 256)
         route.desc = try r.string("desc", maxLength: 256)
         route.labels = try r.labels()
         // As APISIX's schema: one of these must be present; `"plugins": {}` counts, and
@@ -129,7 +130,7 @@ public struct Service: Sendable {
         }
         s.hosts = try HostPattern.read(&r, single: nil, multiple: "hosts")
         s.enableWebsocket = try r.bool("enable_websocket")
-        s.name = try r.string("name", minLength: 1, maxLength: 100)
+        s.name = try r.string("name", minLength: 1, maxLength: 256)
         s.desc = try r.string("desc", maxLength: 256)
         s.labels = try r.labels()
         try r.rejectUnknown()

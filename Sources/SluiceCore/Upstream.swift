@@ -239,7 +239,7 @@ public struct Upstream: Sendable, Hashable {
             u.keepalivePool.requests = try k.int("requests", range: 1...Int64(Int32.max)) ?? 1000
             try k.rejectUnknown()
         }
-        u.name = try r.string("name", minLength: 1, maxLength: 100)
+        u.name = try r.string("name", minLength: 1, maxLength: 256)
         u.desc = try r.string("desc", maxLength: 256)
         u.labels = try r.labels()
         try r.rejectUnknown()
@@ -299,6 +299,9 @@ public struct Upstream: Sendable, Hashable {
                 let p = FieldPath.index(path, i)
                 var r = try FieldReader(item, path: p)
                 guard let host = try r.string("host", minLength: 1) else { throw ConfigError(path: r.path("host"), "is required") }
+                if !host.hasPrefix("["), host.contains(":") {
+                    throw ConfigError(path: r.path("host"), "IPv6 address must be enclosed with '[' and ']'")
+                }
                 try UpstreamNode.validateHost(host, path: r.path("host"))
                 let port = try r.int("port", range: 1...65535) ?? 80
                 guard let weight = try r.int("weight", range: 0...Int64.max).map({ UpstreamNode.balancingWeight(Int64($0)) }) else {

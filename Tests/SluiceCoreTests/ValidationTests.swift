@@ -42,7 +42,7 @@ func decodeError(_ json: String, _ decode: (JSONValue) throws -> Void) -> Config
         (#"{"uri":"/a"}"#, "upstream", "a route needs"),
         (#"{"uri":"/a","upstream_id":"bad id!"}"#, "upstream_id", "must match"),
         (#"{"uri":"/a","upstream_id":"1","methods":["GET","FETCH"]}"#, "methods[1]", "must be one of"),
-        (#"{"uri":"/a","upstream_id":"1","methods":[]}"#, "methods", "must not be empty"),
+        (#"{"uri":"/a","upstream":{"nodes":[{"host":"::1","port":80,"weight":1}]}}"#, "upstream.nodes[0].host", "IPv6 address must be enclosed"),
         (#"{"uri":"/a","upstream_id":"1","hosts":["exa mple.com"]}"#, "hosts[0]", "host name"),
         (#"{"uri":"/a","upstream_id":"1","remote_addrs":["10.0.0.0/33"]}"#, "remote_addrs[0]", "IP address or CIDR"),
         (#"{"uri":"/a","upstream_id":"1","priority":"high"}"#, "priority", "must be an integer"),

@@ -146,6 +146,15 @@ import Testing
                 }
                 if resource == "consumers", case .object(var o) = obj, o["username"] != .string(placeholder) {
                     o["username"] = .string(id.replacingOccurrences(of: "-", with: "_"))
+                    // Each consumer its own credential: two may not share one (as in APISIX).
+                    if case .object(var plugins)? = o["plugins"] {
+                        for (plugin, field) in [("key-auth", "key"), ("basic-auth", "username"), ("jwt-auth", "key")] {
+                            guard case .object(var c)? = plugins[plugin], let v = c[field], v != .string(placeholder) else { continue }
+                            c[field] = .string("cred-\(id)")
+                            plugins[plugin] = .object(c)
+                        }
+                        o["plugins"] = .object(plugins)
+                    }
                     obj = .object(o)
                 }
                 let leaf = slot.leaf
