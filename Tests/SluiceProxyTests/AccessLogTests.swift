@@ -148,6 +148,17 @@ private func numbered(_ i: Int) -> AccessLogRecord {
         #expect(json.objectValue?.count == 18)
     }
 
+    /// The gateway's reason for an answer it made itself is `error`, present only then.
+    @Test func jsonCarriesTheGatewaysReason() throws {
+        var r = minimalRecord()
+        r.status = 502
+        r.error = "no upstream \"node\" could be reached"
+        let json = try JSONValue.parse(line(r, .json))
+        #expect(json["error"] == .string("no upstream \"node\" could be reached"))
+        #expect(json.objectValue?.count == 19)
+        #expect(!line(r, .text).contains("could be reached"))
+    }
+
     @Test func jsonEscapesHostileValues() throws {
         var r = minimalRecord()
         let hostile = "a\"b\\c\r\nd\u{0}e\u{1F}f\u{7F}é\t"
