@@ -3,6 +3,10 @@ public enum RequestVariable: Sendable, Hashable {
     case header(String)  // http_x_canary → "x-canary" (lower case, '_' read as '-')
     case arg(String)  // arg_name
     case cookie(String)  // cookie_name
+    /// post_arg_name: a field of an `application/x-www-form-urlencoded` request body (its
+    /// first value, decoded), for route `vars`; the gateway reads such bodies before routing
+    /// only when a route asks for one.
+    case postArg(String)
     case uri, requestURI, host, remoteAddr, remotePort, serverAddr, serverPort, requestMethod, scheme, queryString
     /// Known once plugins ran: the authenticated consumer, the matched route and service,
     /// and (in response phases) the response status.
@@ -20,6 +24,8 @@ public enum RequestVariable: Sendable, Hashable {
             self = .arg(String(name.dropFirst(4)))
         } else if name.hasPrefix("cookie_"), name.count > 7 {
             self = .cookie(String(name.dropFirst(7)))
+        } else if name.hasPrefix("post_arg_"), name.count > 9 {
+            self = .postArg(String(name.dropFirst(9)))
         } else {
             switch name {
             case "uri": self = .uri
@@ -170,6 +176,17 @@ public indirect enum VarsExpression: Sendable {
     case not(VarsExpression)
     case condition(VarCondition)
 
+    /// Whether any condition reads a `post_arg_*` variable (the request body).
+    public var readsPostArgs: Bool {
+        switch self {
+        case .all(let e), .any(let e): return e.contains { $0.readsPostArgs }
+        case .not(let e): return e.readsPostArgs
+        case .condition(let c):
+            if case .postArg = c.variable { return true }
+            return false
+        }
+    }
+
     public func evaluate(_ source: any RequestVariableSource) -> Bool {
         switch self {
         case .all(let exprs):
@@ -271,7 +288,7 @@ public struct VarCondition: Sendable {
         guard let variable = RequestVariable(name: name) else {
             throw ConfigError(
                 path: FieldPath.index(path, 0),
-                "unknown variable \"\(name)\" (use http_*, arg_*, cookie_*, uri, request_uri, host, remote_addr, remote_port, server_addr, server_port, request_method, scheme, query_string)"
+                "unknown variable \"\(name)\" (use http_*, arg_*, cookie_*, post_arg_*, uri, request_uri, host, remote_addr, remote_port, server_addr, server_port, request_method, scheme, query_string)"
             )
         }
         var opIndex = 1

@@ -140,6 +140,7 @@ public final class PluginRequest: RequestVariableSource {
             // Raw, as NGINX's $arg_name (and so APISIX's, in templates and `vars` alike).
             return QueryArgument.raw(name, in: query)
         case .cookie(let name): return Self.cookie(name, in: headers)
+        case .postArg: return nil  // read for routing only: plugins see no request body
         case .uri: return path
         case .requestURI: return requestURI
         case .host: return host

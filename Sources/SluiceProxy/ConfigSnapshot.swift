@@ -108,12 +108,15 @@ public final class ConfigSnapshot: Sendable {
     public let consumers: ConsumerIndex
     /// Server certificates by SNI, for the TLS listeners.
     public let tls: SNIIndex
+    /// Some route's `vars` read `post_arg_*`: form bodies are read before routing.
+    public let routesReadFormBodies: Bool
 
     public init(
         version: UInt64, router: Router, targets: [RouteTarget], upstreams: [String: CompiledUpstream], globalRules: [PluginChain] = [],
-        consumers: ConsumerIndex = .empty, tls: SNIIndex = .empty
+        consumers: ConsumerIndex = .empty, tls: SNIIndex = .empty, routesReadFormBodies: Bool = false
     ) {
         self.tls = tls
+        self.routesReadFormBodies = routesReadFormBodies
         self.version = version
         self.router = router
         self.targets = targets
@@ -136,6 +139,8 @@ public final class SnapshotCompiler {
     private var targets: [RouteTarget] = []
     /// Route id → index in the router's entries.
     private var routeIndex: [String: Int] = [:]
+    /// Enabled routes whose `vars` read `post_arg_*`.
+    private var formBodyRoutes: Set<String> = []
     /// Plugin state that outlives snapshots (rate-limit counters).
     public let pluginState = PluginStateStore()
     /// Where the prometheus plugin reports.
@@ -228,7 +233,9 @@ public final class SnapshotCompiler {
     private func compileRoute(
         _ id: String, _ state: ConfigState, _ index: Int, _ upstreams: inout [String: CompiledUpstream]
     ) -> (Router.Entry, RouteTarget)? {
+        formBodyRoutes.remove(id)
         guard let route = state.routes[id], route.status == 1 else { return nil }
+        if route.vars?.readsPostArgs == true { formBodyRoutes.insert(id) }
         let service = route.serviceID.flatMap { state.services[$0] }
         var upstream: CompiledUpstream? = nil
         if let inline = route.upstream {
@@ -270,6 +277,7 @@ public final class SnapshotCompiler {
         var routeIndex: [String: Int] = [:]
         entries.reserveCapacity(state.routes.count)
         targets.reserveCapacity(state.routes.count)
+        formBodyRoutes.removeAll()
         for id in state.routes.keys {
             guard let (entry, target) = compileRoute(id, state, targets.count, &upstreams) else { continue }
             routeIndex[id] = targets.count
@@ -344,6 +352,7 @@ public final class SnapshotCompiler {
         var next = router.entries.count
         for change in changes where change.kind == .routes {
             if let old = routeIndex.removeValue(forKey: change.id) { removing.append(old) }
+            formBodyRoutes.remove(change.id)
             upstreams["routes/\(change.id)"] = state.routes[change.id]?.upstream == nil ? nil : upstreams["routes/\(change.id)"]
             guard let (entry, target) = compileRoute(change.id, state, next, &upstreams) else { continue }
             routeIndex[change.id] = next
@@ -471,6 +480,6 @@ public final class SnapshotCompiler {
         previous = upstreams
         return ConfigSnapshot(
             version: version, router: router, targets: targets, upstreams: upstreams, globalRules: globalRules, consumers: consumers,
-            tls: sniIndex)
+            tls: sniIndex, routesReadFormBodies: !formBodyRoutes.isEmpty)
     }
 }

@@ -18,10 +18,16 @@ final class HTTPRequestVariables: RequestVariableSource {
     var serverPort = 0
     var scheme = "http"
     var tls: TLSConnectionInfo?
+    /// The request's form body, when it was read for routing (`post_arg_*`); decoded once.
+    var formBody: String? {
+        didSet { formFields = nil }
+    }
+    private var formFields: [(name: String, value: String)]?
 
     /// The exchange is over: drop what refers to its bytes.
     func requestEnded() {
         head = Self.idleHead
+        formBody = nil
     }
 
     func value(of variable: RequestVariable) -> String? {
@@ -42,6 +48,10 @@ final class HTTPRequestVariables: RequestVariableSource {
                 }
             }
             return nil
+        case .postArg(let name):
+            guard let formBody else { return nil }
+            if formFields == nil { formFields = PercentDecoding.queryPairs(Substring(formBody)) }
+            return formFields?.first { $0.name == name }?.value
         case .uri: return path.path
         case .requestURI: return head.target
         case .host: return host

@@ -38,4 +38,13 @@ final class DictionaryVariables: RequestVariableSource {
         #expect(try !eval(#"["!OR",["remote_addr","ipmatch","1.1.1.1"],["http_accept","has","text/html"]]"#, v))
         #expect(try eval(#"["AND",["remote_addr","ipmatch","10.0.0.0/8"],["OR",["http_accept","has","x"],["remote_addr","==","10.2.3.4"]]]"#, v))
     }
+
+    /// `post_arg_*` parses, and an expression knows it reads the body (the gateway then
+    /// reads form bodies before routing).
+    @Test func postArgVariables() throws {
+        let e = try VarsExpression.parse(try JSONValue.parse(#"["OR",["uri","==","/a"],["post_arg_k","==","v"]]"#), path: "vars")
+        #expect(e.readsPostArgs)
+        #expect(try eval(#"[["post_arg_k","==","v"]]"#, [.postArg("k"): "v"]))
+        #expect(try !VarsExpression.parse(try JSONValue.parse(#"[["uri","==","/a"]]"#), path: "vars").readsPostArgs)
+    }
 }

@@ -47,6 +47,19 @@ final class HTTP1ServerConnection: ChannelDuplexHandler, RemovableChannelHandler
     /// One timer per connection serves the header, keep-alive and exchange timeouts: it is
     /// moved earlier when a shorter deadline appears, and otherwise re-evaluates what is due
     /// when it fires, so a request costs no timer scheduling in the common case.
+    /// A request whose route depends on its form body (a route reads `post_arg_*`): held,
+    /// with the body so far, until the body is in; then routed and run as any other.
+    private struct HeldForBody {
+        var head: RequestHead
+        var framing: BodyFraming
+        var keepAlive: Bool
+        var body: ByteBuffer
+        var since: NIODeadline
+    }
+    private var heldForBody: HeldForBody?
+    /// The largest form body read before routing; a larger one is routed without it (its
+    /// `post_arg_*` are missing), as NGINX cannot read a body spilled to a file either.
+    static let maxFormBodyForRouting = 64 * 1024
     private var timer: Scheduled<Void>?
     private var timerDeadline = NIODeadline.distantFuture
 
@@ -218,6 +231,7 @@ final class HTTP1ServerConnection: ChannelDuplexHandler, RemovableChannelHandler
     func channelInactive(context: ChannelHandlerContext) {
         timer?.cancel()
         timer = nil
+        heldForBody = nil
         if let ex = exchange {
             exchange = nil
             ex.clientClosed()
@@ -343,8 +357,27 @@ final class HTTP1ServerConnection: ChannelDuplexHandler, RemovableChannelHandler
             guard let event else { break }
             switch event {
             case .head(let head, let framing): requestHead(head, framing)
-            case .body(let b): exchange?.send(.requestBody(b))
+            case .body(let b):
+                if var held = heldForBody {
+                    if held.body.readableBytes + b.readableBytes > Self.maxFormBodyForRouting {
+                        heldForBody = nil
+                        start(held.head, held.framing, keepAlive: held.keepAlive, formBody: nil)
+                        if held.body.readableBytes > 0 { exchange?.send(.requestBody(held.body)) }
+                        exchange?.send(.requestBody(b))
+                    } else {
+                        var part = b
+                        held.body.writeBuffer(&part)
+                        heldForBody = held
+                    }
+                } else {
+                    exchange?.send(.requestBody(b))
+                }
             case .end:
+                if let held = heldForBody {
+                    heldForBody = nil
+                    start(held.head, held.framing, keepAlive: held.keepAlive, formBody: String(buffer: held.body))
+                    if held.body.readableBytes > 0 { exchange?.send(.requestBody(held.body)) }
+                }
                 if let ex = exchange {
                     // After an upgrade request the bytes that follow belong to the tunnel.
                     if ex.machine.request.upgrade != nil { holdForUpgrade = true }
@@ -361,6 +394,30 @@ final class HTTP1ServerConnection: ChannelDuplexHandler, RemovableChannelHandler
         requestMethod = head.method
         closeAfterResponse = false
         let keepAlive = ForwardingHeaders.keepsAlive(head.fields, version: head.version) && !quiescing
+        if loop.snapshot.routesReadFormBodies, Self.routesOnFormBody(head, framing) {
+            heldForBody = HeldForBody(head: head, framing: framing, keepAlive: keepAlive, body: ByteBuffer(), since: .now())
+            // The client may wait for this before it sends the body.
+            if head.fields.first(.expect).map({ $0.lowercased() == "100-continue" }) == true { writeContinue() }
+            ensureTimer(by: .now() + settings.clientBodyTimeout)
+            return
+        }
+        start(head, framing, keepAlive: keepAlive, formBody: nil)
+    }
+
+    /// Whether a request's body is read before routing: a form body (`post_arg_*` reads
+    /// `application/x-www-form-urlencoded` only, as APISIX) that may fit.
+    static func routesOnFormBody(_ head: RequestHead, _ framing: BodyFraming) -> Bool {
+        switch framing {
+        case .length(let n) where n > 0 && n <= maxFormBodyForRouting: break
+        case .chunked: break
+        default: return false
+        }
+        guard let type = head.fields.first(.contentType) else { return false }
+        return type.lowercased().hasPrefix("application/x-www-form-urlencoded")
+    }
+
+    private func start(_ head: RequestHead, _ framing: BodyFraming, keepAlive: Bool, formBody: String?) {
+        variables.formBody = formBody
         var refusal: ExchangeRouting.Refusal? = nil
         let ex = ProxyExchange(downstream: self, loop: loop) {
             ExchangeRouting.route(
@@ -433,6 +490,17 @@ final class HTTP1ServerConnection: ChannelDuplexHandler, RemovableChannelHandler
     private func timerFired() {
         guard let context, !closing else { return }
         let now = NIODeadline.now()
+        if let held = heldForBody {
+            // A body held for routing that stops coming: the connection closes, as an
+            // exchange's client body timeout would end it.
+            if now >= held.since + settings.clientBodyTimeout {
+                closing = true
+                context.close(promise: nil)
+            } else {
+                ensureTimer(by: held.since + settings.clientBodyTimeout)
+            }
+            return
+        }
         if let ex = exchange {
             ex.timerFired()
             if let ex = exchange, !ex.isEnded {
