@@ -97,7 +97,7 @@ let package = Package(
         .testTarget(name: "SluiceIngressTests", dependencies: ["SluiceIngress", "KubeClient", "SluiceCore", "SluiceTesting"]),
         // Listeners, snapshot publisher, config sources, lifecycle.
         .target(name: "SluiceServer", dependencies: [
-            "SluiceCore", "SluiceProxy", "SluicePlugins", "SluiceAdmin", "SluiceStore", "SluiceEtcd", "SluiceYAML", "SluiceTLS",
+            "SluiceCore", "SluiceProxy", "SluicePlugins", "SluiceAdmin", "SluiceStore", "SluiceEtcd", "SluiceYAML", "SluiceTLS", "SluiceBalancing",
             .product(name: "Logging", package: "swift-log"),
         ] + nio),
         // Config stores: the store protocol and the embedded durable store. No NIO.

@@ -8,12 +8,15 @@ public struct ControlAPI: APIHandler {
     public let kubernetesDiscoveryDump: (@Sendable () async -> JSONValue)?
     /// What the TLS listeners serve (names, certificate types, validity, never keys).
     public let certificates: (@Sendable () async -> JSONValue)?
+    /// Health checks' view: every checked upstream (nil), or the one of that name.
+    public let healthcheck: (@Sendable (String?) async -> JSONValue?)?
 
     public init(
         service: ConfigService, kubernetesDiscoveryDump: (@Sendable () async -> JSONValue)? = nil,
-        certificates: (@Sendable () async -> JSONValue)? = nil
+        certificates: (@Sendable () async -> JSONValue)? = nil, healthcheck: (@Sendable (String?) async -> JSONValue?)? = nil
     ) {
         self.service = service
+        self.healthcheck = healthcheck
         self.kubernetesDiscoveryDump = kubernetesDiscoveryDump
         self.certificates = certificates
     }
@@ -33,8 +36,13 @@ public struct ControlAPI: APIHandler {
             guard let certificates else { return APIResponse(status: 200, body: ["ssls": .array([]), "failed": .array([])]) }
             return APIResponse(status: 200, body: await certificates())
         case ("healthcheck", 2):
-            // Active and passive health checks are not in this build: nothing is checked.
-            return APIResponse(status: 200, body: .array([]))
+            return APIResponse(status: 200, body: await healthcheck?(nil) ?? .array([]))
+        case ("healthcheck", 4) where ["upstreams", "routes", "services"].contains(parts[2]):
+            // APISIX's /v1/healthcheck/upstreams/1 (and routes/2 for an inline upstream).
+            guard let h = await healthcheck?("/apisix/\(parts[2])/\(parts[3])") ?? nil else {
+                return .error(404, "no checker for /apisix/\(parts[2])/\(parts[3])")
+            }
+            return APIResponse(status: 200, body: h)
         case ("discovery", 4) where parts[2] == "kubernetes" && parts[3] == "dump":
             guard let dump = kubernetesDiscoveryDump else {
                 return .error(404, "kubernetes discovery is off: start the gateway with --kubernetes-discovery")

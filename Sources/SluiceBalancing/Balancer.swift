@@ -11,8 +11,12 @@ public final class Balancer {
     /// How long a node that failed to connect is avoided (NGINX's `fail_timeout` default).
     public var failTimeoutNanos: UInt64 = 10_000_000_000
 
-    public init(plan: BalancerPlan, seed: UInt64 = 0x5EED) {
+    /// Health checks' verdicts, shared with every loop (nil: the upstream has no checks).
+    public let health: UpstreamHealth?
+
+    public init(plan: BalancerPlan, seed: UInt64 = 0x5EED, health: UpstreamHealth? = nil) {
         self.plan = plan
+        self.health = health
         self.random = FastRandom(seed: seed)
         self.groups = plan.groups.map { GroupState(group: $0, type: plan.type) }
     }
@@ -22,14 +26,24 @@ public final class Balancer {
     /// Higher-priority groups are used first; a lower group only when a higher one has
     /// nothing to give. Returns nil when every node is excluded.
     public func pick(hashKey: UInt64 = 0, excluding excluded: [Int] = [], now: UInt64 = 0) -> Int? {
+        let first: Int?
         if downUntil.isEmpty {
-            return pickRespectingHealth(false, hashKey, excluded, now)
+            first = pickRespectingHealth(false, hashKey, excluded, now)
+        } else {
+            first = pickRespectingHealth(true, hashKey, excluded, now) ?? pickRespectingHealth(false, hashKey, excluded, now)
         }
-        return pickRespectingHealth(true, hashKey, excluded, now) ?? pickRespectingHealth(false, hashKey, excluded, now)
+        // One atomic load when every node is healthy. An unhealthy pick gives way to a
+        // healthy node (of this group, else of the next), or stands when none is left.
+        guard let health, let n = first, !health.isHealthy(n) else { return first }
+        let avoid = Avoidance(excluded: excluded, downUntil: downUntil, now: now, health: health)
+        for g in 0..<groups.count {
+            if let m = groups[g].pick(hashKey: hashKey, avoid: avoid, random: &random) { return Int(m) }
+        }
+        return n
     }
 
     private func pickRespectingHealth(_ health: Bool, _ hashKey: UInt64, _ excluded: [Int], _ now: UInt64) -> Int? {
-        let avoid = Avoidance(excluded: excluded, downUntil: health ? downUntil : [:], now: now)
+        let avoid = Avoidance(excluded: excluded, downUntil: health ? downUntil : [:], now: now, health: nil)
         for g in 0..<groups.count {
             if let n = groups[g].pick(hashKey: hashKey, avoid: avoid, random: &random) {
                 return Int(n)
@@ -65,14 +79,17 @@ struct Avoidance {
     let excluded: [Int]
     let downUntil: [Int32: UInt64]
     let now: UInt64
+    /// Set: unhealthy nodes are avoided too.
+    let health: UpstreamHealth?
 
     /// True when nothing is to be avoided: the fast path.
-    var isEmpty: Bool { excluded.isEmpty && downUntil.isEmpty }
+    var isEmpty: Bool { excluded.isEmpty && downUntil.isEmpty && health == nil }
 
     @inline(__always)
     func avoids(_ node: Int32) -> Bool {
         if isEmpty { return false }
         if excluded.contains(Int(node)) { return true }
+        if let health, !health.isHealthy(Int(node)) { return true }
         if let until = downUntil[node], until > now { return true }
         return false
     }

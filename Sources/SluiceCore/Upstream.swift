@@ -171,6 +171,8 @@ public struct Upstream: Sendable, Hashable {
     public var scheme: String = "http"
     /// `tls`: how TLS to the nodes is checked and which client certificate is shown.
     public var tls: UpstreamTLS?
+    /// `checks`: active probes and passive judgement of the nodes.
+    public var checks: HealthChecks?
     public var keepalivePool = KeepalivePool()
     public var name: String?
     public var desc: String?
@@ -206,9 +208,7 @@ public struct Upstream: Sendable, Hashable {
             u.scheme = scheme
         }
         if let t = r.raw("tls") { u.tls = try UpstreamTLS.decode(t, path: r.path("tls")) }
-        if r.has("checks") {
-            throw ConfigError(path: r.path("checks"), "health checks are not supported by this build yet")
-        }
+        if let c = r.raw("checks") { u.checks = try HealthChecks.decode(c, path: r.path("checks")) }
         try decodeNodeSource(&r, into: &u)
         if let h = try r.string("hash_on", allowed: Set(HashOn.allCases.map(\.rawValue))) {
             u.hashOn = HashOn(rawValue: h) ?? .vars

@@ -20,8 +20,10 @@ public final class CompiledUpstream: Sendable {
     /// client certificate did not compile; its requests are answered 502).
     public let tls: UpstreamTLSContext?
     public let tlsError: ConfigError?
+    /// Health checks' verdicts on the nodes, by plan index (nil: no `checks`).
+    public let health: UpstreamHealth?
 
-    public init(key: String, config: Upstream, tls: Result<UpstreamTLSContext, ConfigError>? = nil) {
+    public init(key: String, config: Upstream, tls: Result<UpstreamTLSContext, ConfigError>? = nil, health: HealthRegistry? = nil) {
         self.key = key
         self.config = config
         switch tls {
@@ -30,6 +32,7 @@ public final class CompiledUpstream: Sendable {
         case nil: self.tls = nil; self.tlsError = nil
         }
         self.plan = BalancerPlan(type: config.type, nodes: config.nodes)
+        self.health = health?.health(for: key, config: config, nodes: plan.nodes)
         self.retries = config.retries ?? max(0, config.nodes.filter { $0.weight > 0 }.count - 1)
         switch config.hashOn {
         case .vars: hashKeyVariable = config.key.flatMap { RequestVariable(name: $0) }
@@ -153,6 +156,8 @@ public final class SnapshotCompiler {
     public let serverTLS: TLSCompiler
     /// Client contexts of https upstreams, shared by equal settings.
     public let upstreamTLS: UpstreamTLSContexts
+    /// Health state of upstreams with `checks`, kept across compiles; the checker probes it.
+    public let health = HealthRegistry()
     private var sniIndex = SNIIndex.empty
     /// The `ssls` objects of the state being compiled (for `client_cert_id`).
     private var ssls: [String: SSLObject] = [:]
@@ -209,7 +214,7 @@ public final class SnapshotCompiler {
         if let old = previous[key], old.config == config, Self.sameTLS(old, tls) {
             u = old
         } else {
-            u = CompiledUpstream(key: key, config: config, tls: tls)
+            u = CompiledUpstream(key: key, config: config, tls: tls, health: health)
         }
         upstreams[key] = u
         return u
@@ -478,6 +483,7 @@ public final class SnapshotCompiler {
         self.targets = targets
         self.routeIndex = routeIndex
         previous = upstreams
+        health.retain(upstreams)
         return ConfigSnapshot(
             version: version, router: router, targets: targets, upstreams: upstreams, globalRules: globalRules, consumers: consumers,
             tls: sniIndex, routesReadFormBodies: !formBodyRoutes.isEmpty)

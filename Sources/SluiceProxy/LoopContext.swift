@@ -44,7 +44,7 @@ public final class LoopContext: BalancerSource {
             return entry.balancer
         }
         seed = StableHash.mix(seed)
-        let b = Balancer(plan: upstream.plan, seed: seed)
+        let b = Balancer(plan: upstream.plan, seed: seed, health: upstream.health)
         balancers[upstream.key] = (upstream, b)
         byInstance[ObjectIdentifier(upstream)] = b
         return b

@@ -2,6 +2,7 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import SluiceBalancing
 import SluiceCore
 import SluicePlugins
 import SluiceProxy
@@ -50,6 +51,8 @@ public final class GatewayServer: Sendable {
     private let logger: Logger
     /// The prometheus plugin's metrics, served with the connection gauges by `metricsText`.
     public let metrics = HTTPMetrics()
+    /// The one active health checker of the process, over the compiler's health registry.
+    public let healthChecker: HealthChecker
     /// Node-set updates from discovery applied so far (a Prometheus counter).
     private let discoveryUpdates = Atomic<Int>(0)
 
@@ -88,6 +91,33 @@ public final class GatewayServer: Sendable {
                 metrics: metrics, discovery: configuration.discoveryEnabled ? .empty : nil,
                 serverTLS: TLSCompiler(keyring: configuration.keyring), upstreamTLS: upstreamTLS))
         connectionLimiter = ConnectionLimiter(maxConnections: configuration.maxConnections ?? Self.defaultMaxConnections(workers: configuration.workers))
+        healthChecker = HealthChecker(registry: compiler.withLock { $0.health })
+        // Checks run from the first config on, listeners or not: not on a first request.
+        healthChecker.start()
+    }
+
+    /// `GET /v1/healthcheck` in APISIX's format: every upstream with checks and its nodes.
+    public func healthcheckStatus() -> JSONValue {
+        .array(healthChecker.registry.all.map(Self.healthJSON))
+    }
+
+    /// One upstream's entry, by APISIX's name (`/apisix/upstreams/1`), or nil.
+    public func healthcheckStatus(upstream name: String) -> JSONValue? {
+        healthChecker.registry.upstream(named: name).map(Self.healthJSON)
+    }
+
+    static func healthJSON(_ h: UpstreamHealth) -> JSONValue {
+        let nodes: [JSONValue] = h.cells.map { c in
+            let k = c.counters
+            return [
+                "ip": .string(c.host), "port": .int(Int64(c.port)), "status": .string(c.isHealthy ? "healthy" : "unhealthy"),
+                "counter": [
+                    "success": .int(Int64(k.success)), "http_failure": .int(Int64(k.httpFailure)),
+                    "tcp_failure": .int(Int64(k.tcpFailure)), "timeout_failure": .int(Int64(k.timeoutFailure)),
+                ],
+            ]
+        }
+        return ["name": .string(h.name), "type": .string(h.checks.active.type.rawValue), "nodes": .array(nodes)]
     }
 
     /// 10,620 client connections per worker (APISIX's `worker_connections`), but no more than
@@ -266,6 +296,17 @@ public final class GatewayServer: Sendable {
         let hostname = String(decoding: host.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         out += "# HELP apisix_node_info Info of APISIX node\n# TYPE apisix_node_info gauge\n"
         out += "apisix_node_info{hostname=\"\(hostname)\"} 1\n"
+        let checked = healthChecker.registry.all
+        if !checked.isEmpty {
+            out += "# HELP apisix_upstream_status Upstream status from health check\n# TYPE apisix_upstream_status gauge\n"
+            for h in checked {
+                for c in h.cells {
+                    out += "apisix_upstream_status{name=\"\(h.name)\",ip=\"\(c.host)\",port=\"\(c.port)\"} \(c.isHealthy ? 1 : 0)\n"
+                }
+            }
+            out += "# HELP sluice_healthcheck_probes_total Active health check probes sent\n# TYPE sluice_healthcheck_probes_total counter\n"
+            out += "sluice_healthcheck_probes_total \(healthChecker.probesSent)\n"
+        }
         if configuration.discoveryEnabled {
             out += "# HELP sluice_discovery_updates_total Node-set updates applied from Kubernetes discovery\n"
             out += "# TYPE sluice_discovery_updates_total counter\n"
@@ -299,6 +340,7 @@ public final class GatewayServer: Sendable {
             try? await Task.sleep(nanoseconds: 20_000_000)
         }
         _ = try? await inspectLoops { $0.closeAll() }
+        await healthChecker.shutdown()
         try? await group.shutdownGracefully()
     }
 }

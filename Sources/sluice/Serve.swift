@@ -253,7 +253,9 @@ struct Serve: AsyncParsableCommand {
                     handler: AdminAPI(service: service, keys: keys, allowed: settings.allowAdmin), group: controlGroup, logger: logger))
             apis.append(
                 try await APIServer.start(
-                    name: "control API", listen: settings.controlListen, handler: ControlAPI(service: service, kubernetesDiscoveryDump: dump, certificates: { await server.certificates() }), group: controlGroup,
+                    name: "control API", listen: settings.controlListen, handler: ControlAPI(
+                        service: service, kubernetesDiscoveryDump: dump, certificates: { await server.certificates() },
+                        healthcheck: { name in name.map { server.healthcheckStatus(upstream: $0) } ?? server.healthcheckStatus() }), group: controlGroup,
                     logger: logger))
             apis.append(
                 try await APIServer.start(

@@ -89,6 +89,14 @@ import Testing
     static let placeholder = "@@SLUICE-HOSTILE@@"
 
     /// `base` with the field at `path` set to the placeholder (containers created as needed).
+    /// `base` with `json` at `path`.
+    static func setting(_ base: JSONValue, _ path: ArraySlice<Step>, _ json: String) -> JSONValue {
+        guard let step = path.first, case .key(let k) = step else { return (try? JSONValue.parse(json)) ?? .null }
+        var o = base.objectValue ?? [:]
+        o[k] = setting(o[k] ?? .null, path.dropFirst(), json)
+        return .object(o)
+    }
+
     static func setting(_ base: JSONValue, _ path: ArraySlice<Step>) -> JSONValue {
         guard let step = path.first else { return .string(placeholder) }
         switch step {
@@ -139,7 +147,12 @@ import Testing
             for (raw, quoted, shown) in values {
                 n += 1
                 let id = "fz-\(n)"
-                var obj = setting(base, slot.path[...])
+                // Passive checks need active ones (slow, so the walk's upstreams are barely probed).
+                let needsActive = slot.path.contains(.key("checks")) && !slot.path.contains(.key("active"))
+                let checksAt = slot.path.firstIndex(of: .key("checks")) ?? 0
+                let activePath = Array(slot.path[...checksAt]) + [.key("active")]
+                let start = needsActive ? setting(base, activePath[...], #"{"type":"tcp","healthy":{"interval":3600},"unhealthy":{"interval":3600}}"#) : base
+                var obj = setting(start, slot.path[...])
                 if resource == "routes", case .object(var o) = obj {
                     o["uri"] = o["uri"] == .string(placeholder) ? o["uri"] : .string("/fz/\(id)/*")
                     obj = .object(o)

@@ -398,6 +398,7 @@ struct ExchangeStateMachine {
         guard stage == .connecting, let node else { return .none }
         releaseNode(now, latency: false)
         balancer?.markFailed(node, now: now.uptimeNanoseconds)
+        upstream?.health?.recordPassive(node, timedOut ? .timeout : .tcpFailure)
         log.endAttempt(status: nil, now: now, attemptStart: attemptStartedAt)
         retry.noteFailed(node)
         if retry.mayRetry(startedAt: startedAt, now: now) { return pickAndAcquire(fresh: false, now) }
@@ -465,6 +466,7 @@ struct ExchangeStateMachine {
         guard stage == .proxying, case .awaitingHead = response else { return .none }
         lastUpstreamActivity = now
         log.setAttemptStatus(head.status)
+        if let health = upstream?.health, let node { health.recordPassive(node, status: head.status) }
         if head.status == 101 {
             if forwardUpgrade != nil {
                 // The tunnel starts at the end of this message.
@@ -571,6 +573,8 @@ struct ExchangeStateMachine {
 
     private mutating func upstreamClosed(_ now: NIODeadline) -> ExchangeActions {
         guard stage == .proxying, let node else { return .none }
+        // Closed before its response ended (a stale keep-alive connection is the pool's, not the node's, fault).
+        if !reused, case .awaitingHead = response { upstream?.health?.recordPassive(node, .tcpFailure) }
         releaseNode(now, latency: false)
         log.endAttempt(status: nil, now: now, attemptStart: attemptStartedAt)
         if responseStarted {
@@ -634,6 +638,7 @@ struct ExchangeStateMachine {
 
     private mutating func timerFired(_ now: NIODeadline) -> ExchangeActions {
         if let d = upstreamDeadline, now >= d {
+            if stage == .proxying, let node { upstream?.health?.recordPassive(node, .timeout) }
             log.endAttempt(status: nil, now: now, attemptStart: attemptStartedAt)
             return abandon(now) { $0.failBeforeResponse(timedOut: true, $1) }
         }
