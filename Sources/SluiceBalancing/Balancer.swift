@@ -59,6 +59,9 @@ public final class Balancer {
 
     /// Marks a node as failed (connect error): it is avoided for `failTimeoutNanos`.
     public func markFailed(_ node: Int, now: UInt64) {
+        // With health checks their verdict decides (as APISIX, whose checker replaces
+        // NGINX's fail_timeout): a node back up is used as soon as a probe says so.
+        if health != nil { return }
         downUntil[Int32(node)] = now &+ failTimeoutNanos
         if downUntil.count > 64 { downUntil = downUntil.filter { $0.value > now } }
     }

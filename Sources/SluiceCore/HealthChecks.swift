@@ -81,8 +81,10 @@ public struct HealthChecks: Sendable, Hashable {
         var r = try FieldReader(value, path: path)
         var a = Active()
         if let t = try r.string("type", allowed: Set(ProbeType.allCases.map(\.rawValue))) { a.type = ProbeType(rawValue: t) ?? .http }
-        if let t = try r.number("timeout", min: 0, exclusiveMin: true, max: 300) { a.timeout = t }
-        if let c = try r.int("concurrency", range: 1...1024) { a.concurrency = c }
+        if let t = try r.number("timeout", min: 0, exclusiveMin: true, max: 86_400) { a.timeout = t }
+        // Any positive count is taken; the checker never has more than its process-wide cap
+        // in flight anyway.
+        if let c = try r.int("concurrency", range: 1...Int64(Int32.max)) { a.concurrency = c }
         if let p = try r.string("http_path", minLength: 1, maxLength: 4096) {
             guard p.hasPrefix("/"), !p.utf8.contains(where: { $0 < 0x21 || $0 == 0x7F }) else {
                 throw ConfigError(path: r.path("http_path"), "must be a path starting with / without spaces or control characters")

@@ -44,10 +44,15 @@ public final class TestUpstream: Sendable {
         prepare: (@Sendable (Channel) throws -> Void)? = nil
     ) async throws -> TestUpstream {
         let counters = NIOLockedValueBox((connections: 0, requests: 0))
+        let children = NIOLockedValueBox([Channel]())
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
                 counters.withLockedValue { $0.connections += 1 }
+                children.withLockedValue { list in
+                    list.removeAll { !$0.isActive }
+                    list.append(channel)
+                }
                 return channel.eventLoop.makeCompletedFuture {
                     try prepare?(channel)
                     let upgrader = NIOWebSocketServerUpgrader(
@@ -71,12 +76,17 @@ public final class TestUpstream: Sendable {
             }
             .bind(host: host, port: port).get()
         guard let bound = channel.localAddress?.port else { throw ChannelError.unknownLocalAddress }
-        return TestUpstream(name: name, host: host, port: bound, channel: channel, counters: counters, closeOnRequest: closeAfterHead)
+        return TestUpstream(
+            name: name, host: host, port: bound, channel: channel, counters: counters, closeOnRequest: closeAfterHead, children: children)
     }
 
+    private let children: NIOLockedValueBox<[Channel]>
+
     private init(
-        name: String, host: String, port: Int, channel: Channel, counters: NIOLockedValueBox<(connections: Int, requests: Int)>, closeOnRequest: Bool
+        name: String, host: String, port: Int, channel: Channel, counters: NIOLockedValueBox<(connections: Int, requests: Int)>, closeOnRequest: Bool,
+        children: NIOLockedValueBox<[Channel]>
     ) {
+        self.children = children
         self.name = name
         self.host = host
         self.port = port
@@ -87,6 +97,12 @@ public final class TestUpstream: Sendable {
 
     public func stop() async {
         try? await channel.close()
+    }
+
+    /// As a crashed server: the listener and every open connection close at once.
+    public func kill() async {
+        try? await channel.close()
+        for c in children.withLockedValue({ $0 }) { try? await c.close() }
     }
 
     /// A deterministic byte pattern, so a test can check every byte that came through.

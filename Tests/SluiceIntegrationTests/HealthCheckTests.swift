@@ -1,3 +1,4 @@
+import NIOConcurrencyHelpers
 import NIOCore
 import SluiceCore
 import SluiceTesting
@@ -167,6 +168,57 @@ import Testing
         #expect(probes >= 2 && Double(probes) <= elapsed + 1, "\(probes) probes in about \(elapsed) s")
         await gw.stop()
         await up.stop()
+    }
+
+    /// Under a steady load over three nodes with `retries: 1`, one node's server dies: no
+    /// request fails (the retry covers the detection window), once it is found unhealthy it
+    /// gets nothing, and restarted it gets traffic again. The load is bounded in count and time.
+    @Test func failoverUnderLoad() async throws {
+        let a = try await startUpstream("a")
+        let b = try await startUpstream("b")
+        var c = try await startUpstream("c")
+        let cPort = c.port
+        let checks = #"{"active":{"type":"tcp","healthy":{"interval":1,"successes":1},"unhealthy":{"interval":1,"tcp_failures":1}}}"#
+        let gw = try await Gateway.start(workers: 2, Self.upstream([a.address, b.address, c.address], checks: checks, extra: #","retries":1"#))
+        let failed = NIOLockedValueBox(0)
+        let sent = NIOLockedValueBox(0)
+        let stopAt = ContinuousClock.now + .seconds(8)
+        let load = Task {
+            await withTaskGroup(of: Void.self) { group in
+                for _ in 0..<4 {
+                    group.addTask {
+                        guard var client = try? await gw.client() else { return }
+                        // At most 5,000 requests per client, and never past the deadline.
+                        for _ in 0..<5_000 where ContinuousClock.now < stopAt {
+                            let r = try? await client.request(.GET, "/x", timeout: .seconds(5))
+                            sent.withLockedValue { $0 += 1 }
+                            if r?.status != .ok {
+                                failed.withLockedValue { $0 += 1 }
+                                await client.close()
+                                if let fresh = try? await gw.client() { client = fresh }
+                            }
+                        }
+                        await client.close()
+                    }
+                }
+            }
+        }
+        try await Task.sleep(for: .seconds(1))
+        await c.kill()
+        #expect(try await eventually(timeout: .seconds(5)) { Self.status(gw)[c.address] == "unhealthy" }, "\(Self.status(gw))")
+        let afterDetection = c.requestsServed
+        try await Task.sleep(for: .seconds(1.5))
+        #expect(c.requestsServed == afterDetection)
+        c = try await TestUpstream.start(name: "c", group: Gateway.group, port: cPort)
+        #expect(try await eventually(timeout: .seconds(5)) { Self.status(gw)[c.address] == "healthy" })
+        #expect(try await eventually(timeout: .seconds(3)) { c.requestsServed > 0 }, "no traffic came back")
+        await load.value
+        #expect(failed.withLockedValue { $0 } == 0, "\(failed.withLockedValue { $0 }) of \(sent.withLockedValue { $0 }) failed")
+        #expect(sent.withLockedValue { $0 } > 100)
+        await gw.stop()
+        await a.stop()
+        await b.stop()
+        await c.stop()
     }
 
     /// Bad values are refused naming the field.

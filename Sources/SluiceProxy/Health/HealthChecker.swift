@@ -118,7 +118,7 @@ public final class HealthChecker: Sendable {
         let a = health.checks.active
         let cell = health.cells[node]
         let port = a.port ?? cell.port
-        let timeout = TimeAmount.nanoseconds(Int64(min(a.timeout, 300) * 1_000_000_000))
+        let timeout = TimeAmount.nanoseconds(Int64(min(a.timeout, 86_400) * 1_000_000_000))
         var tlsContext: NIOSSLContext? = nil
         if a.type == .https {
             tlsContext = a.httpsVerifyCertificate ? verifyingContext() : trustingContext()
