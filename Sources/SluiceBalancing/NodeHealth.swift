@@ -34,6 +34,12 @@ public final class NodeHealthCell: Sendable {
         public var httpFailure: Int
         public var tcpFailure: Int
         public var timeoutFailure: Int
+        public init(success: Int, httpFailure: Int, tcpFailure: Int, timeoutFailure: Int) {
+            self.success = success
+            self.httpFailure = httpFailure
+            self.tcpFailure = tcpFailure
+            self.timeoutFailure = timeoutFailure
+        }
     }
 
     public var counters: Counters {

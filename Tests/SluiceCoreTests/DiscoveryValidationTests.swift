@@ -57,7 +57,7 @@ import Testing
     @Test func theOtherRulesStillHold() {
         #expect(upstreamError(#"{}"#)?.path == "nodes")
         #expect(upstreamError(#"{"discovery_type":"kubernetes","service_name":"default/a:http","type":"chash"}"#)?.path == "key")
-        #expect(upstreamError(#"{"discovery_type":"kubernetes","service_name":"default/a:http","checks":{}}"#)?.path == "checks")
+        #expect(upstreamError(#"{"discovery_type":"kubernetes","service_name":"default/a:http","checks":{}}"#)?.path == "checks.active")
         #expect(upstreamError(#"{"discovery_type":"kubernetes","service_name":"default/a:http","discovery_args":{}}"#)?.path == "discovery_args")
     }
 

@@ -137,6 +137,11 @@ import Testing
                          "healthy": {"http_statuses": [200], "successes": 5},
                          "unhealthy": {"http_statuses": [502], "http_failures": 1, "tcp_failures": 1, "timeouts": 7}}}
             """#))
+        // The gateway takes what the controller writes, field for field.
+        let upstream = try #require(t.upstream("default_httpbin_80"))
+        let decoded = try Upstream.decode(upstream)
+        #expect(decoded.checks?.active.type == .https && decoded.checks?.active.httpsVerifyCertificate == false)
+        #expect(decoded.checks?.active.unhealthyInterval == 60 && decoded.checks?.passive?.timeouts == 7)
     }
 
     @Test func aMinimalActiveCheckIsHTTP() throws {

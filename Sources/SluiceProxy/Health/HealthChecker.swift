@@ -10,8 +10,9 @@ import Synchronization
 /// its own, and writes what it finds into the shared `UpstreamHealth` cells the request
 /// loops read.
 ///
-/// Scale: one repeating tick (every 100 ms) walks the nodes whose probe is due; there is no
-/// timer per node. Probes in flight are bounded per upstream (`active.concurrency`) and per
+/// Scale: there is no timer per node. Each upstream keeps its nodes in due order (one queue
+/// per interval); a finished probe starts the next due one, and a tick every 100 ms picks up
+/// new upstreams and what came due meanwhile. Probes in flight are bounded per upstream (`active.concurrency`) and per
 /// process (`maxInFlight`); first probes are spread over the first interval, so 10,000 new
 /// nodes do not all connect in the same tick.
 public final class HealthChecker: Sendable {
@@ -27,10 +28,30 @@ public final class HealthChecker: Sendable {
     /// Probes sent since the checker started (for metrics and tests).
     public var probesSent: Int { probes.load(ordering: .relaxed) }
 
+    /// A FIFO of (due, node). Every entry of one queue has the same interval added to its
+    /// completion time, so the queue stays in due order: the next due node is at the front.
+    struct DueQueue {
+        var items: [(due: NIODeadline, node: Int)] = []
+        var head = 0
+        var first: (due: NIODeadline, node: Int)? { head < items.count ? items[head] : nil }
+        mutating func push(_ due: NIODeadline, _ node: Int) { items.append((due, node)) }
+        mutating func pop() -> Int {
+            let n = items[head].node
+            head += 1
+            if head > 1024, head * 2 > items.count {
+                items.removeFirst(head)
+                head = 0
+            }
+            return n
+        }
+    }
+
+    /// Per upstream: which node is due when. Healthy and unhealthy nodes wait in their own
+    /// queue (their intervals differ); a node is in exactly one queue or in flight.
     struct Schedule {
-        var due: [NIODeadline]
-        var inFlight: [Bool]
-        var inFlightCount = 0
+        var healthy = DueQueue()
+        var unhealthy = DueQueue()
+        var inFlight = 0
     }
 
     final class State {
@@ -64,7 +85,7 @@ public final class HealthChecker: Sendable {
         try? await group.shutdownGracefully()
     }
 
-    /// One pass over the due nodes.
+    /// Picks up new and removed upstreams, then starts what is due.
     private func round() {
         let s = state.value
         let now = NIODeadline.now()
@@ -72,41 +93,60 @@ public final class HealthChecker: Sendable {
         for health in registry.all {
             let id = ObjectIdentifier(health)
             seen.insert(id)
-            let active = health.checks.active
-            var schedule = s.schedules[id] ?? Self.firstSchedule(health, now: now, random: &s.random)
-            if schedule.inFlightCount < active.concurrency, s.inFlight < Self.maxInFlight {
-                for i in 0..<health.cells.count where !schedule.inFlight[i] && schedule.due[i] <= now {
-                    guard schedule.inFlightCount < active.concurrency, s.inFlight < Self.maxInFlight else { break }
-                    schedule.inFlight[i] = true
-                    schedule.inFlightCount += 1
-                    s.inFlight += 1
-                    probes.add(1, ordering: .relaxed)
-                    probe(health, i) { [self] outcome in finished(health, id, i, outcome) }
-                }
-            }
-            s.schedules[id] = schedule
+            if s.schedules[id] == nil { s.schedules[id] = Self.firstSchedule(health, now: now, random: &s.random) }
+            launch(health, id, now: now)
         }
         if s.schedules.count != seen.count { s.schedules = s.schedules.filter { seen.contains($0.key) } }
+    }
+
+    /// Starts the due probes of one upstream, within its concurrency and the process cap.
+    private func launch(_ health: UpstreamHealth, _ id: ObjectIdentifier, now: NIODeadline) {
+        let s = state.value
+        guard var schedule = s.schedules[id] else { return }
+        let concurrency = health.checks.active.concurrency
+        while schedule.inFlight < concurrency, s.inFlight < Self.maxInFlight {
+            let node: Int
+            if let h = schedule.healthy.first, h.due <= now, (schedule.unhealthy.first.map { h.due <= $0.due } ?? true) {
+                node = schedule.healthy.pop()
+            } else if let u = schedule.unhealthy.first, u.due <= now {
+                node = schedule.unhealthy.pop()
+            } else {
+                break
+            }
+            schedule.inFlight += 1
+            s.inFlight += 1
+            probes.add(1, ordering: .relaxed)
+            probe(health, node) { [self] outcome in finished(health, id, node, outcome) }
+        }
+        s.schedules[id] = schedule
     }
 
     /// Each node's first probe at a random point of the first interval.
     static func firstSchedule(_ health: UpstreamHealth, now: NIODeadline, random: inout SystemRandomNumberGenerator) -> Schedule {
         let spread = Int64(health.checks.active.healthyInterval) * 1_000_000_000
-        let due = health.cells.indices.map { _ in now + .nanoseconds(Int64.random(in: 0..<max(1, spread), using: &random)) }
-        return Schedule(due: due, inFlight: Array(repeating: false, count: health.cells.count))
+        var first = health.cells.indices.map { (due: now + .nanoseconds(Int64.random(in: 0..<max(1, spread), using: &random)), node: $0) }
+        first.sort { $0.due < $1.due }
+        var schedule = Schedule()
+        schedule.healthy.items = first
+        return schedule
     }
 
     private func finished(_ health: UpstreamHealth, _ id: ObjectIdentifier, _ node: Int, _ outcome: HealthOutcome?) {
         let s = state.value
         s.inFlight -= 1
         if let outcome { health.recordActive(node, outcome) }
-        guard var schedule = s.schedules[id], node < schedule.due.count else { return }
-        schedule.inFlight[node] = false
-        schedule.inFlightCount -= 1
+        guard var schedule = s.schedules[id] else { return }  // the upstream is gone
+        schedule.inFlight -= 1
         let a = health.checks.active
-        let interval = health.cells[node].isHealthy ? a.healthyInterval : a.unhealthyInterval
-        schedule.due[node] = .now() + .seconds(Int64(interval))
+        let now = NIODeadline.now()
+        if health.cells[node].isHealthy {
+            schedule.healthy.push(now + .seconds(Int64(a.healthyInterval)), node)
+        } else {
+            schedule.unhealthy.push(now + .seconds(Int64(a.unhealthyInterval)), node)
+        }
         s.schedules[id] = schedule
+        // A freed slot goes to the next due node now, not at the next tick.
+        launch(health, id, now: now)
     }
 
     // MARK: Probes
