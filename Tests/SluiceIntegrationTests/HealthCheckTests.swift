@@ -1,3 +1,4 @@
+import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
 import SluiceCore
@@ -240,5 +241,48 @@ import Testing
             #expect(error.path == field, "\(error)")
             #expect(error.message.contains(message), "\(error)")
         }
+    }
+}
+
+/// `sluice serve` with checks from a declarative file: the control API and the metric, over
+/// real HTTP, in APISIX's format.
+@Suite struct HealthCheckProcessTests {
+    @Test func controlAPIAndMetricShowTheCheckersView() async throws {
+        let up = try await startUpstream("a")
+        let dead = try await deadPort()
+        let dir = makeTemporaryDirectory()
+        let config = dir + "/apisix.json"
+        let checks = #"{"active":{"type":"tcp","healthy":{"interval":1},"unhealthy":{"interval":1,"tcp_failures":1}}}"#
+        try #"""
+            {"upstreams":[{"id":"u","nodes":{"\#(up.address)":1,"127.0.0.1:\#(dead)":1},"checks":\#(checks)}],
+             "routes":[{"id":"r","uri":"/*","upstream_id":"u"},{"id":"inline","uri":"/inline","upstream":{"nodes":{"\#(up.address)":1},"checks":\#(checks)}}]}
+            """#.write(toFile: config, atomically: true, encoding: .utf8)
+        let gw = try GatewayProcess.serve(["--standalone", config, "--workers", "2"], directory: dir)
+        defer { gw.kill(SIGKILL) }
+        let ports = try await gw.ports()
+        let control = try await TestHTTPClient.connect(port: ports.control, group: Gateway.group)
+        var one = JSONValue.null
+        #expect(try await eventually(timeout: .seconds(8)) {
+            one = try JSONValue.parse(try await control.request(.GET, "/v1/healthcheck/upstreams/u").bodyString)
+            return one["nodes"]?.arrayValue?.contains { $0["port"]?.intValue == Int64(dead) && $0["status"] == "unhealthy" } == true
+        }, "\(one)")
+        #expect(one["name"] == "/apisix/upstreams/u" && one["type"] == "tcp")
+        let live = one["nodes"]?.arrayValue?.first { $0["port"]?.intValue == Int64(up.port) }
+        #expect(live?["status"] == "healthy" && live?["ip"] == "127.0.0.1", "\(one)")
+        #expect(live?["counter"]?["tcp_failure"] == .int(0))
+        let all = try JSONValue.parse(try await control.request(.GET, "/v1/healthcheck").bodyString)
+        #expect(all.arrayValue?.compactMap { $0["name"]?.stringValue }.sorted() == ["/apisix/routes/inline", "/apisix/upstreams/u"], "\(all)")
+        #expect(try await control.request(.GET, "/v1/healthcheck/upstreams/nope").status == .notFound)
+        let metrics = try await TestHTTPClient.connect(port: ports.metrics, group: Gateway.group)
+        let text = try await metrics.request(.GET, "/apisix/prometheus/metrics").bodyString
+        #expect(text.contains("apisix_upstream_status{name=\"/apisix/upstreams/u\",ip=\"127.0.0.1\",port=\"\(dead)\"} 0"), "\(text)")
+        #expect(text.contains("apisix_upstream_status{name=\"/apisix/upstreams/u\",ip=\"127.0.0.1\",port=\"\(up.port)\"} 1"))
+        // Traffic skips the dead node: no 502 with retries left to chance.
+        let proxy = try await TestHTTPClient.connect(port: ports.proxy, group: Gateway.group)
+        for _ in 0..<10 { #expect(try await proxy.request(.GET, "/x").status == .ok) }
+        await proxy.close()
+        await metrics.close()
+        await control.close()
+        await up.stop()
     }
 }
