@@ -12,6 +12,20 @@ extension Translator {
     func ingress(_ ing: Ingress, namespace ns: String, _ c: ClusterState, _ out: inout Output) throws(TranslationError) {
         // `ing_` keeps these apart from ApisixRoute and ApisixTls names (`ns_name_rule`).
         let base = "ing_\(ns)_\(ing.metadata.name)"
+        let notes = try IngressAnnotations.parse(ing.metadata.annotations)
+        var pluginConfigID: String? = nil
+        if let pc = notes.pluginConfigName {
+            guard c.apisixPluginConfigs[ClusterState.key(ns, pc)] != nil else {
+                throw TranslationError("\(IngressAnnotations.field("plugin-config-name")): ApisixPluginConfig \(ns)/\(pc) not found")
+            }
+            pluginConfigID = IngressNaming.id(IngressNaming.objectName(namespace: ns, name: pc))
+        }
+        /// What the annotations add to every route of this Ingress.
+        func annotate(_ o: inout [String: JSONValue]) {
+            if !notes.plugins.isEmpty { o["plugins"] = .object(notes.plugins) }
+            if let w = notes.enableWebsocket { o["enable_websocket"] = .bool(w) }
+            if let pluginConfigID { o["plugin_config_id"] = .string(pluginConfigID) }
+        }
         var used = Set<String>()
         for (i, rule) in ing.rules.enumerated() {
             let host = rule.host.flatMap { $0.isEmpty ? nil : $0 }
@@ -20,8 +34,10 @@ extension Translator {
             }
             for (j, p) in rule.paths.enumerated() {
                 let path = "spec.rules[\(i)].http.paths[\(j)]"
-                let uris = try Self.uris(p.path ?? "/", type: p.pathType, path: "\(path).path")
-                let upstream = try ingressBackend(p.backend, namespace: ns, path: "\(path).backend", c, &out)
+                // use-regex: the path is a regular expression on the URI (a route on /* with vars).
+                let uris = notes.useRegex ? ["/*"] : try Self.uris(p.path ?? "/", type: p.pathType, path: "\(path).path")
+                let upstream = try Self.withSettings(
+                    try ingressBackend(p.backend, namespace: ns, path: "\(path).backend", c, &out), notes, ingress: base, &out)
                 // Named by what it matches, so reordering rules does not rename routes.
                 var name = "\(base)_\(IngressNaming.hex(CRC32.checksum(Array("\(host ?? "")|\(p.path ?? "/")|\(p.pathType.rawValue)".utf8))))"
                 if !used.insert(name).inserted { name += "_\(i)_\(j)" }
@@ -32,15 +48,21 @@ extension Translator {
                 if let host { o["hosts"] = [.string(host)] }
                 // Exact paths win over prefixes of the same length.
                 if p.pathType == .Exact { o["priority"] = 1 }
+                if notes.useRegex {
+                    o["vars"] = try IngressAnnotations.regexVars(p.path ?? "/", exact: p.pathType == .Exact, field: "\(path).path")
+                }
+                annotate(&o)
                 out.put(.routes, IngressNaming.id(name), .object(o))
             }
         }
         if let d = ing.defaultBackend {
-            let upstream = try ingressBackend(d, namespace: ns, path: "spec.defaultBackend", c, &out)
+            let upstream = try Self.withSettings(try ingressBackend(d, namespace: ns, path: "spec.defaultBackend", c, &out), notes, ingress: base, &out)
             let name = "\(base)_default-backend"
-            out.put(.routes, IngressNaming.id(name), [
+            var o: [String: JSONValue] = [
                 "name": .string(name), "uris": ["/*"], "upstream_id": .string(upstream), "priority": -1, "labels": IngressNaming.managedBy,
-            ])
+            ]
+            annotate(&o)
+            out.put(.routes, IngressNaming.id(name), .object(o))
         }
         for (i, t) in ing.tls.enumerated() {
             guard let secretName = t.secretName, !secretName.isEmpty else { continue }
@@ -53,6 +75,19 @@ extension Translator {
             ])
         }
         guard !out.objects.isEmpty else { throw TranslationError("spec: no rules, paths or default backend") }
+    }
+
+    /// The upstream `id` with the Ingress's upstream annotations applied: a copy of its own
+    /// (named after the Ingress), so another Ingress's routes to the same Service keep theirs.
+    static func withSettings(_ id: String, _ notes: IngressAnnotations, ingress: String, _ out: inout Output) throws(TranslationError) -> String {
+        guard !notes.upstream.isEmpty, case .object(var o)? = out.objects[ObjectKey(.upstreams, id)] else { return id }
+        for (k, v) in notes.upstream { o[k] = v }
+        let name = "\(o["name"]?.stringValue ?? id)_\(IngressNaming.hex(CRC32.checksum(Array(ingress.utf8))))"
+        o["name"] = .string(name)
+        let copy = IngressNaming.id(name)
+        out.put(.upstreams, copy, .object(o))
+        if let source = out.sources[id] { out.sources[copy] = source }
+        return copy
     }
 
     static func uris(_ p: String, type: Ingress.PathType, path: String) throws(TranslationError) -> [String] {
