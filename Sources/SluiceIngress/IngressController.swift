@@ -662,6 +662,20 @@ public actor IngressController {
         }
     }
 
+    /// Every condition the object's status holds now (ours and other writers').
+    func fullStatus(_ ref: SourceRef) -> ApisixStatus? {
+        let key = ClusterState.key(ref.namespace, ref.name)
+        switch ref.kind {
+        case .apisixRoute: return cluster.apisixRoutes[key]?.status
+        case .apisixUpstream: return cluster.apisixUpstreams[key]?.status
+        case .apisixTls: return cluster.apisixTlses[key]?.status
+        case .apisixConsumer: return cluster.apisixConsumers[key]?.status
+        case .apisixPluginConfig: return cluster.apisixPluginConfigs[key]?.status
+        case .apisixGlobalRule: return cluster.apisixGlobalRules[key]?.status
+        case .ingress: return nil
+        }
+    }
+
     func currentStatus(_ ref: SourceRef) -> (condition: KubeCondition?, generation: Int?) {
         let key = ClusterState.key(ref.namespace, ref.name)
         switch ref.kind {
@@ -725,7 +739,9 @@ public actor IngressController {
                 continue
             }
             guard let resource = Self.resource(ref.kind, ref.namespace) else { continue }
-            let status = ApisixStatus(conditions: condition.map { [$0] } ?? [])
+            // A merge patch replaces the whole `conditions` list: it is sent with every other
+            // writer's conditions as last seen, ours replaced by type, so theirs survive.
+            let status = (fullStatus(ref) ?? ApisixStatus(conditions: condition.map { [$0] } ?? []))
                 .setting(.resourcesAvailable(synced: outcome.ok, message: outcome.message, observedGeneration: generation))
             do {
                 _ = try await api.mergePatchStatus(resource, name: ref.name, ["status": status.json()])

@@ -40,7 +40,12 @@ import Testing
         try env.startController(["--leader-elect", "false", "--namespace", "default"])
         let expected = Set(addresses.map { "\($0):\(port)" })
         #expect(try await eventually(timeout: .seconds(20)) { try await env.nodes("default_httpbin_80") == expected })
-        let route = try await env.admin(.GET, "/routes/default_httpbin-route_rule1")
+        // Upstreams are written before routes: the route may land a moment after the nodes.
+        var route = try await env.admin(.GET, "/routes/default_httpbin-route_rule1")
+        #expect(try await eventually {
+            route = try await env.admin(.GET, "/routes/default_httpbin-route_rule1")
+            return route.status == 200
+        })
         #expect(route.json["value"]?["upstream_id"]?.stringValue == "default_httpbin_80")
         #expect(route.json["value"]?["labels"]?["managed-by"]?.stringValue == "sluice-ingress")
 
@@ -67,6 +72,12 @@ import Testing
         let ignored = try ApisixRoute(json: try await env.api.get(.apisixRoutes(namespace: "elsewhere"), name: "ignored"))
         #expect(ignored.status.conditions.isEmpty)
 
+        // Another writer's condition on the same status (a policy controller, say).
+        let current = try await env.api.get(.apisixRoutes(namespace: "default"), name: "httpbin-route")
+        var conditions = current["status"]?["conditions"]?.arrayValue ?? []
+        conditions.append(["type": "PolicyChecked", "status": "True", "reason": "Checked", "message": "by another controller", "lastTransitionTime": "2026-12-04T00:00:00Z"])
+        _ = try await env.api.mergePatchStatus(.apisixRoutes(namespace: "default"), name: "httpbin-route", ["status": ["conditions": .array(conditions)]])
+
         // An edit that no longer translates (a Service name typo) keeps the last good route
         // serving, and says why on the status, as the APISIX controller does.
         _ = try await env.api.modify(.apisixRoutes(namespace: "default"), name: "httpbin-route") { o in
@@ -78,6 +89,9 @@ import Testing
             return r.status.resourcesAvailable?.status == .false && r.status.resourcesAvailable?.observedGeneration == 2
                 && r.status.resourcesAvailable?.message.contains("Service default/httpbn not found") == true
         })
+        // The controller's status write kept the other writer's condition.
+        let after = try ApisixRoute(json: try await env.api.get(.apisixRoutes(namespace: "default"), name: "httpbin-route"))
+        #expect(after.status.conditions.contains { $0.type == "PolicyChecked" && $0.message == "by another controller" }, "\(after.status)")
         let still = try await TestHTTPClient.connect(port: env.ports.proxy, group: IngressEnvironment.group)
         #expect(try await still.request(.GET, "/get", host: "httpbin.org").status == .ok)
         await still.close()
