@@ -23,6 +23,12 @@ public actor IngressController {
         /// How often the gateway is listed and compared in full, repairing a gateway that
         /// lost objects (e.g. restarted with an empty store).
         public var resyncInterval: Duration = .seconds(60)
+        /// `--ingress-status-address`: what every owned Ingress reports in
+        /// `status.loadBalancer.ingress` (IPs, or host names).
+        public var statusAddresses: [String] = []
+        /// `--ingress-publish-service ns/name`: the Service fronting the gateway, whose
+        /// load-balancer addresses (else external IPs, else cluster IP) Ingresses report.
+        public var publishService: String?
         public init() {}
     }
 
@@ -57,6 +63,8 @@ public actor IngressController {
     var legacyEndpoints: [String: Endpoints] = [:]
     var podLabels: [String: [String: String]] = [:]
     var podInformerStarted = false
+    /// Ingress addresses written and not yet seen back through the watch.
+    var lastIngressStatus: [String: [Ingress.LoadBalancerIngress]] = [:]
     var podInformers: [Informer] = []
     /// The pod informers have listed once: until then subset upstreams keep their nodes.
     var podsSynced = false
@@ -292,7 +300,49 @@ public actor IngressController {
                 backoff = min(backoff * 2, .seconds(5))
             }
             await writeStatuses()
+            await writeIngressStatuses()
         }
+    }
+
+    /// The addresses owned Ingresses should report, or nil when none is configured.
+    func desiredIngressAddresses() -> [Ingress.LoadBalancerIngress]? {
+        func entry(_ s: String) -> Ingress.LoadBalancerIngress {
+            IPAddress(s) != nil ? .init(ip: s) : .init(hostname: s)
+        }
+        if let key = options.publishService {
+            guard let svc = cluster.services[key] else { return [] }
+            var out: [Ingress.LoadBalancerIngress] = []
+            for lb in svc.raw["status"]?["loadBalancer"]?["ingress"]?.arrayValue ?? [] {
+                if let ip = lb["ip"]?.stringValue { out.append(.init(ip: ip)) } else if let h = lb["hostname"]?.stringValue { out.append(.init(hostname: h)) }
+            }
+            if out.isEmpty { out = (svc.raw["spec"]?["externalIPs"]?.arrayValue ?? []).compactMap(\.stringValue).map(entry) }
+            if out.isEmpty, let ip = svc.clusterIP, ip != "None", !ip.isEmpty { out = [.init(ip: ip)] }
+            return out
+        }
+        return options.statusAddresses.isEmpty ? nil : options.statusAddresses.map(entry)
+    }
+
+    /// Leader only: `status.loadBalancer.ingress` on every Ingress this controller owns, when
+    /// it differs from the configured addresses (what `kubectl get ingress` shows as ADDRESS,
+    /// and what external-dns and Argo CD wait for).
+    private func writeIngressStatuses() async {
+        guard isLeader, let desired = desiredIngressAddresses() else { return }
+        for (key, ing) in cluster.ingresses.sorted(by: { $0.key < $1.key }) {
+            guard translator.owns(ing, classes: cluster.ingressClasses), ing.loadBalancer != desired else { continue }
+            if lastIngressStatus[key] == desired { continue }  // written; the watch has not echoed it yet
+            let ingress: [JSONValue] = desired.map { lb in
+                if let ip = lb.ip { return ["ip": .string(ip)] }
+                return ["hostname": .string(lb.hostname ?? "")]
+            }
+            do {
+                _ = try await api.mergePatchStatus(
+                    .ingresses(namespace: ing.metadata.namespace), name: ing.metadata.name, ["status": ["loadBalancer": ["ingress": .array(ingress)]]])
+                lastIngressStatus[key] = desired
+            } catch {
+                logger.warning("cannot write the status of ingress \(key)", metadata: ["error": "\(error)"])
+            }
+        }
+        lastIngressStatus = lastIngressStatus.filter { cluster.ingresses[$0.key] != nil }
     }
 
     // MARK: - Events

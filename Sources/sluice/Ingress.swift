@@ -63,6 +63,12 @@ struct IngressCommand: AsyncParsableCommand {
     @Option(name: .customLong("resync-interval"), help: "Seconds between full comparisons with the gateway.")
     var resyncInterval = 60.0
 
+    @Option(name: .customLong("ingress-status-address"), help: "Address (IP or host name; repeatable or comma-separated) every owned Ingress reports in status.loadBalancer.")
+    var ingressStatusAddress: [String] = []
+
+    @Option(name: .customLong("ingress-publish-service"), help: "NAMESPACE/NAME of the Service fronting the gateway: its load-balancer addresses go to status.loadBalancer of owned Ingresses.")
+    var ingressPublishService: String?
+
     @Option(name: .customLong("metrics-listen"), help: "Prometheus metrics HOST:PORT at /metrics.")
     var metricsListen = "127.0.0.1:9092"
 
@@ -84,6 +90,17 @@ struct IngressCommand: AsyncParsableCommand {
         guard let _ = Logger.Level(rawValue: logLevel) else { throw ValidationError("--log-level: must be trace, debug, info, notice, warning, error or critical") }
         guard ["text", "json"].contains(logFormat) else { throw ValidationError("--log-format: must be text or json") }
         guard ListenAddress(metricsListen) != nil else { throw ValidationError("--metrics-listen: must be HOST:PORT, got \"\(metricsListen)\"") }
+        for a in ingressStatusAddress.flatMap({ $0.split(separator: ",").map { $0.trimmingWhitespace() } }) where !a.isEmpty {
+            guard IPAddress(a) != nil || (try? HostPattern.validate(a, path: "")) != nil, !a.contains("*") else {
+                throw ValidationError("--ingress-status-address: \"\(a)\" is neither an IP address nor a host name")
+            }
+        }
+        if let p = ingressPublishService {
+            let parts = p.split(separator: "/", omittingEmptySubsequences: false)
+            guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else {
+                throw ValidationError("--ingress-publish-service: must be NAMESPACE/NAME, got \"\(p)\"")
+            }
+        }
         guard leaseDuration > renewDeadline, renewDeadline > 0, retryPeriod > 0 else {
             throw ValidationError("--lease-duration must exceed --renew-deadline, and both and --retry-period must be positive")
         }
@@ -129,6 +146,8 @@ struct IngressCommand: AsyncParsableCommand {
         options.watchEndpointSlices = watchEndpointSlice
         options.coalesceWindow = try IngressFlags.coalesceWindow(milliseconds: coalesceWindowMs)
         options.resyncInterval = try IngressFlags.resyncInterval(seconds: resyncInterval)
+        options.statusAddresses = ingressStatusAddress.flatMap { $0.split(separator: ",").map { $0.trimmingWhitespace() } }.filter { !$0.isEmpty }
+        options.publishService = ingressPublishService
         let metrics = IngressMetrics()
         let controller = IngressController(api: api, writer: writer, options: options, metrics: metrics, leader: !leaderElect, logger: logger)
 

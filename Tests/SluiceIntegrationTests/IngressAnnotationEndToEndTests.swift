@@ -56,4 +56,32 @@ import Testing
         await env.stop()
         for p in pods.values { await p.stop() }
     }
+
+    /// `status.loadBalancer` on every owned Ingress, from `--ingress-status-address`: what
+    /// `kubectl get ingress` shows as ADDRESS. Ingresses of another class are left alone.
+    @Test func ingressStatusShowsTheGatewaysAddress() async throws {
+        let env = try await IngressEnvironment(podAddresses: [])
+        try env.control.scale(namespace: "default", service: "web", replicas: 0, ports: [SimServicePort(name: "http", port: 80)])
+        try await env.create(.ingressClasses(), #"{"metadata": {"name": "sluice"}, "spec": {"controller": "sluice.io/ingress-controller"}}"#)
+        for (name, cls) in [("ours", "sluice"), ("theirs", "nginx")] {
+            try await env.create(.ingresses(namespace: "default"), #"""
+                {"metadata": {"name": "\#(name)", "namespace": "default"},
+                 "spec": {"ingressClassName": "\#(cls)", "rules": [{"http": {"paths": [
+                   {"path": "/", "pathType": "Prefix", "backend": {"service": {"name": "web", "port": {"name": "http"}}}}]}}]}}
+                """#)
+        }
+        let c = try env.startController(["--leader-elect", "false", "--ingress-status-address", "192.0.2.10,lb.example.com"])
+        var output = ""
+        #expect(try await eventually(timeout: .seconds(20)) {
+            let r = try await Command.run("/usr/bin/env", [
+                "kubectl", "--kubeconfig", env.kubeconfig, "get", "ingress", "-n", "default", "ours",
+                "-o", "jsonpath={.status.loadBalancer.ingress[*].ip},{.status.loadBalancer.ingress[*].hostname}",
+            ])
+            output = r.output
+            return r.output.contains("192.0.2.10,lb.example.com")
+        }, "\(output)\n\(c.text.suffix(1500))")
+        let theirs = try await env.api.get(.ingresses(namespace: "default"), name: "theirs")
+        #expect(theirs["status"]?["loadBalancer"]?["ingress"] == nil, "\(theirs)")
+        await env.stop()
+    }
 }
