@@ -261,9 +261,18 @@ final class SimRequestHandler: ChannelInboundHandler {
                 }
                 var meta: [String: JSONValue] = ["resourceVersion": .string(String(page.resourceVersion))]
                 if let c = page.continue { meta["continue"] = .string(c) }
+                if Self.wantsTable(h), let table = Self.table(rp.type, page.items) {
+                    respond(200, table, context, keepAlive: keepAlive)
+                    return
+                }
                 respond(200, ["kind": .string(rp.type.kind + "List"), "apiVersion": .string(rp.type.apiVersion), "metadata": .object(meta), "items": .array(page.items)], context, keepAlive: keepAlive)
             case (.GET, let name?):
-                respond(200, try state.read { s throws(APIError) in try s.get(rp.type, namespace: rp.namespace, name: name) }, context, keepAlive: keepAlive)
+                let object = try state.read { s throws(APIError) in try s.get(rp.type, namespace: rp.namespace, name: name) }
+                if Self.wantsTable(h), let table = Self.table(rp.type, [object]) {
+                    respond(200, table, context, keepAlive: keepAlive)
+                    return
+                }
+                respond(200, object, context, keepAlive: keepAlive)
             case (.POST, nil):
                 let object = try Self.parse(body)
                 let created = try state.write { s throws(APIError) in try s.create(rp.type, namespace: rp.namespace, object) }
@@ -287,6 +296,41 @@ final class SimRequestHandler: ChannelInboundHandler {
         } catch {
             respond(error.code, Self.status(error), context, keepAlive: keepAlive)
         }
+    }
+
+    /// kubectl asks for server-side printing (`Accept: application/json;as=Table;...`).
+    static func wantsTable(_ h: HTTPRequestHead) -> Bool {
+        (h.headers.first(name: "accept") ?? "").contains("as=Table")
+    }
+
+    /// A meta.k8s.io/v1 Table for the kinds whose columns kubectl users look at (Ingress:
+    /// NAME, CLASS, HOSTS, ADDRESS, PORTS, AGE, as the API server prints them); nil for the
+    /// others, which are then sent as objects and printed by name.
+    static func table(_ type: ResourceType, _ items: [JSONValue]) -> JSONValue? {
+        guard type.plural == "ingresses", type.group == "networking.k8s.io" else { return nil }
+        func column(_ name: String, _ kind: String = "string", priority: Int64 = 0) -> JSONValue {
+            ["name": .string(name), "type": .string(kind), "format": name == "Name" ? "name" : "", "description": "", "priority": .int(priority)]
+        }
+        let rows: [JSONValue] = items.map { item in
+            let spec = item["spec"]
+            let hosts = (spec?["rules"]?.arrayValue ?? []).compactMap { $0["host"]?.stringValue }
+            let lb = item["status"]?["loadBalancer"]?["ingress"]?.arrayValue ?? []
+            let addresses = lb.compactMap { $0["ip"]?.stringValue ?? $0["hostname"]?.stringValue }
+            let ports = (spec?["tls"]?.arrayValue ?? []).isEmpty ? "80" : "80, 443"
+            return [
+                "cells": [
+                    .string(item["metadata"]?["name"]?.stringValue ?? ""), .string(spec?["ingressClassName"]?.stringValue ?? "<none>"),
+                    .string(hosts.isEmpty ? "*" : hosts.joined(separator: ",")), .string(addresses.joined(separator: ",")), .string(ports),
+                    .string("<unknown>"),
+                ],
+                "object": ["kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": item["metadata"] ?? [:]],
+            ]
+        }
+        return [
+            "kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": [:],
+            "columnDefinitions": [column("Name"), column("Class"), column("Hosts"), column("Address"), column("Ports"), column("Age")],
+            "rows": .array(rows),
+        ]
     }
 
     static func requireMergePatch(_ h: HTTPRequestHead) throws(APIError) {

@@ -65,6 +65,8 @@ public actor IngressController {
     var podInformerStarted = false
     /// Ingress addresses written and not yet seen back through the watch.
     var lastIngressStatus: [String: [Ingress.LoadBalancerIngress]] = [:]
+    /// The `--ingress-publish-service` Service's addresses, as last seen.
+    var publishedAddresses: [Ingress.LoadBalancerIngress] = []
     var podInformers: [Informer] = []
     /// The pod informers have listed once: until then subset upstreams keep their nodes.
     var podsSynced = false
@@ -309,17 +311,19 @@ public actor IngressController {
         func entry(_ s: String) -> Ingress.LoadBalancerIngress {
             IPAddress(s) != nil ? .init(ip: s) : .init(hostname: s)
         }
-        if let key = options.publishService {
-            guard let svc = cluster.services[key] else { return [] }
-            var out: [Ingress.LoadBalancerIngress] = []
-            for lb in svc.raw["status"]?["loadBalancer"]?["ingress"]?.arrayValue ?? [] {
-                if let ip = lb["ip"]?.stringValue { out.append(.init(ip: ip)) } else if let h = lb["hostname"]?.stringValue { out.append(.init(hostname: h)) }
-            }
-            if out.isEmpty { out = (svc.raw["spec"]?["externalIPs"]?.arrayValue ?? []).compactMap(\.stringValue).map(entry) }
-            if out.isEmpty, let ip = svc.clusterIP, ip != "None", !ip.isEmpty { out = [.init(ip: ip)] }
-            return out
-        }
+        if let key = options.publishService { return cluster.services[key] == nil ? [] : publishedAddresses }
         return options.statusAddresses.isEmpty ? nil : options.statusAddresses.map(entry)
+    }
+
+    /// A Service's load-balancer addresses, else its external IPs, else its cluster IP.
+    static func addresses(ofService object: JSONValue) -> [Ingress.LoadBalancerIngress] {
+        var out: [Ingress.LoadBalancerIngress] = []
+        for lb in object["status"]?["loadBalancer"]?["ingress"]?.arrayValue ?? [] {
+            if let ip = lb["ip"]?.stringValue { out.append(.init(ip: ip)) } else if let h = lb["hostname"]?.stringValue { out.append(.init(hostname: h)) }
+        }
+        if out.isEmpty { out = (object["spec"]?["externalIPs"]?.arrayValue ?? []).compactMap(\.stringValue).map { .init(ip: $0) } }
+        if out.isEmpty, let ip = object["spec"]?["clusterIP"]?.stringValue, ip != "None", !ip.isEmpty { out = [.init(ip: ip)] }
+        return out
     }
 
     /// Leader only: `status.loadBalancer.ingress` on every Ingress this controller owns, when
@@ -432,6 +436,7 @@ public actor IngressController {
                 var svc = try? KubeClient.Service(json: object)
                 svc?.raw = .null
                 cluster.services[key] = svc
+                if key == options.publishService { publishedAddresses = Self.addresses(ofService: object) }
             }
             structureChanged()
         case .secret:

@@ -80,8 +80,41 @@ import Testing
             output = r.output
             return r.output.contains("192.0.2.10,lb.example.com")
         }, "\(output)\n\(c.text.suffix(1500))")
+        // The ADDRESS column, as kubectl prints it.
+        let table = try await Command.run("/usr/bin/env", ["kubectl", "--kubeconfig", env.kubeconfig, "get", "ingress", "-n", "default"])
+        let lines = table.output.split(separator: "\n")
+        #expect(lines.first?.contains("ADDRESS") == true, "\(table.output)")
+        #expect(lines.contains { $0.hasPrefix("ours") && $0.contains("192.0.2.10,lb.example.com") }, "\(table.output)")
         let theirs = try await env.api.get(.ingresses(namespace: "default"), name: "theirs")
         #expect(theirs["status"]?["loadBalancer"]?["ingress"] == nil, "\(theirs)")
+        await env.stop()
+    }
+
+    /// `--ingress-publish-service`: Ingresses report the load-balancer address of the Service
+    /// in front of the gateway, and follow it when it changes.
+    @Test func ingressStatusFollowsThePublishService() async throws {
+        let env = try await IngressEnvironment(podAddresses: [])
+        try env.control.scale(namespace: "default", service: "web", replicas: 0, ports: [SimServicePort(name: "http", port: 80)])
+        try await env.create(.ingressClasses(), #"{"metadata": {"name": "sluice"}, "spec": {"controller": "sluice.io/ingress-controller"}}"#)
+        try await env.create(.services(namespace: "default"), #"""
+            {"metadata": {"name": "gateway", "namespace": "default"}, "spec": {"type": "LoadBalancer", "ports": [{"name": "http", "port": 80}]}}
+            """#)
+        func publish(_ ip: String) async throws {
+            _ = try await env.api.mergePatchStatus(.services(namespace: "default"), name: "gateway", ["status": ["loadBalancer": ["ingress": [["ip": .string(ip)]]]]])
+        }
+        try await publish("203.0.113.7")
+        try await env.create(.ingresses(namespace: "default"), #"""
+            {"metadata": {"name": "ours", "namespace": "default"},
+             "spec": {"ingressClassName": "sluice", "rules": [{"http": {"paths": [
+               {"path": "/", "pathType": "Prefix", "backend": {"service": {"name": "web", "port": {"name": "http"}}}}]}}]}}
+            """#)
+        let c = try env.startController(["--leader-elect", "false", "--ingress-publish-service", "default/gateway"])
+        func address() async throws -> String? {
+            try await env.api.get(.ingresses(namespace: "default"), name: "ours")["status"]?["loadBalancer"]?["ingress"]?.arrayValue?.first?["ip"]?.stringValue
+        }
+        #expect(try await eventually(timeout: .seconds(20)) { try await address() == "203.0.113.7" }, "\(c.text.suffix(1500))")
+        try await publish("203.0.113.8")
+        #expect(try await eventually(timeout: .seconds(20)) { try await address() == "203.0.113.8" }, "\(c.text.suffix(1500))")
         await env.stop()
     }
 }
