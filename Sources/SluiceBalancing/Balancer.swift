@@ -35,15 +35,15 @@ public final class Balancer {
         // One atomic load when every node is healthy. An unhealthy pick gives way to a
         // healthy node (of this group, else of the next), or stands when none is left.
         guard let health, let n = first, !health.isHealthy(n) else { return first }
-        let avoid = Avoidance(excluded: excluded, downUntil: downUntil, now: now, health: health)
-        for g in 0..<groups.count {
-            if let m = groups[g].pick(hashKey: hashKey, avoid: avoid, random: &random) { return Int(m) }
-        }
-        return n
+        return pick(hashKey, avoiding: Avoidance(excluded: excluded, downUntil: downUntil, now: now, health: health)) ?? n
     }
 
     private func pickRespectingHealth(_ health: Bool, _ hashKey: UInt64, _ excluded: [Int], _ now: UInt64) -> Int? {
-        let avoid = Avoidance(excluded: excluded, downUntil: health ? downUntil : [:], now: now, health: nil)
+        pick(hashKey, avoiding: Avoidance(excluded: excluded, downUntil: health ? downUntil : [:], now: now, health: nil))
+    }
+
+    /// The first group, by priority, that has a node `avoid` does not rule out.
+    private func pick(_ hashKey: UInt64, avoiding avoid: Avoidance) -> Int? {
         for g in 0..<groups.count {
             if let n = groups[g].pick(hashKey: hashKey, avoid: avoid, random: &random) {
                 return Int(n)

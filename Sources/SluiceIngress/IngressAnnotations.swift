@@ -121,8 +121,7 @@ struct IngressAnnotations {
         // Source ranges; the older whitelist/blacklist names are read too.
         let allow = try cidrs(["allowlist-source-range", "whitelist-source-range"])
         let block = try cidrs(["blocklist-source-range", "blacklist-source-range"])
-        if let allow, block != nil {
-            _ = allow
+        if allow != nil, block != nil {
             throw TranslationError("\(field("allowlist-source-range")): cannot be used with blocklist-source-range (ip-restriction takes one list)")
         }
         if let allow { a.plugins["ip-restriction"] = ["whitelist": .array(allow)] }

@@ -408,6 +408,7 @@ final class ResponseRewritePlugin: HTTPPlugin {
             // As APISIX's clear_header_as_body_modified: nothing that described the old body.
             for name in ["content-length", "content-encoding", "etag", "last-modified"] { response.headers.remove(name: name) }
         } else if !filters.isEmpty {
+            // Another plugin may still rewrite the body (echo): this one's filters stay off it.
             r.scratch[ObjectIdentifier(self)] = nil
         }
         // Rendered first, then written. A value that renders with a control character is not

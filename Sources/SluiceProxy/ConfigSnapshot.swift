@@ -357,7 +357,6 @@ public final class SnapshotCompiler {
         var next = router.entries.count
         for change in changes where change.kind == .routes {
             if let old = routeIndex.removeValue(forKey: change.id) { removing.append(old) }
-            formBodyRoutes.remove(change.id)
             upstreams["routes/\(change.id)"] = state.routes[change.id]?.upstream == nil ? nil : upstreams["routes/\(change.id)"]
             guard let (entry, target) = compileRoute(change.id, state, next, &upstreams) else { continue }
             routeIndex[change.id] = next

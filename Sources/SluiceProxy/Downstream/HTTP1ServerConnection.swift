@@ -44,9 +44,6 @@ final class HTTP1ServerConnection: ChannelDuplexHandler, RemovableChannelHandler
     private var closing = false
     private var servedAny = false
     private var idleSince = NIODeadline.now()
-    /// One timer per connection serves the header, keep-alive and exchange timeouts: it is
-    /// moved earlier when a shorter deadline appears, and otherwise re-evaluates what is due
-    /// when it fires, so a request costs no timer scheduling in the common case.
     /// A request whose route depends on its form body (a route reads `post_arg_*`): held,
     /// with the body so far, until the body is in; then routed and run as any other.
     private struct HeldForBody {
@@ -60,6 +57,9 @@ final class HTTP1ServerConnection: ChannelDuplexHandler, RemovableChannelHandler
     /// The largest form body read before routing; a larger one is routed without it (its
     /// `post_arg_*` are missing), as NGINX cannot read a body spilled to a file either.
     static let maxFormBodyForRouting = 64 * 1024
+    /// One timer per connection serves the header, keep-alive and exchange timeouts: it is
+    /// moved earlier when a shorter deadline appears, and otherwise re-evaluates what is due
+    /// when it fires, so a request costs no timer scheduling in the common case.
     private var timer: Scheduled<Void>?
     private var timerDeadline = NIODeadline.distantFuture
 
@@ -446,17 +446,15 @@ final class HTTP1ServerConnection: ChannelDuplexHandler, RemovableChannelHandler
             context.close(promise: nil)
             return
         }
+        // NGINX answers these with its page; the reader's reason is not sent.
         let status: HTTPResponseStatus
-        let message: String
         switch error {
-        case .uriTooLong: (status, message) = (.uriTooLong, "request URI too long")
-        case .headersTooLarge: (status, message) = (.requestHeaderFieldsTooLarge, "request header fields too large")
-        case .badRequest(let why): (status, message) = (.badRequest, why)
-        case .notImplemented(let why): (status, message) = (.notImplemented, why)
-        case .badResponse(let why): (status, message) = (.badRequest, why)
+        case .uriTooLong: status = .uriTooLong
+        case .headersTooLarge: status = .requestHeaderFieldsTooLarge
+        case .badRequest, .badResponse: status = .badRequest
+        case .notImplemented: status = .notImplemented
         }
         closing = true
-        _ = message  // NGINX logs why, and answers with its page
         let body = LocalResponse.page(Int(status.code))
         requestMethod = .GET
         closeAfterResponse = true
