@@ -144,9 +144,10 @@ public final class UpstreamHealth: Sendable {
     /// Records what a real request found (a response status, a connect failure, a timeout),
     /// when passive checks are configured.
     public func recordPassive(_ node: Int, status: Int) {
-        guard let p = checks.passive else { return }
+        // Passive `tcp` checks judge connections only: statuses count for nothing.
+        guard let p = checks.passive, p.type != .tcp else { return }
         if p.unhealthyStatuses.contains(status) {
-            record(node, p.type == .tcp ? .success : .httpFailure, passiveThresholds(p))
+            record(node, .httpFailure, passiveThresholds(p))
         } else if p.healthyStatuses.contains(status) {
             record(node, .success, passiveThresholds(p))
         }

@@ -80,6 +80,16 @@ import Testing
         #expect(h.isHealthy(0))
         h.recordPassive(0, status: 503)
         #expect(!h.isHealthy(0))
+        // Passive tcp: statuses judge nothing, connections do.
+        var tcp = HealthChecks()
+        tcp.passive = HealthChecks.Passive()
+        tcp.passive?.type = .tcp
+        tcp.passive?.tcpFailures = 1
+        let t = health(1, checks: tcp)
+        for _ in 0..<10 { t.recordPassive(0, status: 503) }
+        #expect(t.isHealthy(0) && t.cells[0].counters.success == 0)
+        t.recordPassive(0, .tcpFailure)
+        #expect(!t.isHealthy(0))
         // No passive config: real requests judge nothing.
         let plain = health(1)
         for _ in 0..<10 { plain.recordPassive(0, status: 500) }
